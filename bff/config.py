@@ -1,0 +1,465 @@
+"""Settings: parsed once from TOML plus `BFF_*` environment variables, frozen, and
+validated all at once (every problem named by its setting, reported together).
+
+Environment wins over the file. Secrets come from the environment, or from a file
+named by `<NAME>_FILE` (e.g. BFF_CLIENT_SECRET_FILE), and may be left out of TOML.
+Only the CLI reads `os.environ`; this module takes the environment as a parameter.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from bff.errors import ConfigError
+from bff.redirects import is_local_path
+
+__all__ = [
+    "DEFAULT_SCOPES",
+    "RouteConfig",
+    "Settings",
+    "is_loopback_host",
+    "load_settings",
+    "read_toml",
+]
+
+DEFAULT_SCOPES = "openid profile email offline_access"
+STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+RESERVED_PREFIXES = ("/bff", "/healthz", "/readyz", "/metrics")
+TokenMode = Literal["user", "optional", "none"]
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    prefix: str
+    upstream: str
+    token: TokenMode = "user"
+    csrf: bool = True
+    methods: frozenset[str] | None = None
+    retry_on_401: bool = False
+    scopes: str | None = None
+    resource: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    secret_keys: tuple[str, ...] = field(repr=False)
+    scopes: str = DEFAULT_SCOPES
+    resource: str | None = None
+    public_url: str = "http://localhost:8000"
+    session_store: str = "memory://"
+    store_prefix: str = "bff"
+    routes: tuple[RouteConfig, ...] = ()
+    cookie_name: str = "bff-session"
+    cookie_samesite: Literal["strict", "lax"] = "strict"
+    idle_timeout: int = 1800
+    max_lifetime: int = 86400
+    refresh_skew: int = 30
+    upstream_timeout: float = 30.0
+    post_logout_redirect: str = "/"
+    static_dir: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    @property
+    def secure(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url}/bff/callback"
+
+    @property
+    def post_logout_redirect_uri(self) -> str:
+        return f"{self.public_url}{self.post_logout_redirect}"
+
+    @property
+    def login_cookie_name(self) -> str:
+        return f"{self.cookie_name}-login"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with every secret replaced by a mask."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in ("client_secret", "secret_keys"):
+                count = len(value) if isinstance(value, tuple) else 1
+                value = "****" if count == 1 else f"**** ({count} keys)"
+            elif name == "routes":
+                value = [_route_dict(r) for r in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        out["session_store"] = _mask_url_password(self.session_store)
+        return out
+
+
+def _route_dict(route: RouteConfig) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "prefix": route.prefix,
+        "upstream": _mask_url_password(route.upstream),
+        "token": route.token,
+        "csrf": route.csrf,
+        "retry_on_401": route.retry_on_401,
+    }
+    if route.methods is not None:
+        d["methods"] = sorted(route.methods)
+    if route.scopes:
+        d["scopes"] = route.scopes
+    if route.resource:
+        d["resource"] = route.resource
+    return d
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":****@", 1)
+    return url
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Read a TOML config file; ConfigError naming the file when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([f"config file {path}: cannot be read ({exc.strerror})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config file {path}: invalid TOML ({exc})"]) from None
+
+
+class _Collector:
+    """Reads settings from env (wins) and TOML, converting and collecting problems."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        toml: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+    ) -> None:
+        self.environ = environ
+        self.toml = toml
+        self.overrides = overrides
+        self.problems: list[str] = []
+
+    def raw(self, name: str, *, secret: bool = False) -> tuple[Any, str] | None:
+        env = f"BFF_{name.upper()}"
+        if name in self.overrides:  # command-line flags beat environment and file
+            return self.overrides[name], f"--{name.replace('_', '-')}"
+        if env in self.environ:
+            return self.environ[env], env
+        if secret and f"{env}_FILE" in self.environ:
+            path = self.environ[f"{env}_FILE"]
+            try:
+                return Path(path).read_text(encoding="utf-8").strip(), f"{env}_FILE"
+            except OSError as exc:
+                self.problems.append(f"{env}_FILE: cannot read {path} ({exc.strerror})")
+                return None
+        if name in self.toml:
+            return self.toml[name], name
+        return None
+
+    def text(self, name: str, default: str | None = None, *, secret: bool = False) -> str | None:
+        got = self.raw(name, secret=secret)
+        if got is None:
+            return default
+        value, source = got
+        if not isinstance(value, str):
+            self.problems.append(f"{source}: must be a string")
+            return default
+        return value.strip()
+
+    def required(self, name: str, *, secret: bool = False) -> str:
+        value = self.text(name, secret=secret)
+        if not value:
+            env = f"BFF_{name.upper()}"
+            hint = f" (or {env}_FILE)" if secret else ""
+            self.problems.append(f"{env}: required{hint}")
+            return ""
+        return value
+
+    def number(self, name: str, default: int, *, minimum: int, as_float: bool = False) -> Any:
+        got = self.raw(name)
+        if got is None:
+            return default
+        value, source = got
+        convert: Callable[[Any], Any] = float if as_float else int
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = convert(value)
+        except (TypeError, ValueError):
+            self.problems.append(f"{source}: must be a number, got {value!r}")
+            return default
+        if number < minimum:
+            self.problems.append(f"{source}: must be at least {minimum}, got {number}")
+            return default
+        return number
+
+    def flag(self, value: Any, source: str, default: bool) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        self.problems.append(f"{source}: must be true or false")
+        return default
+
+
+def _check_url(
+    c: _Collector,
+    value: str,
+    source: str,
+    *,
+    allow_path: bool = True,
+    https_unless_loopback: bool = False,
+) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        c.problems.append(f"{source}: not an http(s) URL: {value!r}")
+        return
+    if parts.username or parts.password:
+        c.problems.append(f"{source}: must not carry credentials")
+    if parts.query or parts.fragment:
+        c.problems.append(f"{source}: must not have a query or fragment")
+    if not allow_path and parts.path not in ("", "/"):
+        c.problems.append(f"{source}: must be an origin without a path, got {value!r}")
+    if https_unless_loopback and parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        c.problems.append(
+            f"{source}: plain http is allowed only for localhost and loopback addresses"
+        )
+
+
+def _parse_routes(c: _Collector) -> tuple[RouteConfig, ...]:
+    entries: list[tuple[dict[str, Any], str]] = []
+    if "BFF_ROUTES" in c.environ:
+        for i, item in enumerate(filter(None, c.environ["BFF_ROUTES"].split(","))):
+            prefix, sep, upstream = item.strip().partition("=")
+            if not sep:
+                c.problems.append(f"BFF_ROUTES: entry {i + 1} is not PREFIX=UPSTREAM_URL")
+                continue
+            entries.append(({"prefix": prefix.strip(), "upstream": upstream.strip()}, "BFF_ROUTES"))
+    else:
+        toml_routes = c.toml.get("routes", [])
+        if not isinstance(toml_routes, list):
+            c.problems.append("routes: must be an array of tables ([[routes]])")
+            toml_routes = []
+        for i, table in enumerate(toml_routes):
+            if not isinstance(table, dict):
+                c.problems.append(f"routes[{i}]: must be a table")
+                continue
+            entries.append((table, f"routes[{i}]"))
+
+    routes: list[RouteConfig] = []
+    seen: set[str] = set()
+    for entry, where in entries:
+        route = _parse_route(c, entry, where)
+        if route is None:
+            continue
+        if route.prefix in seen:
+            c.problems.append(f"{where}: duplicate prefix {route.prefix!r}")
+        seen.add(route.prefix)
+        routes.append(route)
+    return tuple(routes)
+
+
+def _parse_route(c: _Collector, item: dict[str, Any], where: str) -> RouteConfig | None:
+    known = {"prefix", "upstream", "token", "csrf", "methods", "retry_on_401", "scopes", "resource"}
+    for key in sorted(set(item) - known):
+        c.problems.append(f"{where}.{key}: unknown route setting")
+    prefix, upstream = item.get("prefix"), item.get("upstream")
+    before = len(c.problems)
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        c.problems.append(f"{where}.prefix: must start with '/', got {prefix!r}")
+    elif prefix != "/" and (
+        prefix.endswith("/")
+        or any(seg in ("", ".", "..") for seg in prefix[1:].split("/"))
+        or any(ch in prefix for ch in "%\\?#;")
+        or any(ord(ch) <= 0x20 or ord(ch) >= 0x7F for ch in prefix)
+    ):
+        c.problems.append(f"{where}.prefix: must be a plain path like /api, got {prefix!r}")
+    elif any(
+        prefix == r or prefix.startswith(r + "/") or r.startswith(prefix + "/") or prefix == "/"
+        for r in RESERVED_PREFIXES
+    ):
+        c.problems.append(f"{where}.prefix: {prefix!r} would shadow bff's own endpoints")
+    if not isinstance(upstream, str):
+        c.problems.append(f"{where}.upstream: required URL")
+    else:
+        _check_url(c, upstream, f"{where}.upstream")
+    token = item.get("token", "user")
+    if token not in ("user", "optional", "none"):
+        c.problems.append(f"{where}.token: must be user, optional or none")
+    csrf = c.flag(item.get("csrf", True), f"{where}.csrf", True)
+    retry = c.flag(item.get("retry_on_401", False), f"{where}.retry_on_401", False)
+    methods = item.get("methods")
+    method_set: frozenset[str] | None = None
+    if methods is not None:
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            c.problems.append(f"{where}.methods: must be a list of HTTP method names")
+        else:
+            method_set = frozenset(m.upper() for m in methods)
+            for bad in sorted(method_set - HTTP_METHODS):
+                c.problems.append(f"{where}.methods: unknown method {bad!r}")
+    for key in ("scopes", "resource"):
+        if key in item and not isinstance(item[key], str):
+            c.problems.append(f"{where}.{key}: must be a string")
+    if len(c.problems) > before:
+        return None
+    assert isinstance(prefix, str)
+    assert isinstance(upstream, str)
+    return RouteConfig(
+        prefix=prefix,
+        upstream=upstream.rstrip("/") if urlsplit(upstream).path == "/" else upstream,
+        token=token,
+        csrf=csrf,
+        methods=method_set,
+        retry_on_401=retry,
+        scopes=item.get("scopes"),
+        resource=item.get("resource"),
+    )
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    toml: Mapping[str, Any] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from env + TOML (+ CLI `overrides`); ConfigError lists ALL problems."""
+    c = _Collector(environ, toml or {}, overrides or {})
+
+    issuer = c.required("issuer").rstrip("/")
+    if issuer:
+        _check_url(c, issuer, "BFF_ISSUER", https_unless_loopback=True)
+    client_id = c.required("client_id")
+    client_secret = c.required("client_secret", secret=True)
+    keys_text = c.required("secret_key", secret=True)
+    secret_keys = tuple(k.strip() for k in keys_text.split(",") if k.strip())
+    for i, key in enumerate(secret_keys):
+        if len(key) < 32:
+            c.problems.append(
+                f"BFF_SECRET_KEY: key {i + 1} is {len(key)} characters; at least 32 required"
+            )
+    scopes = c.text("scopes", DEFAULT_SCOPES) or DEFAULT_SCOPES
+    if "openid" not in scopes.split():
+        c.problems.append("BFF_SCOPES: must include 'openid'")
+    resource = c.text("resource") or None
+    if resource:
+        _check_url(c, resource, "BFF_RESOURCE")
+    public_url = (c.text("public_url", "http://localhost:8000") or "").rstrip("/")
+    _check_url(c, public_url, "BFF_PUBLIC_URL", allow_path=False, https_unless_loopback=True)
+    secure = public_url.startswith("https://")
+
+    store = c.text("session_store", "memory://") or "memory://"
+    scheme = store.split("://", 1)[0] if "://" in store else ""
+    if scheme not in STORE_SCHEMES:
+        c.problems.append(
+            f"BFF_SESSION_STORE: unsupported URL {_mask_url_password(store)!r}; "
+            f"use one of {', '.join(s + '://' for s in STORE_SCHEMES)}"
+        )
+    store_prefix = c.text("store_prefix", "bff") or "bff"
+    if any(ch in store_prefix for ch in "{}*?[] ") or not store_prefix:
+        c.problems.append("BFF_STORE_PREFIX: must not contain braces, glob characters or spaces")
+
+    default_cookie = "__Host-bff-session" if secure else "bff-session"
+    cookie_name = c.text("cookie_name", default_cookie) or default_cookie
+    if not cookie_name.replace("-", "").replace("_", "").isalnum():
+        c.problems.append("BFF_COOKIE_NAME: only letters, digits, '-' and '_' are allowed")
+    if not secure and cookie_name.startswith(("__Host-", "__Secure-")):
+        c.problems.append("BFF_COOKIE_NAME: __Host- / __Secure- names need an https BFF_PUBLIC_URL")
+    samesite = (c.text("cookie_samesite", "strict") or "strict").lower()
+    if samesite not in ("strict", "lax"):
+        c.problems.append("BFF_COOKIE_SAMESITE: must be strict or lax")
+        samesite = "strict"
+
+    idle = c.number("session_idle_timeout", 1800, minimum=1)
+    lifetime = c.number("session_max_lifetime", 86400, minimum=1)
+    skew = c.number("refresh_skew", 30, minimum=0)
+    upstream_timeout = c.number("upstream_timeout", 30, minimum=0, as_float=True)
+    if upstream_timeout == 0:
+        c.problems.append("BFF_UPSTREAM_TIMEOUT: must be greater than 0")
+    post_logout = c.text("post_logout_redirect", "/") or "/"
+    if not is_local_path(post_logout):
+        c.problems.append("BFF_POST_LOGOUT_REDIRECT: must be a local path such as /")
+    static_dir = c.text("static_dir") or None
+    if static_dir and not Path(static_dir).is_dir():
+        c.problems.append(f"BFF_STATIC_DIR: {static_dir!r} is not a directory")
+
+    proxies_raw = c.raw("trusted_proxies")
+    proxies: list[str] = []
+    if proxies_raw is not None:
+        value, source = proxies_raw
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            c.problems.append(f"{source}: must be a comma-separated list of CIDRs")
+            items = []
+        for item in items:
+            text = str(item).strip()
+            if not text:
+                continue
+            try:
+                proxies.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError:
+                c.problems.append(f"{source}: {text!r} is not an IP address or CIDR")
+
+    host = c.text("host", "127.0.0.1") or "127.0.0.1"
+    port = c.number("port", 8000, minimum=0)
+    if port > 65535:
+        c.problems.append(f"BFF_PORT: {port} is not a port number")
+    workers = c.number("workers", 1, minimum=1)
+    if scheme == "memory" and workers > 1:
+        c.problems.append(
+            "BFF_SESSION_STORE: memory:// cannot be shared by several workers; "
+            "use redis:// with --workers > 1"
+        )
+    routes = _parse_routes(c)
+
+    if c.problems:
+        raise ConfigError(c.problems)
+    return Settings(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=client_secret,
+        secret_keys=secret_keys,
+        scopes=scopes,
+        resource=resource,
+        public_url=public_url,
+        session_store=store,
+        store_prefix=store_prefix,
+        routes=routes,
+        cookie_name=cookie_name,
+        cookie_samesite="lax" if samesite == "lax" else "strict",
+        idle_timeout=idle,
+        max_lifetime=lifetime,
+        refresh_skew=skew,
+        upstream_timeout=float(upstream_timeout),
+        post_logout_redirect=post_logout,
+        static_dir=static_dir,
+        trusted_proxies=tuple(proxies),
+        host=host,
+        port=port,
+        workers=workers,
+    )

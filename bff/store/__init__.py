@@ -1,0 +1,94 @@
+"""The session store contract: one protocol, a memory and a Redis implementation.
+
+The store only ever sees opaque, already-encrypted blobs under hashed keys: it never
+holds a session id (the cookie's secret) or a plaintext token. Sessions are addressed
+by their *session hash* (hex SHA-256 prefix of the id, see `bff.session`).
+
+Key layout (Redis; the memory store mirrors it):
+    {prefix}:{<hash>}:s          the session blob, TTL = min(idle, remaining lifetime)
+    {prefix}:{<hash>}:lock       the refresh lock of that session (same slot)
+    {prefix}:sub:{<sub digest>}  sorted set of session hashes of one user, score = absolute expiry
+    {prefix}:sid:{<sid digest>}  the same for one provider session (`sid` claim)
+    {prefix}:login:{<digest>}    a pending login transaction (single use, 10 min)
+    {prefix}:once:{<digest>}     a replay-cache entry (back-channel logout `jti`)
+Keys written or read together share a hash tag, so the layout works on Redis Cluster;
+nothing needs a cross-slot transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from bff.errors import StoreUnavailable
+
+__all__ = ["IndexEntry", "SessionStore", "StoreUnavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """What a session is indexed under; given on create and delete."""
+
+    sub: str
+    idp_sid: str | None
+    expires_at: int  # absolute end of the session, epoch seconds
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Async session storage. Every method raises `StoreUnavailable` when the backend fails."""
+
+    # --- sessions -------------------------------------------------------------------
+    async def create_session(
+        self, session_hash: str, blob: bytes, *, ttl: int, index: IndexEntry
+    ) -> None:
+        """Store a new session for `ttl` seconds and add it to the sub / sid indexes."""
+
+    async def load_session(self, session_hash: str, *, ttl: int) -> bytes | None:
+        """Return the blob and slide its expiry to `ttl` seconds, in ONE round trip
+        (Redis `GETEX ... EX ttl`). None when absent or expired."""
+
+    async def update_session(self, session_hash: str, blob: bytes, *, ttl: int) -> bool:
+        """Replace the blob only if the session still exists (Redis `SET XX`), so a
+        logout racing a refresh is never undone. False when it no longer exists."""
+
+    async def delete_session(self, session_hash: str, *, index: IndexEntry | None) -> bool:
+        """Delete the session, its lock and its index entries. True if it existed."""
+
+    async def session_ttl(self, session_hash: str) -> int | None:
+        """Remaining seconds before the session expires, or None when absent."""
+
+    async def sessions_by_sub(self, sub: str) -> list[str]:
+        """Hashes of the live sessions of one user."""
+
+    async def sessions_by_idp_sid(self, idp_sid: str) -> list[str]:
+        """Hashes of the live sessions of one provider session."""
+
+    def all_sessions(self) -> AsyncIterator[str]:
+        """Every live session hash (administration; SCAN on Redis)."""
+
+    # --- login transactions ---------------------------------------------------------
+    async def put_login_state(self, state: str, blob: bytes, *, ttl: int) -> None:
+        """Store a pending login under its `state` value."""
+
+    async def take_login_state(self, state: str) -> bytes | None:
+        """Return and delete the login state atomically (single use: `GETDEL`)."""
+
+    # --- coordination ---------------------------------------------------------------
+    async def acquire_lock(self, session_hash: str, *, lease_ms: int) -> str | None:
+        """Try once to take the session's refresh lock (`SET NX PX` on
+        `{prefix}:{<hash>}:lock`); a random owner token, or None when held."""
+
+    async def release_lock(self, session_hash: str, token: str) -> bool:
+        """Release only if `token` still owns the lock (compare-and-delete, Lua)."""
+
+    async def remember_once(self, key: str, *, ttl: int) -> bool:
+        """True the first time `key` is seen within `ttl` seconds (`SET NX EX`)."""
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend answers."""
+
+    async def aclose(self) -> None:
+        """Release connections."""

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import pytest
+
+from bff.config import load_settings, read_toml
+from bff.errors import ConfigError
+
+KEY = "k" * 32
+BASE = {
+    "BFF_ISSUER": "https://idp.example.com",
+    "BFF_CLIENT_ID": "spa",
+    "BFF_CLIENT_SECRET": "s3cret-value",
+    "BFF_SECRET_KEY": KEY,
+}
+
+
+def problems(env: dict[str, str], toml: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env, toml)
+    return info.value.problems
+
+
+def test_minimal_config_has_spec_defaults() -> None:
+    s = load_settings(BASE)
+    assert s.scopes == "openid profile email offline_access"
+    assert s.public_url == "http://localhost:8000"
+    assert s.redirect_uri == "http://localhost:8000/bff/callback"
+    assert s.session_store == "memory://"
+    assert s.cookie_name == "bff-session"
+    assert s.cookie_samesite == "strict"
+    assert (s.idle_timeout, s.max_lifetime, s.refresh_skew) == (1800, 86400, 30)
+    assert s.upstream_timeout == 30.0
+    assert s.post_logout_redirect == "/"
+
+
+def test_https_public_url_gets_host_prefixed_cookie() -> None:
+    s = load_settings({**BASE, "BFF_PUBLIC_URL": "https://app.example.com"})
+    assert s.cookie_name == "__Host-bff-session"
+    assert s.secure
+
+
+def test_env_wins_over_toml() -> None:
+    s = load_settings({**BASE, "BFF_SCOPES": "openid email"}, {"scopes": "openid profile"})
+    assert s.scopes == "openid email"
+
+
+def test_every_problem_reported_at_once_each_naming_its_setting() -> None:
+    found = problems(
+        {
+            "BFF_ISSUER": "not a url",
+            "BFF_CLIENT_ID": "spa",
+            "BFF_SECRET_KEY": "short",
+            "BFF_PUBLIC_URL": "http://app.example.com",
+            "BFF_SESSION_STORE": "memory://",
+            "BFF_WORKERS": "2",
+            "BFF_ROUTES": "api=http://orders:8080",
+        }
+    )
+    text = "\n".join(found)
+    assert "BFF_ISSUER" in text
+    assert "BFF_CLIENT_SECRET: required" in text
+    assert "BFF_SECRET_KEY: key 1 is 5 characters" in text
+    assert "BFF_PUBLIC_URL: plain http is allowed only for localhost" in text
+    assert "memory:// cannot be shared by several workers" in text
+    assert "BFF_ROUTES.prefix: must start with '/'" in text
+    assert len(found) >= 6
+
+
+def test_missing_issuer_is_named() -> None:
+    env = dict(BASE)
+    del env["BFF_ISSUER"]
+    assert problems(env) == ["BFF_ISSUER: required"]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://[::1]:8000", "http://127.9.0.1"])
+def test_http_allowed_for_loopback(url: str) -> None:
+    assert load_settings({**BASE, "BFF_PUBLIC_URL": url}).public_url == url
+
+
+def test_http_issuer_refused_unless_loopback() -> None:
+    assert any("BFF_ISSUER" in p for p in problems({**BASE, "BFF_ISSUER": "http://idp.example"}))
+
+
+def test_secret_key_rotation_list() -> None:
+    s = load_settings({**BASE, "BFF_SECRET_KEY": f"{'a' * 32}, {'b' * 40}"})
+    assert s.secret_keys == ("a" * 32, "b" * 40)
+
+
+def test_secrets_from_files(tmp_path) -> None:
+    (tmp_path / "secret").write_text("from-a-file\n")
+    env = {k: v for k, v in BASE.items() if k != "BFF_CLIENT_SECRET"}
+    env["BFF_CLIENT_SECRET_FILE"] = str(tmp_path / "secret")
+    assert load_settings(env).client_secret == "from-a-file"
+
+
+def test_masked_output_hides_secrets() -> None:
+    env = {**BASE, "BFF_SESSION_STORE": "redis://:hunter2pass@127.0.0.1:6379/0"}
+    masked = repr(load_settings(env).masked())
+    assert "s3cret-value" not in masked
+    assert KEY not in masked
+    assert "hunter2pass" not in masked
+    assert "s3cret-value" not in repr(load_settings(env))
+
+
+def test_routes_from_env_and_toml() -> None:
+    s = load_settings({**BASE, "BFF_ROUTES": "/api=http://orders:8080,/b=http://b/v1"})
+    assert [(r.prefix, r.upstream) for r in s.routes] == [
+        ("/api", "http://orders:8080"),
+        ("/b", "http://b/v1"),
+    ]
+    toml = {
+        "routes": [
+            {"prefix": "/api", "upstream": "http://o:1", "token": "optional", "csrf": False,
+             "methods": ["get", "POST"], "retry_on_401": True}
+        ]
+    }
+    (route,) = load_settings(BASE, toml).routes
+    assert route.token == "optional"
+    assert route.csrf is False
+    assert route.methods == frozenset({"GET", "POST"})
+    assert route.retry_on_401 is True
+
+
+@pytest.mark.parametrize(
+    ("route", "fragment"),
+    [
+        ({"prefix": "api", "upstream": "http://o"}, "must start with '/'"),
+        ({"prefix": "/api/", "upstream": "http://o"}, "plain path"),
+        ({"prefix": "/a/../b", "upstream": "http://o"}, "plain path"),
+        ({"prefix": "/bff", "upstream": "http://o"}, "shadow"),
+        ({"prefix": "/api", "upstream": "ftp://o"}, "not an http(s) URL"),
+        ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional or none"),
+        ({"prefix": "/api", "upstream": "http://o", "methods": ["FETCH"]}, "unknown method"),
+        ({"prefix": "/api", "upstream": "http://o", "colour": 1}, "unknown route setting"),
+    ],
+)
+def test_bad_routes_named(route: dict, fragment: str) -> None:
+    found = problems(BASE, {"routes": [route]})
+    assert any(fragment in p and p.startswith("routes[0]") for p in found), found
+
+
+def test_bad_numbers_and_enums() -> None:
+    found = problems({**BASE, "BFF_SESSION_IDLE_TIMEOUT": "soon", "BFF_COOKIE_SAMESITE": "none",
+                      "BFF_TRUSTED_PROXIES": "10.0.0.0/8,nonsense",
+                      "BFF_POST_LOGOUT_REDIRECT": "https://evil.example"})
+    text = "\n".join(found)
+    assert "BFF_SESSION_IDLE_TIMEOUT: must be a number" in text
+    assert "BFF_COOKIE_SAMESITE" in text
+    assert "'nonsense' is not an IP address" in text
+    assert "BFF_POST_LOGOUT_REDIRECT" in text
+
+
+def test_unknown_store_scheme() -> None:
+    assert any("BFF_SESSION_STORE" in p for p in problems({**BASE, "BFF_SESSION_STORE": "mongo://x"}))
+
+
+def test_unreadable_toml_named(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("issuer = ")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        read_toml(str(bad))
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_toml(str(tmp_path / "missing.toml"))

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+
+from bff.cookies import CookieSigner, build_set_cookie, expire_cookie, find_cookie, strip_cookies
+from bff.crypto import BlobError, KeyRing
+from bff.pkce import code_challenge, new_code_verifier
+from bff.session import (
+    Session,
+    decode_session,
+    encode_session,
+    new_session_id,
+    session_hash,
+)
+from bff.tokens import TokenSet, needs_refresh, token_set_from_response
+
+OLD, NEW = "o" * 32, "n" * 32
+
+
+def test_session_cookie_round_trip_and_tamper() -> None:
+    signer = CookieSigner(KeyRing([NEW]).signing_keys)
+    sid = new_session_id()
+    value = signer.sign_session(sid, 1_900_000_000)
+    assert sid in value  # signed, not encrypted: the id itself is the random credential
+    assert signer.unsign_session(value) == (sid, 1_900_000_000)
+    assert signer.unsign_session(value[:-1] + ("A" if value[-1] != "A" else "B")) is None
+    assert signer.unsign_session(sid) is None
+    # extend the lifetime by editing the cookie: the signature no longer matches
+    forged = value.replace("1900000000", "1999999999")
+    assert signer.unsign_session(forged) is None
+    other = CookieSigner(KeyRing(["x" * 32]).signing_keys)
+    assert other.unsign_session(value) is None
+
+
+def test_binding_and_session_signatures_are_not_interchangeable() -> None:
+    signer = CookieSigner(KeyRing([NEW]).signing_keys)
+    binding = signer.sign_binding("a" * 43 + ".1900000000")
+    assert signer.unsign_session(binding) is None
+
+
+def test_signing_key_rotation() -> None:
+    old = CookieSigner(KeyRing([OLD]).signing_keys)
+    rotated = CookieSigner(KeyRing([NEW, OLD]).signing_keys)
+    sid = new_session_id()
+    assert rotated.unsign_session(old.sign_session(sid, 2_000_000_000)) == (sid, 2_000_000_000)
+    assert old.unsign_session(rotated.sign_session(sid, 2_000_000_000)) is None
+
+
+def test_find_cookie_refuses_ambiguity() -> None:
+    assert find_cookie(["a=1; bff-session=v; b=2"], "bff-session") == "v"
+    assert find_cookie(["a=1", "bff-session=v"], "bff-session") == "v"
+    assert find_cookie(["bff-session=v; bff-session=w"], "bff-session") is None
+    assert find_cookie(["bff-session=v", "bff-session=w"], "bff-session") is None
+    assert find_cookie(["\u00a0bff-session=w; bff-session=v"], "bff-session") is None
+    assert find_cookie(["bff-session\u200b=w; bff-session=v"], "bff-session") is None
+    assert find_cookie(["other=1"], "bff-session") is None
+    assert find_cookie([], "bff-session") is None
+
+
+def test_strip_cookies() -> None:
+    names = frozenset({"bff-session", "bff-session-login"})
+    assert strip_cookies("a=1; bff-session=x; b=2", names) == "a=1; b=2"
+    assert strip_cookies("bff-session=x;bff-session-login=y", names) is None
+
+
+def test_set_cookie_attributes() -> None:
+    value = build_set_cookie("__Host-bff-session", "v", max_age=60, secure=True, samesite="strict")
+    assert value == "__Host-bff-session=v; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+    assert "Domain" not in value
+    gone = expire_cookie("bff-session", secure=False, samesite="lax")
+    assert "Max-Age=0" in gone
+    assert "Secure" not in gone
+
+
+def test_encryption_round_trip_binding_and_rotation() -> None:
+    old, rotated = KeyRing([OLD]), KeyRing([NEW, OLD])
+    blob = old.seal(b"tokens", aad=b"h1")
+    assert b"tokens" not in blob
+    assert rotated.open(blob, aad=b"h1") == b"tokens"
+    with pytest.raises(BlobError):
+        rotated.open(blob, aad=b"h2")  # moved to another session's key
+    with pytest.raises(BlobError):
+        KeyRing([NEW]).open(blob, aad=b"h1")  # the old key was retired
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(BlobError):
+        old.open(tampered, aad=b"h1")
+    with pytest.raises(BlobError):
+        old.open(rotated.seal(b"x", aad=b"h"), aad=b"h")  # new blobs use the new key
+    assert "o" * 32 not in repr(old)
+
+
+def test_pkce_s256_rfc7636_vector() -> None:
+    assert (
+        code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
+    assert len(new_code_verifier()) >= 43
+
+
+def test_session_record_round_trip_and_repr_hides_tokens() -> None:
+    tokens = TokenSet(access_token="AT-secret", expires_at=100, refresh_token="RT-secret",
+                      id_token="IT-secret")
+    s = Session(sub="alice", idp_sid="sid1", claims={"sub": "alice"}, tokens=tokens,
+                created_at=1, expires_at=2, user_agent="ua")
+    assert decode_session(encode_session(s)) == s
+    for secret in ("AT-secret", "RT-secret", "IT-secret"):
+        assert secret not in repr(s)
+    assert len(session_hash(new_session_id())) == 32
+    with pytest.raises(ValueError):
+        decode_session(b'{"v": 99}')
+
+
+def test_token_response_parsing_and_expiry() -> None:
+    t = token_set_from_response({"access_token": "a", "token_type": "Bearer",
+                                 "expires_in": 60, "refresh_token": "r"}, now=1000)
+    assert t.expires_at == 1060
+    assert not needs_refresh(t, now=1000, skew=30)
+    assert needs_refresh(t, now=1031, skew=30)
+    merged = t.merged_with(token_set_from_response({"access_token": "b", "expires_in": 60},
+                                                   now=2000))
+    assert merged.refresh_token == "r"  # kept when the provider returns none
+    with pytest.raises(ValueError):
+        token_set_from_response({"token_type": "Bearer"}, now=0)
+    with pytest.raises(ValueError):
+        token_set_from_response({"access_token": "a", "token_type": "mac"}, now=0)
