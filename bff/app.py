@@ -1,0 +1,169 @@
+"""Composition: settings + injected parts -> the ASGI app. The one place where errors
+become HTTP answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bff import endpoints
+from bff.auth_flow import LoginFlow
+from bff.config import Settings
+from bff.cookies import CookieSigner
+from bff.crypto import KeyRing
+from bff.errors import (
+    BffError,
+    IdpError,
+    RequestRejected,
+    StoreUnavailable,
+    TokenValidationError,
+)
+from bff.middleware import RequestContextMiddleware
+from bff.oidc import OidcClient
+from bff.session_service import SessionService
+from bff.store import SessionStore
+from bff.store.factory import create_store
+
+__all__ = ["create_app", "error_response"]
+
+_log = logging.getLogger("bff.app")
+_HTML_PATHS = ("/bff/login", "/bff/callback", "/bff/logout")
+
+
+def _classify(exc: BffError) -> tuple[int, str, str, dict[str, str]]:
+    if isinstance(exc, RequestRejected):
+        return exc.status, exc.code, exc.description, {}
+    if isinstance(exc, StoreUnavailable):
+        return (
+            503,
+            "session_store_unavailable",
+            "the session store is unavailable",
+            {"retry-after": "5"},
+        )
+    if isinstance(exc, IdpError):
+        return 502, "idp_unavailable", "the identity provider is unavailable", {"retry-after": "5"}
+    if isinstance(exc, TokenValidationError):
+        return 502, "idp_unavailable", "the identity provider sent an invalid token", {}
+    return 500, "server_error", "internal error", {}
+
+
+def error_response(request: Request, exc: BffError) -> Response:
+    status, code, description, headers = _classify(exc)
+    if status >= 500:
+        _log.warning(
+            "%s %s -> %s (%s: %s)",
+            request.method,
+            request.url.path,
+            status,
+            type(exc).__name__,
+            exc,
+        )
+    headers["cache-control"] = "no-store"
+    accept = request.headers.get("accept", "")
+    if request.url.path in _HTML_PATHS and "text/html" in accept:
+        page = (
+            "<!doctype html><meta charset=utf-8><title>Sign-in problem</title>"
+            f"<h1>Sign-in problem</h1><p>{html.escape(description)}</p>"
+            f'<p><code>{html.escape(code)}</code></p><p><a href="/">Back to the app</a></p>'
+        )
+        return HTMLResponse(page, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": code, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BffError)
+    return error_response(request, exc)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient | None = None,
+    store: SessionStore | None = None,
+    clock: Callable[[], float] = time.time,
+    discover_on_startup: bool = True,
+) -> Starlette:
+    """Build the app. Tests inject `http` (respx / MockTransport), `store` and `clock`."""
+    own_http = http is None
+    http_client = http or httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        follow_redirects=False,
+    )
+    session_store = store or create_store(settings, clock=clock)
+    keys = KeyRing(settings.secret_keys)
+    signer = CookieSigner(keys.signing_keys)
+    oidc = OidcClient(
+        issuer=settings.issuer,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        redirect_uri=settings.redirect_uri,
+        scopes=settings.scopes,
+        resource=settings.resource,
+        http=http_client,
+        clock=clock,
+    )
+    sessions = SessionService(
+        store=session_store,
+        keys=keys,
+        signer=signer,
+        idle_timeout=settings.idle_timeout,
+        max_lifetime=settings.max_lifetime,
+        clock=clock,
+    )
+    flow = LoginFlow(
+        settings=settings, oidc=oidc, sessions=sessions, keys=keys, signer=signer, clock=clock
+    )
+    runtime = endpoints.Runtime(
+        settings=settings, oidc=oidc, sessions=sessions, flow=flow, clock=clock
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task: asyncio.Task[None] | None = None
+        if discover_on_startup:
+            task = asyncio.create_task(oidc.discover_forever(), name="bff-discovery")
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if own_http:
+                await http_client.aclose()
+            await session_store.aclose()
+
+    routes: list[Any] = [
+        Route("/bff/login", endpoints.login, methods=["GET"]),
+        Route("/bff/callback", endpoints.callback, methods=["GET"]),
+        Route("/bff/user", endpoints.user, methods=["GET"]),
+        Route("/bff/logout", endpoints.logout, methods=["GET", "POST"]),
+        Route("/bff/backchannel-logout", endpoints.backchannel_unavailable, methods=["POST"]),
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/readyz", endpoints.readyz, methods=["GET"]),
+    ]
+    if settings.static_dir:
+        routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True)))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={BffError: _handle},
+        lifespan=lifespan,
+    )
+    app.state.bff = runtime
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,224 @@
+"""The login, callback and logout flows, independent of the web framework.
+
+Callback order (THREATS.md invariant 5): `iss` (RFC 9207), then state and its browser
+binding, then the provider's error answer, then the code exchange with the PKCE
+verifier, then ID-token validation, and only then a brand-new session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bff.config import Settings
+from bff.cookies import CookieSigner
+from bff.crypto import BlobError, KeyRing
+from bff.errors import BadRequest, IdpError, IdpRejected, IdpUnavailable, TokenValidationError
+from bff.oidc import OidcClient
+from bff.pkce import code_challenge, new_code_verifier, new_nonce, new_state
+from bff.redirects import is_local_path
+from bff.session import LoginState, Session, decode_login_state, encode_login_state
+from bff.session_service import SessionRef, SessionService
+
+__all__ = [
+    "LOGIN_STATE_TTL",
+    "CallbackResult",
+    "LoginFlow",
+    "LoginStart",
+    "ProviderErrorAnswer",
+]
+
+LOGIN_STATE_TTL = 600  # seconds a login may take, and the binding cookie's Max-Age
+REVOKE_TIMEOUT = 3.0
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_PARAM = 4096
+# Claims that describe the token rather than the user: not shown on /bff/user.
+_HIDDEN_CLAIMS = frozenset({"nonce", "at_hash", "c_hash", "s_hash", "jti"})
+_log = logging.getLogger("bff.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginStart:
+    redirect_to: str
+    binding_cookie: str  # signed value for the login-binding cookie
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    ref: SessionRef
+    session: Session
+    return_url: str
+
+
+class ProviderErrorAnswer(BadRequest):
+    """The provider sent the browser back with `error=` (e.g. the user cancelled)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description or f"the provider refused the login ({error})", code=error)
+
+
+def _binding_hash(binding: str) -> str:
+    return hashlib.sha256(b"bff/login-binding\0" + binding.encode()).hexdigest()
+
+
+def _state_aad(state: str) -> bytes:
+    return b"bff/login\0" + hashlib.sha256(state.encode()).digest()
+
+
+class LoginFlow:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        oidc: OidcClient,
+        sessions: SessionService,
+        keys: KeyRing,
+        signer: CookieSigner,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._oidc = oidc
+        self._sessions = sessions
+        self._keys = keys
+        self._signer = signer
+        self._clock = clock
+
+    # ---- /bff/login ------------------------------------------------------------------
+    async def start(self, *, return_url: str | None, binding_cookie: str | None) -> LoginStart:
+        return_url = "/" if return_url is None else return_url
+        if not is_local_path(return_url):
+            raise BadRequest(
+                "returnUrl must be a local path such as /app", code="invalid_return_url"
+            )
+        # One binding value per browser, reused by parallel logins in several tabs,
+        # so logins never pile up cookies (oauth2-proxy #2163).
+        binding = self._signer.unsign_binding(binding_cookie) if binding_cookie else None
+        if binding is None:
+            binding = secrets.token_urlsafe(32)
+        state, nonce, verifier = new_state(), new_nonce(), new_code_verifier()
+        login = LoginState(
+            code_verifier=verifier,
+            nonce=nonce,
+            return_url=return_url,
+            binding=_binding_hash(binding),
+            issuer=self._settings.issuer,
+            created_at=int(self._clock()),
+        )
+        # Ask the provider first: if it is down, nothing is stored.
+        url = await self._oidc.authorization_url(
+            state=state, nonce=nonce, code_challenge=code_challenge(verifier)
+        )
+        blob = self._keys.seal(encode_login_state(login), aad=_state_aad(state))
+        await self._sessions.store.put_login_state(state, blob, ttl=LOGIN_STATE_TTL)
+        return LoginStart(redirect_to=url, binding_cookie=self._signer.sign_binding(binding))
+
+    # ---- /bff/callback ---------------------------------------------------------------
+    async def finish(
+        self,
+        params: Mapping[str, str],
+        *,
+        binding_cookie: str | None,
+        user_agent: str,
+        previous: SessionRef | None,
+    ) -> CallbackResult:
+        for name, value in params.items():
+            if len(value) > _MAX_PARAM:
+                raise BadRequest(f"callback parameter {name[:32]!r} is too long")
+        metadata = await self._oidc.metadata()
+        iss = params.get("iss")
+        # RFC 9207: a missing (when advertised) or foreign `iss` is a mix-up attempt.
+        if (metadata.iss_parameter_supported or iss is not None) and (
+            iss is None or not hmac.compare_digest(iss, metadata.issuer)
+        ):
+            raise BadRequest(
+                "the authorization response names another issuer", code="invalid_issuer"
+            )
+        login = await self._take_state(params.get("state"), binding_cookie)
+        error = params.get("error")
+        if error is not None:
+            code = error if _ERROR_CODE.fullmatch(error) else "invalid_request"
+            description = params.get("error_description", "")[:200]
+            raise ProviderErrorAnswer(code, "".join(ch for ch in description if ch.isprintable()))
+        code_value = params.get("code")
+        if not code_value:
+            raise BadRequest("the callback carries no authorization code")
+        try:
+            tokens = await self._oidc.exchange_code(
+                code=code_value, code_verifier=login.code_verifier
+            )
+        except IdpRejected as exc:
+            raise BadRequest(
+                "the provider refused the authorization code", code=exc.error
+            ) from None
+        if not tokens.id_token:
+            raise IdpUnavailable("the token response has no id_token")
+        try:
+            claims = await self._oidc.validate_id_token(tokens.id_token, nonce=login.nonce)
+        except TokenValidationError as exc:
+            raise BadRequest(f"the ID token is not valid: {exc}", code="invalid_id_token") from None
+        shown = {k: v for k, v in claims.items() if k not in _HIDDEN_CLAIMS}
+        if previous is not None:
+            # Drop whatever session this browser had: one browser, one fresh session.
+            old = await self._sessions.load(previous)
+            await self._sessions.delete(previous.hash, old)
+        ref, session = await self._sessions.create(
+            tokens=tokens, claims=shown, user_agent=user_agent
+        )
+        return CallbackResult(ref=ref, session=session, return_url=login.return_url)
+
+    async def _take_state(self, state: str | None, binding_cookie: str | None) -> LoginState:
+        if not state:
+            raise BadRequest("the callback carries no state", code="invalid_state")
+        # Single use: taken (deleted) before anything else is checked.
+        blob = await self._sessions.store.take_login_state(state)
+        if blob is None:
+            raise BadRequest("unknown, expired or already used login state", code="invalid_state")
+        try:
+            login = decode_login_state(self._keys.open(blob, aad=_state_aad(state)))
+        except (BlobError, ValueError):
+            raise BadRequest("unreadable login state", code="invalid_state") from None
+        if self._clock() - login.created_at > LOGIN_STATE_TTL:
+            raise BadRequest("the login took too long; start again", code="invalid_state")
+        binding = self._signer.unsign_binding(binding_cookie) if binding_cookie else None
+        if binding is None or not hmac.compare_digest(_binding_hash(binding), login.binding):
+            raise BadRequest("this login was started in another browser", code="invalid_state")
+        if login.issuer != self._settings.issuer:
+            raise BadRequest("this login was started for another provider", code="invalid_state")
+        return login
+
+    # ---- /bff/logout -----------------------------------------------------------------
+    async def logout(self, ref: SessionRef | None, session: Session | None) -> str:
+        """Delete, revoke (bounded, best effort), then where to send the browser."""
+        id_token = None
+        if ref is not None:
+            await self._sessions.delete(ref.hash, session)
+        if session is not None:
+            id_token = session.tokens.id_token
+            if session.tokens.refresh_token:
+                await self.revoke_quietly(session.tokens.refresh_token)
+        fallback = self._settings.post_logout_redirect
+        metadata = self._oidc.metadata_or_none
+        if metadata is None:
+            return fallback
+        url = self._oidc.end_session_url(
+            metadata,
+            id_token_hint=id_token,
+            post_logout_redirect_uri=self._settings.post_logout_redirect_uri,
+        )
+        return url or fallback
+
+    async def revoke_quietly(self, refresh_token: str) -> bool:
+        """RFC 7009 revocation that never blocks a logout for more than a few seconds."""
+        try:
+            async with asyncio.timeout(REVOKE_TIMEOUT):
+                await self._oidc.revoke(refresh_token, token_type_hint="refresh_token")
+            return True
+        except (IdpError, TimeoutError) as exc:
+            _log.warning("refresh token revocation failed: %s", type(exc).__name__)
+            return False

@@ -1,0 +1,177 @@
+"""`bff serve | check-config | sessions`: the only code that reads os.environ."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.config
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bff.config import Settings, load_settings, read_toml
+from bff.errors import ConfigError
+
+__all__ = ["app_from_environment", "configure_logging", "main", "settings_from"]
+
+_LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "bare": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        },
+        "audit": {
+            "class": "logging.StreamHandler",
+            "formatter": "bare",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "loggers": {
+        "bff.audit": {"handlers": ["audit"], "level": "INFO", "propagate": False},
+        "bff": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # uvicorn's access log prints query strings (/bff/callback?code=…): bff writes
+        # its own access log without them, so this one stays off.
+        "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+        # authlib logs the PKCE verifier at DEBUG; httpx logs every URL at INFO.
+        "authlib": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+}
+
+
+def configure_logging() -> dict[str, Any]:
+    logging.config.dictConfig(_LOGGING)
+    return _LOGGING
+
+
+def settings_from(
+    environ: Mapping[str, str], config_path: str | None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    path = config_path or environ.get("BFF_CONFIG")
+    toml = read_toml(path) if path else {}
+    return load_settings(environ, toml, overrides=overrides)
+
+
+def app_from_environment() -> Any:
+    """uvicorn factory for worker processes: settings come from the environment that
+    `bff serve` prepared (the config path and the command-line overrides)."""
+    from bff.app import create_app
+
+    configure_logging()
+    overrides = json.loads(os.environ.get("BFF_CLI_OVERRIDES", "{}"))
+    return create_app(settings_from(os.environ, None, overrides))
+
+
+def _report(error: ConfigError) -> int:
+    print("bff: invalid configuration:", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if v is not None
+    }
+    try:
+        settings = settings_from(os.environ, args.config, overrides)
+    except ConfigError as exc:
+        return _report(exc)
+    if args.config:
+        os.environ["BFF_CONFIG"] = os.path.abspath(args.config)
+    os.environ["BFF_CLI_OVERRIDES"] = json.dumps(overrides)
+    trusted = ",".join(settings.trusted_proxies)
+    print(
+        f"bff: serving on http://{settings.host}:{settings.port} "
+        f"({settings.workers} worker(s)), public URL {settings.public_url}",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "bff.cli:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: only when the
+        # operator names trusted proxies do we let it read them.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        access_log=False,
+        server_header=False,
+        log_config=configure_logging(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(os.environ, args.config)
+    except ConfigError as exc:
+        return _report(exc)
+    print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from bff.admin import run_sessions_command
+
+    try:
+        settings = settings_from(os.environ, args.config)
+    except ConfigError as exc:
+        return _report(exc)
+    return run_sessions_command(settings, args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bff", description="OAuth backend-for-frontend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the BFF")
+    serve.add_argument("--config", help="TOML config file (or BFF_CONFIG)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check-config", help="validate and print the effective config")
+    check.add_argument("--config")
+    check.set_defaults(func=_check_config)
+    sessions = sub.add_parser("sessions", help="list or revoke sessions")
+    sessions.add_argument("--config")
+    actions = sessions.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list")
+    listing.add_argument("--sub")
+    revoke = actions.add_parser("revoke")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--session", metavar="HASH")
+    target.add_argument("--sub")
+    target.add_argument("--all", action="store_true")
+    sessions.set_defaults(func=_sessions)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Thin Starlette handlers for /bff/*, /healthz and /readyz. Errors are raised, and
+rendered in one place by app.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from bff.audit import audit
+from bff.auth_flow import LOGIN_STATE_TTL, LoginFlow
+from bff.config import Settings
+from bff.cookies import build_set_cookie, expire_cookie, find_cookie
+from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
+from bff.headers import csrf_ok, header_values
+from bff.oidc import OidcClient
+from bff.session import Session, short_hash
+from bff.session_service import SessionRef, SessionService
+
+__all__ = [
+    "Runtime",
+    "backchannel_unavailable",
+    "healthz",
+    "login",
+    "callback",
+    "logout",
+    "readyz",
+    "user",
+]
+
+_log = logging.getLogger("bff.endpoints")
+
+
+@dataclass(slots=True)
+class Runtime:
+    """The composed parts, reachable from handlers as `request.app.state.bff`."""
+
+    settings: Settings
+    oidc: OidcClient
+    sessions: SessionService
+    flow: LoginFlow
+    clock: Callable[[], float]
+
+
+def _rt(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.bff
+    return runtime
+
+
+def _cookie(request: Request, name: str) -> str | None:
+    return find_cookie(header_values(request.scope["headers"], b"cookie"), name)
+
+
+def _single_param(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"parameter {name!r} given more than once")
+    return values[0] if values else None
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _current(request: Request) -> tuple[SessionRef | None, Session | None]:
+    rt = _rt(request)
+    ref = rt.sessions.ref_from_cookie(_cookie(request, rt.settings.cookie_name))
+    if ref is None:
+        return None, None
+    return ref, await rt.sessions.load(ref)
+
+
+async def login(request: Request) -> Response:
+    rt = _rt(request)
+    s = rt.settings
+    start = await rt.flow.start(
+        return_url=_single_param(request, "returnUrl"),
+        binding_cookie=_cookie(request, s.login_cookie_name),
+    )
+    response = RedirectResponse(start.redirect_to, status_code=302)
+    # Lax, not Strict: the provider's redirect back to us is a cross-site navigation.
+    response.headers.append(
+        "set-cookie",
+        build_set_cookie(
+            s.login_cookie_name,
+            start.binding_cookie,
+            max_age=LOGIN_STATE_TTL,
+            secure=s.secure,
+            samesite="lax",
+        ),
+    )
+    return response
+
+
+async def callback(request: Request) -> Response:
+    rt = _rt(request)
+    s = rt.settings
+    params: dict[str, str] = {}
+    for name in ("iss", "state", "code", "error", "error_description"):
+        value = _single_param(request, name)
+        if value is not None:
+            params[name] = value
+    previous = rt.sessions.ref_from_cookie(_cookie(request, s.cookie_name))
+    user_agent = request.headers.get("user-agent", "")
+    result = await rt.flow.finish(
+        params,
+        binding_cookie=_cookie(request, s.login_cookie_name),
+        user_agent=user_agent,
+        previous=previous,
+    )
+    audit(
+        "login",
+        outcome="success",
+        now=rt.clock(),
+        sub=result.session.sub,
+        session=short_hash(result.ref.hash),
+        client_ip=_client_ip(request),
+        user_agent=user_agent,
+    )
+    response = RedirectResponse(result.return_url, status_code=302)
+    response.headers.append(
+        "set-cookie",
+        build_set_cookie(
+            s.cookie_name,
+            rt.sessions.cookie_value(result.ref),
+            max_age=int(result.ref.expires_at - rt.clock()),
+            secure=s.secure,
+            samesite=s.cookie_samesite,
+        ),
+    )
+    return response
+
+
+async def user(request: Request) -> Response:
+    if not csrf_ok(request.scope["headers"]):
+        raise CsrfRejected("X-CSRF: 1 header required")
+    rt = _rt(request)
+    ref, session = await _current(request)
+    if ref is None or session is None:
+        raise NotAuthenticated("no live session")
+    body: dict[str, Any] = dict(session.claims)
+    body["bff:logout_url"] = f"/bff/logout?sid={ref.logout_sid}"
+    body["bff:session_expires_in"] = session.ttl(
+        now=rt.clock(), idle_timeout=rt.settings.idle_timeout
+    )
+    return JSONResponse(body, headers={"cache-control": "no-store"})
+
+
+async def logout(request: Request) -> Response:
+    rt = _rt(request)
+    s = rt.settings
+    if request.method == "POST" and not csrf_ok(request.scope["headers"]):
+        raise CsrfRejected("X-CSRF: 1 header required")
+    ref, session = await _current(request)
+    if request.method == "GET" and session is not None:
+        assert ref is not None
+        sid = _single_param(request, "sid")
+        if sid != ref.logout_sid:
+            # A cross-site link must not be able to log the user out.
+            raise BadRequest("sid does not match the session", code="invalid_sid")
+    target = await rt.flow.logout(ref, session)
+    if session is not None and ref is not None:
+        audit(
+            "logout",
+            outcome="success",
+            now=rt.clock(),
+            sub=session.sub,
+            session=short_hash(ref.hash),
+            client_ip=_client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+    response = RedirectResponse(target, status_code=302)
+    response.headers.append(
+        "set-cookie", expire_cookie(s.cookie_name, secure=s.secure, samesite=s.cookie_samesite)
+    )
+    return response
+
+
+async def backchannel_unavailable(request: Request) -> Response:
+    """Placeholder until back-channel logout lands: never a silent success."""
+    return JSONResponse(
+        {"error": "unsupported", "error_description": "back-channel logout is not enabled"},
+        status_code=501,
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    rt = _rt(request)
+    problems: list[str] = []
+    try:
+        await rt.sessions.store.ping()
+    except BffError as exc:
+        problems.append(f"session store: {exc}")
+    if rt.oidc.metadata_or_none is None:
+        problems.append(f"provider metadata not loaded: {rt.oidc.last_error or 'pending'}")
+    if problems:
+        return JSONResponse(
+            {"error": "not_ready", "error_description": "; ".join(problems)},
+            status_code=503,
+            headers={"retry-after": "5"},
+        )
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,156 @@
+"""Sessions through the store: cookie -> hash -> blob -> decrypt -> Session, and back.
+
+The store sees only hashed keys and sealed blobs. The cookie carries the session id
+and its absolute expiry (signed), so one `GETEX` can both read the session and slide
+its idle expiry to min(idle timeout, remaining lifetime) without a second command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bff.cookies import CookieSigner
+from bff.crypto import BlobError, KeyRing
+from bff.session import (
+    Session,
+    decode_session,
+    encode_session,
+    new_session_id,
+    session_hash,
+)
+from bff.store import IndexEntry, SessionStore
+from bff.tokens import TokenSet
+
+__all__ = ["SessionRef", "SessionService"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    """What a valid session cookie names: never logged (the id is the credential)."""
+
+    session_id: str = field(repr=False)
+    hash: str
+    expires_at: int
+
+    @property
+    def logout_sid(self) -> str:
+        """The `sid` of `/bff/logout?sid=…`: only a same-origin reader of /bff/user knows it."""
+        return hashlib.sha256(b"bff/logout-sid\0" + self.session_id.encode()).hexdigest()[:32]
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        keys: KeyRing,
+        signer: CookieSigner,
+        idle_timeout: int,
+        max_lifetime: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self._keys = keys
+        self._signer = signer
+        self._idle = idle_timeout
+        self._lifetime = max_lifetime
+        self._clock = clock
+
+    def ref_from_cookie(self, value: str | None) -> SessionRef | None:
+        """Verify the signature before any I/O; None for anything not ours or expired."""
+        if not value:
+            return None
+        unsigned = self._signer.unsign_session(value)
+        if unsigned is None:
+            return None
+        session_id, expires_at = unsigned
+        if expires_at <= self._clock():
+            return None
+        return SessionRef(session_id, session_hash(session_id), expires_at)
+
+    def cookie_value(self, ref: SessionRef) -> str:
+        return self._signer.sign_session(ref.session_id, ref.expires_at)
+
+    def _seal(self, ref_hash: str, session: Session) -> bytes:
+        return self._keys.seal(encode_session(session), aad=ref_hash.encode())
+
+    def _ttl(self, expires_at: int) -> int:
+        return max(0, min(self._idle, int(expires_at - self._clock())))
+
+    async def load(self, ref: SessionRef) -> Session | None:
+        """Read and slide the idle expiry in one store round trip; None when gone."""
+        ttl = self._ttl(ref.expires_at)
+        if ttl <= 0:
+            return None
+        blob = await self.store.load_session(ref.hash, ttl=ttl)
+        if blob is None:
+            return None
+        try:
+            session = decode_session(self._keys.open(blob, aad=ref.hash.encode()))
+        except (BlobError, ValueError):
+            # Sealed by a retired key or corrupted: unusable, and never a crash.
+            return None
+        if session.expires_at != ref.expires_at or session.expires_at <= self._clock():
+            return None
+        return session
+
+    async def create(
+        self, *, tokens: TokenSet, claims: dict[str, Any], user_agent: str
+    ) -> tuple[SessionRef, Session]:
+        """A brand-new session under a brand-new random id (fixation is impossible)."""
+        now = int(self._clock())
+        expires_at = now + self._lifetime
+        if tokens.refresh_expires_at is not None:  # never outlive the refresh token
+            expires_at = min(expires_at, tokens.refresh_expires_at)
+        session_id = new_session_id()
+        ref = SessionRef(session_id, session_hash(session_id), expires_at)
+        sid = claims.get("sid")
+        session = Session(
+            sub=str(claims["sub"]),
+            idp_sid=sid if isinstance(sid, str) and sid else None,
+            claims=claims,
+            tokens=tokens,
+            created_at=now,
+            expires_at=expires_at,
+            user_agent=user_agent[:256],
+        )
+        await self.store.create_session(
+            ref.hash,
+            self._seal(ref.hash, session),
+            ttl=self._ttl(expires_at),
+            index=IndexEntry(sub=session.sub, idp_sid=session.idp_sid, expires_at=expires_at),
+        )
+        return ref, session
+
+    async def save(self, session_hash_value: str, session: Session) -> bool:
+        """Conditional write: False when the session was deleted meanwhile."""
+        ttl = self._ttl(session.expires_at)
+        if ttl <= 0:
+            return False
+        return await self.store.update_session(
+            session_hash_value, self._seal(session_hash_value, session), ttl=ttl
+        )
+
+    async def delete(self, session_hash_value: str, session: Session | None) -> bool:
+        index = None
+        if session is not None:
+            index = IndexEntry(
+                sub=session.sub, idp_sid=session.idp_sid, expires_at=session.expires_at
+            )
+        return await self.store.delete_session(session_hash_value, index=index)
+
+    async def load_by_hash(self, session_hash_value: str) -> Session | None:
+        """For administration and back-channel logout: read without sliding the expiry."""
+        ttl = await self.store.session_ttl(session_hash_value)
+        if ttl is None or ttl <= 0:
+            return None
+        blob = await self.store.load_session(session_hash_value, ttl=ttl)
+        if blob is None:
+            return None
+        try:
+            return decode_session(self._keys.open(blob, aad=session_hash_value.encode()))
+        except (BlobError, ValueError):
+            return None

@@ -1,0 +1,23 @@
+"""Pick the store implementation that BFF_SESSION_STORE names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bff.config import Settings
+from bff.errors import ConfigError
+from bff.store import SessionStore
+from bff.store.memory import MemoryStore
+from bff.store.redis import RedisStore
+
+__all__ = ["create_store"]
+
+
+def create_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> SessionStore:
+    scheme = settings.session_store.split("://", 1)[0]
+    if scheme == "memory":
+        return MemoryStore(clock=clock)
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisStore.from_url(settings.session_store, prefix=settings.store_prefix)
+    raise ConfigError([f"BFF_SESSION_STORE: {scheme}:// is not supported by this version yet"])

@@ -1,0 +1,105 @@
+"""A provider shaped with respx for unit tests of the flows: discovery, JWKS, token,
+revocation and end-session answers, plus an RSA key to sign ID tokens."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import respx
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+ISSUER = "https://idp.test"
+CLIENT_ID = "spa-bff"
+CLIENT_SECRET = "client-secret-value-123"
+SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+
+
+class FakeIdp:
+    """respx routes for one provider. `tokens` decides what the token endpoint answers."""
+
+    def __init__(self, *, iss_param: bool = True, revocation: bool = True, par: bool = False,
+                 clock: Any = time.time) -> None:
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
+        self.clock = clock
+        self.router = respx.Router(assert_all_called=False)
+        self.discovery: dict[str, Any] = {
+            "issuer": ISSUER,
+            "authorization_endpoint": f"{ISSUER}/authorize",
+            "token_endpoint": f"{ISSUER}/token",
+            "jwks_uri": f"{ISSUER}/jwks",
+            "end_session_endpoint": f"{ISSUER}/end_session",
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "authorization_response_iss_parameter_supported": iss_param,
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+        }
+        if revocation:
+            self.discovery["revocation_endpoint"] = f"{ISSUER}/revoke"
+        if par:
+            self.discovery["pushed_authorization_request_endpoint"] = f"{ISSUER}/par"
+        self.token_requests: list[dict[str, list[str]]] = []
+        self.revocations: list[dict[str, list[str]]] = []
+        self.next_nonce: str | None = None
+        self.token_status = 200
+        self.token_body: Any = None  # override the answer
+        self.id_claims: dict[str, Any] = {}
+        self.revoke_status = 200
+        self.router.get(f"{ISSUER}/.well-known/openid-configuration").mock(
+            side_effect=lambda r: httpx.Response(200, json=self.discovery))
+        self.router.get(f"{ISSUER}/jwks").mock(
+            side_effect=lambda r: httpx.Response(200, json={"keys": [self.key.as_dict(private=False)]}))
+        self.router.post(f"{ISSUER}/token").mock(side_effect=self._token)
+        self.router.post(f"{ISSUER}/revoke").mock(side_effect=self._revoke)
+        self.router.post(f"{ISSUER}/par").mock(
+            side_effect=lambda r: httpx.Response(201, json={"request_uri": "urn:par:1", "expires_in": 60}))
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.router.handler))
+
+    def sign(self, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+        return jwt.encode(header or {"alg": "RS256", "kid": "k1"}, claims, self.key)
+
+    def id_token(self, nonce: str | None, **extra: Any) -> str:
+        now = int(self.clock())
+        claims = {"iss": ISSUER, "sub": "alice", "aud": CLIENT_ID, "exp": now + 300, "iat": now,
+                  "sid": "idp-sid-1", "name": "Alice", "email": "alice@example.com"}
+        if nonce is not None:
+            claims["nonce"] = nonce
+        claims.update(extra)
+        return self.sign(claims)
+
+    def _token(self, request: httpx.Request) -> httpx.Response:
+        form = parse_qs(request.content.decode())
+        self.token_requests.append(form)
+        if self.token_body is not None:
+            body = self.token_body
+            if isinstance(body, (bytes, str)):
+                return httpx.Response(self.token_status, content=body)
+            return httpx.Response(self.token_status, json=body)
+        n = len(self.token_requests)
+        return httpx.Response(200, json={
+            "access_token": f"access-token-{n}-XYZ",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "refresh_token": f"refresh-token-{n}-XYZ",
+            "id_token": self.id_token(self.next_nonce, **self.id_claims),
+            "scope": "openid profile email offline_access",
+        })
+
+    def _revoke(self, request: httpx.Request) -> httpx.Response:
+        self.revocations.append(parse_qs(request.content.decode()))
+        return httpx.Response(self.revoke_status)
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value)
