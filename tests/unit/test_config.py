@@ -110,8 +110,14 @@ def test_routes_from_env_and_toml() -> None:
     ]
     toml = {
         "routes": [
-            {"prefix": "/api", "upstream": "http://o:1", "token": "optional", "csrf": False,
-             "methods": ["get", "POST"], "retry_on_401": True}
+            {
+                "prefix": "/api",
+                "upstream": "http://o:1",
+                "token": "optional",
+                "csrf": False,
+                "methods": ["get", "POST"],
+                "retry_on_401": True,
+            }
         ]
     }
     (route,) = load_settings(BASE, toml).routes
@@ -140,9 +146,15 @@ def test_bad_routes_named(route: dict, fragment: str) -> None:
 
 
 def test_bad_numbers_and_enums() -> None:
-    found = problems({**BASE, "BFF_SESSION_IDLE_TIMEOUT": "soon", "BFF_COOKIE_SAMESITE": "none",
-                      "BFF_TRUSTED_PROXIES": "10.0.0.0/8,nonsense",
-                      "BFF_POST_LOGOUT_REDIRECT": "https://evil.example"})
+    found = problems(
+        {
+            **BASE,
+            "BFF_SESSION_IDLE_TIMEOUT": "soon",
+            "BFF_COOKIE_SAMESITE": "none",
+            "BFF_TRUSTED_PROXIES": "10.0.0.0/8,nonsense",
+            "BFF_POST_LOGOUT_REDIRECT": "https://evil.example",
+        }
+    )
     text = "\n".join(found)
     assert "BFF_SESSION_IDLE_TIMEOUT: must be a number" in text
     assert "BFF_COOKIE_SAMESITE" in text
@@ -151,7 +163,9 @@ def test_bad_numbers_and_enums() -> None:
 
 
 def test_unknown_store_scheme() -> None:
-    assert any("BFF_SESSION_STORE" in p for p in problems({**BASE, "BFF_SESSION_STORE": "mongo://x"}))
+    assert any(
+        "BFF_SESSION_STORE" in p for p in problems({**BASE, "BFF_SESSION_STORE": "mongo://x"})
+    )
 
 
 def test_unreadable_toml_named(tmp_path) -> None:

@@ -98,10 +98,18 @@ def test_pkce_s256_rfc7636_vector() -> None:
 
 
 def test_session_record_round_trip_and_repr_hides_tokens() -> None:
-    tokens = TokenSet(access_token="AT-secret", expires_at=100, refresh_token="RT-secret",
-                      id_token="IT-secret")
-    s = Session(sub="alice", idp_sid="sid1", claims={"sub": "alice"}, tokens=tokens,
-                created_at=1, expires_at=2, user_agent="ua")
+    tokens = TokenSet(
+        access_token="AT-secret", expires_at=100, refresh_token="RT-secret", id_token="IT-secret"
+    )
+    s = Session(
+        sub="alice",
+        idp_sid="sid1",
+        claims={"sub": "alice"},
+        tokens=tokens,
+        created_at=1,
+        expires_at=2,
+        user_agent="ua",
+    )
     assert decode_session(encode_session(s)) == s
     for secret in ("AT-secret", "RT-secret", "IT-secret"):
         assert secret not in repr(s)
@@ -111,13 +119,16 @@ def test_session_record_round_trip_and_repr_hides_tokens() -> None:
 
 
 def test_token_response_parsing_and_expiry() -> None:
-    t = token_set_from_response({"access_token": "a", "token_type": "Bearer",
-                                 "expires_in": 60, "refresh_token": "r"}, now=1000)
+    t = token_set_from_response(
+        {"access_token": "a", "token_type": "Bearer", "expires_in": 60, "refresh_token": "r"},
+        now=1000,
+    )
     assert t.expires_at == 1060
     assert not needs_refresh(t, now=1000, skew=30)
     assert needs_refresh(t, now=1031, skew=30)
-    merged = t.merged_with(token_set_from_response({"access_token": "b", "expires_in": 60},
-                                                   now=2000))
+    merged = t.merged_with(
+        token_set_from_response({"access_token": "b", "expires_in": 60}, now=2000)
+    )
     assert merged.refresh_token == "r"  # kept when the provider returns none
     with pytest.raises(ValueError):
         token_set_from_response({"token_type": "Bearer"}, now=0)

@@ -1,0 +1,311 @@
+"""The production session store on `redis.asyncio` (standalone Redis over TCP, TLS or a socket).
+
+The layout is the one drawn in `bff.store` and is Cluster-safe: the keys of one session share
+a hash tag, and nothing runs a transaction across slots (pipelines here never use MULTI).
+Provider strings (`sub`, `sid`), login `state` values and replay keys are SHA-256 digested
+before they become key names, so no input can break the key syntax or a SCAN pattern.
+
+Two rules keep the store honest under failure:
+- every redis-py or socket error becomes `StoreUnavailable` at this boundary, with a message
+  that names the operation only (never a key, a value or the URL);
+- a command is never re-sent after an error: the client built by `from_url` has no retries,
+  so `GETDEL`, `SET NX` and friends run at most once. A timed-out request fails (503) and
+  the caller decides; health checks catch dead idle connections before a command is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from bff.errors import StoreUnavailable
+from bff.store import IndexEntry
+
+__all__ = ["RedisStore"]
+
+_ERRORS = (RedisError, OSError)  # OSError covers TimeoutError and raw socket failures
+_HASH_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
+_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING vets it
+_SCAN_COUNT = 1000
+
+# Compare-and-delete: only the owner of the lease may release it.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class _Boundary:
+    """`with _Boundary(op):` maps backend failures to `StoreUnavailable` (no generator: cheap)."""
+
+    __slots__ = ("_op",)
+
+    def __init__(self, op: str) -> None:
+        self._op = op
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, _ERRORS):
+            # Name the operation and the error type only: redis error texts carry addresses.
+            raise StoreUnavailable(
+                f"session store failed during {self._op} ({type(exc).__name__})"
+            ) from exc
+
+
+def _check_hash(session_hash: str) -> str:
+    if not _HASH_RE.fullmatch(session_hash):
+        raise ValueError("session hash must be 1-128 characters of [0-9A-Za-z_-]")
+    return session_hash
+
+
+def _check_ttl(ttl: int, what: str = "ttl") -> None:
+    if ttl <= 0:
+        raise ValueError(f"{what} must be positive")
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _glob_escape(text: str) -> str:
+    """Escape Redis glob metacharacters (braces are literal in Redis globs)."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+class RedisStore:
+    """A `SessionStore` on one `redis.asyncio.Redis` client (created with bytes responses)."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "bff") -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisStore needs a client with decode_responses=False")
+        if not prefix:
+            raise ValueError("prefix must not be empty")
+        self._client = client
+        self._prefix = prefix
+        self._session_head = f"{prefix}:{{".encode()
+        self._release = client.register_script(_RELEASE_LUA)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "bff",
+        max_connections: int = 256,
+        socket_timeout: float = 5.0,
+    ) -> RedisStore:
+        """A store with its own pool for `redis://`, `rediss://` or `unix://` URLs.
+
+        The pool blocks up to `socket_timeout` for a free connection rather than failing
+        at once under a burst; commands are never retried (see the module docstring).
+        """
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in _SCHEMES:
+            # The URL itself is not echoed: it may hold a password.
+            raise ValueError(f"unsupported Redis URL scheme {scheme!r}; use redis, rediss or unix")
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=_HEALTH_CHECK_INTERVAL,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(redis.asyncio.Redis.from_pool(pool), prefix=prefix)
+
+    # --- keys -----------------------------------------------------------------------
+    def _session_key(self, session_hash: str) -> str:
+        return f"{self._prefix}:{{{_check_hash(session_hash)}}}:s"
+
+    def _lock_key(self, session_hash: str) -> str:
+        return f"{self._prefix}:{{{_check_hash(session_hash)}}}:lock"
+
+    def _index_keys(self, index: IndexEntry) -> list[str]:
+        keys = [self._index_key("sub", index.sub)]
+        if index.idp_sid is not None:
+            keys.append(self._index_key("sid", index.idp_sid))
+        return keys
+
+    def _index_key(self, kind: str, value: str) -> str:
+        return f"{self._prefix}:{kind}:{{{_digest(value)}}}"
+
+    # --- sessions -------------------------------------------------------------------
+    async def create_session(
+        self, session_hash: str, blob: bytes, *, ttl: int, index: IndexEntry
+    ) -> None:
+        """SET EX, then per index ZADD and push the index key's expiry out to its last member.
+
+        One pipeline, one round trip, no MULTI. The session is written before its index
+        entries, so an index member whose session is missing is stale and may be pruned.
+        """
+        key = self._session_key(session_hash)
+        _check_ttl(ttl)
+        now = time.time()
+        with _Boundary("create_session"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(key, blob, ex=ttl)
+                for index_key in self._index_keys(index):
+                    pipe.zadd(index_key, {session_hash: index.expires_at})
+                    pipe.zremrangebyscore(index_key, "-inf", f"({now}")
+                    # NX covers a fresh key (GT treats "no expiry" as infinite); GT extends.
+                    pipe.expireat(index_key, index.expires_at, nx=True)
+                    pipe.expireat(index_key, index.expires_at, gt=True)
+                await pipe.execute()
+
+    async def load_session(self, session_hash: str, *, ttl: int) -> bytes | None:
+        """The hot path: one `GETEX key EX ttl`, one round trip."""
+        key = self._session_key(session_hash)
+        _check_ttl(ttl)
+        with _Boundary("load_session"):
+            value = await self._client.getex(key, ex=ttl)
+        return value if isinstance(value, bytes) or value is None else value.encode()
+
+    async def update_session(self, session_hash: str, blob: bytes, *, ttl: int) -> bool:
+        """`SET key blob EX ttl XX`: a logout that won the race stays a logout."""
+        key = self._session_key(session_hash)
+        _check_ttl(ttl)
+        with _Boundary("update_session"):
+            done = await self._client.set(key, blob, ex=ttl, xx=True)
+        return bool(done)
+
+    async def delete_session(self, session_hash: str, *, index: IndexEntry | None) -> bool:
+        """DEL the session and its lock, ZREM it from its indexes (Redis drops empty sets)."""
+        key = self._session_key(session_hash)
+        with _Boundary("delete_session"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.delete(key)
+                pipe.delete(self._lock_key(session_hash))
+                for index_key in self._index_keys(index) if index is not None else []:
+                    pipe.zrem(index_key, session_hash)
+                results: list[Any] = await pipe.execute()
+        return bool(results[0])
+
+    async def session_ttl(self, session_hash: str) -> int | None:
+        """`TTL`: seconds left, None when the key is gone (-2) or, impossibly, has none (-1)."""
+        key = self._session_key(session_hash)
+        with _Boundary("session_ttl"):
+            ttl = await self._client.ttl(key)
+        return ttl if ttl >= 0 else None
+
+    async def sessions_by_sub(self, sub: str) -> list[str]:
+        """Hashes of the live sessions of one user."""
+        return await self._lookup(self._index_key("sub", sub))
+
+    async def sessions_by_idp_sid(self, idp_sid: str) -> list[str]:
+        """Hashes of the live sessions of one provider session."""
+        return await self._lookup(self._index_key("sid", idp_sid))
+
+    async def _lookup(self, index_key: str) -> list[str]:
+        """Members not yet past their expiry whose session key still EXISTS; prune the rest.
+
+        The local clock bounds the range (a few seconds of skew only delays pruning: the
+        EXISTS check is what decides).
+        """
+        now = time.time()
+        with _Boundary("index_lookup"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zremrangebyscore(index_key, "-inf", f"({now}")
+                pipe.zrangebyscore(index_key, now, "+inf")
+                _, raw_members = await pipe.execute()
+            members = [m.decode() if isinstance(m, bytes) else str(m) for m in raw_members]
+            members = [m for m in members if _HASH_RE.fullmatch(m)]
+            if not members:
+                return []
+            async with self._client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.exists(self._session_key(member))
+                exists: list[Any] = await pipe.execute()
+            live = [m for m, found in zip(members, exists, strict=True) if found]
+            dead = [m for m, found in zip(members, exists, strict=True) if not found]
+            if dead:
+                await self._client.zrem(index_key, *dead)
+        return live
+
+    async def all_sessions(self) -> AsyncIterator[str]:
+        """SCAN for `{prefix}:{*}:s`, yielding each live session hash once."""
+        pattern = f"{_glob_escape(self._prefix)}:{{*}}:s"
+        head = self._session_head
+        seen: set[str] = set()  # SCAN may return a key twice
+        cursor: int = 0
+        while True:
+            with _Boundary("all_sessions"):
+                cursor, keys = await self._client.scan(
+                    cursor, match=pattern, count=_SCAN_COUNT, _type="string"
+                )
+            for key in keys:
+                raw = key if isinstance(key, bytes) else str(key).encode()
+                if not (raw.startswith(head) and raw.endswith(b"}:s")):
+                    continue
+                session_hash = raw[len(head) : -3].decode("utf-8", "replace")
+                if _HASH_RE.fullmatch(session_hash) and session_hash not in seen:
+                    seen.add(session_hash)
+                    yield session_hash
+            if cursor == 0:
+                return
+
+    # --- login transactions ---------------------------------------------------------
+    async def put_login_state(self, state: str, blob: bytes, *, ttl: int) -> None:
+        """`SET EX` under a digest of `state`."""
+        _check_ttl(ttl)
+        with _Boundary("put_login_state"):
+            await self._client.set(f"{self._prefix}:login:{{{_digest(state)}}}", blob, ex=ttl)
+
+    async def take_login_state(self, state: str) -> bytes | None:
+        """`GETDEL`: atomic, so a state is redeemed at most once."""
+        with _Boundary("take_login_state"):
+            value = await self._client.getdel(f"{self._prefix}:login:{{{_digest(state)}}}")
+        return value if isinstance(value, bytes) or value is None else value.encode()
+
+    # --- coordination ---------------------------------------------------------------
+    async def acquire_lock(self, session_hash: str, *, lease_ms: int) -> str | None:
+        """`SET lock token NX PX lease_ms`; the random token proves ownership later."""
+        key = self._lock_key(session_hash)
+        _check_ttl(lease_ms, "lease_ms")
+        token = secrets.token_urlsafe(16)
+        with _Boundary("acquire_lock"):
+            taken = await self._client.set(key, token, nx=True, px=lease_ms)
+        return token if taken else None
+
+    async def release_lock(self, session_hash: str, token: str) -> bool:
+        """Lua compare-and-delete; False when the lease expired or someone else holds it."""
+        key = self._lock_key(session_hash)
+        with _Boundary("release_lock"):
+            deleted = await self._release(keys=[key], args=[token])
+        return bool(deleted)
+
+    async def remember_once(self, key: str, *, ttl: int) -> bool:
+        """`SET NX EX`: True only for the first sighting within `ttl` seconds."""
+        _check_ttl(ttl)
+        with _Boundary("remember_once"):
+            first = await self._client.set(
+                f"{self._prefix}:once:{{{_digest(key)}}}", b"1", nx=True, ex=ttl
+            )
+        return bool(first)
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def ping(self) -> None:
+        """`PING`; StoreUnavailable unless Redis answers."""
+        with _Boundary("ping"):
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        """Close the client (and the pool `from_url` created for it)."""
+        with _Boundary("aclose"):
+            await self._client.aclose()

@@ -1,0 +1,119 @@
+"""One harness per store implementation, so the same contract runs against each.
+
+The memory store runs on a fake clock that tests advance; the Redis store runs against
+the real test server (time really passes, so expiry tests use 1-second TTLs) under a
+key prefix of its own, removed afterwards. An unreachable Redis fails the Redis cases
+unless BFF_TEST_SKIP_REDIS=1 says to skip them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import pytest
+import redis.asyncio
+
+from bff.errors import StoreUnavailable
+from bff.store import SessionStore
+from bff.store.memory import MemoryStore
+from bff.store.redis import RedisStore
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Harness:
+    """A store under test plus the means to move its time and look inside it."""
+
+    kind: str
+    store: SessionStore
+    now: Callable[[], float]
+    advance: Callable[[float], Awaitable[None]]
+    fast_clock: bool  # True when advancing costs nothing (long waits are fine)
+    raw: redis.asyncio.Redis | None = None  # the Redis case: a separate client for inspection
+    prefix: str = ""
+
+    async def raw_keys(self) -> list[str]:
+        """Every key under this test's prefix (Redis only)."""
+        assert self.raw is not None
+        keys = [key async for key in self.raw.scan_iter(match=f"{self.prefix}:*", count=1000)]
+        return sorted(key.decode() for key in keys)
+
+
+def _skip_redis() -> bool:
+    return os.environ.get("BFF_TEST_SKIP_REDIS") == "1"
+
+
+async def _sleep(seconds: float) -> None:
+    await anyio.sleep(seconds)
+
+
+@pytest.fixture
+async def redis_harness(redis_url: str) -> AsyncIterator[Harness]:
+    prefix = f"bfftest-{uuid.uuid4().hex}"
+    store = RedisStore.from_url(redis_url, prefix=prefix, socket_timeout=2.0)
+    raw = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0)
+    try:
+        try:
+            await store.ping()
+        except StoreUnavailable:
+            if _skip_redis():
+                pytest.skip("Redis unreachable and BFF_TEST_SKIP_REDIS=1")
+            pytest.fail(
+                "test Redis unreachable (BFF_TEST_REDIS_URL, default redis://127.0.0.1:6379/15);"
+                " set BFF_TEST_SKIP_REDIS=1 to skip the Redis cases"
+            )
+        yield Harness(
+            kind="redis",
+            store=store,
+            now=time.time,
+            advance=_sleep,
+            fast_clock=False,
+            raw=raw,
+            prefix=prefix,
+        )
+    finally:
+        try:
+            keys = [key async for key in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+            if keys:
+                await raw.delete(*keys)
+        except redis.RedisError:
+            pass  # unreachable: there is nothing of ours to clean up
+        finally:
+            await raw.aclose()
+            await store.aclose()
+
+
+@pytest.fixture
+async def memory_harness() -> AsyncIterator[Harness]:
+    clock = FakeClock()
+
+    async def advance(seconds: float) -> None:
+        clock.advance(seconds)
+
+    store = MemoryStore(clock=clock)
+    yield Harness(kind="memory", store=store, now=clock, advance=advance, fast_clock=True)
+    await store.aclose()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def harness(request: pytest.FixtureRequest) -> Harness:
+    """The contract harness, once per implementation."""
+    value: Harness = request.getfixturevalue(f"{request.param}_harness")
+    return value
