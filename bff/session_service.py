@@ -93,7 +93,11 @@ class SessionService:
         except (BlobError, ValueError):
             # Sealed by a retired key or corrupted: unusable, and never a crash.
             return None
-        if session.expires_at != ref.expires_at or session.expires_at <= self._clock():
+        if session.expires_at > ref.expires_at:
+            return None  # not the session this cookie was issued for
+        if session.expires_at <= self._clock():
+            # Its lifetime was shortened (refresh-token expiry) and is over: remove it.
+            await self.delete(ref.hash, session)
             return None
         return session
 

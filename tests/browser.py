@@ -13,8 +13,15 @@ class Browser:
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 
-    async def request(self, method: str, url: str, *, csrf: bool = False,
-                      headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        csrf: bool = False,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> httpx.Response:
         sent = dict(headers or {})
         if csrf:
             sent["X-CSRF"] = "1"

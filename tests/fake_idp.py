@@ -3,6 +3,7 @@ revocation and end-session answers, plus an RSA key to sign ID tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -22,8 +23,14 @@ SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 class FakeIdp:
     """respx routes for one provider. `tokens` decides what the token endpoint answers."""
 
-    def __init__(self, *, iss_param: bool = True, revocation: bool = True, par: bool = False,
-                 clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        iss_param: bool = True,
+        revocation: bool = True,
+        par: bool = False,
+        clock: Any = time.time,
+    ) -> None:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
         self.clock = clock
         self.router = respx.Router(assert_all_called=False)
@@ -50,25 +57,51 @@ class FakeIdp:
         self.token_body: Any = None  # override the answer
         self.id_claims: dict[str, Any] = {}
         self.revoke_status = 200
+        self.token_delay = 0.0  # seconds the token endpoint takes
+        self.refresh_grants = 0
+        self.reused_refresh_tokens: list[str] = []
+        self.live_refresh: set[str] = set()
+        self.refresh_error: str | None = None  # answer refresh grants with this OAuth error
+        self.access_ttl = 300
         self.router.get(f"{ISSUER}/.well-known/openid-configuration").mock(
-            side_effect=lambda r: httpx.Response(200, json=self.discovery))
+            side_effect=lambda r: httpx.Response(200, json=self.discovery)
+        )
         self.router.get(f"{ISSUER}/jwks").mock(
-            side_effect=lambda r: httpx.Response(200, json={"keys": [self.key.as_dict(private=False)]}))
+            side_effect=lambda r: httpx.Response(
+                200, json={"keys": [self.key.as_dict(private=False)]}
+            )
+        )
         self.router.post(f"{ISSUER}/token").mock(side_effect=self._token)
         self.router.post(f"{ISSUER}/revoke").mock(side_effect=self._revoke)
         self.router.post(f"{ISSUER}/par").mock(
-            side_effect=lambda r: httpx.Response(201, json={"request_uri": "urn:par:1", "expires_in": 60}))
+            side_effect=lambda r: httpx.Response(
+                201, json={"request_uri": "urn:par:1", "expires_in": 60}
+            )
+        )
 
     def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self.router.handler))
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/token" and self.token_delay:
+                await asyncio.sleep(self.token_delay)
+            return self.router.handler(request)
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
     def sign(self, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
         return jwt.encode(header or {"alg": "RS256", "kid": "k1"}, claims, self.key)
 
     def id_token(self, nonce: str | None, **extra: Any) -> str:
         now = int(self.clock())
-        claims = {"iss": ISSUER, "sub": "alice", "aud": CLIENT_ID, "exp": now + 300, "iat": now,
-                  "sid": "idp-sid-1", "name": "Alice", "email": "alice@example.com"}
+        claims = {
+            "iss": ISSUER,
+            "sub": "alice",
+            "aud": CLIENT_ID,
+            "exp": now + 300,
+            "iat": now,
+            "sid": "idp-sid-1",
+            "name": "Alice",
+            "email": "alice@example.com",
+        }
         if nonce is not None:
             claims["nonce"] = nonce
         claims.update(extra)
@@ -83,14 +116,27 @@ class FakeIdp:
                 return httpx.Response(self.token_status, content=body)
             return httpx.Response(self.token_status, json=body)
         n = len(self.token_requests)
-        return httpx.Response(200, json={
+        body = {
             "access_token": f"access-token-{n}-XYZ",
             "token_type": "Bearer",
-            "expires_in": 300,
+            "expires_in": self.access_ttl,
             "refresh_token": f"refresh-token-{n}-XYZ",
-            "id_token": self.id_token(self.next_nonce, **self.id_claims),
             "scope": "openid profile email offline_access",
-        })
+        }
+        if form.get("grant_type") == ["refresh_token"]:
+            self.refresh_grants += 1
+            if self.refresh_error:
+                return httpx.Response(400, json={"error": self.refresh_error})
+            presented = form.get("refresh_token", [""])[0]
+            if presented not in self.live_refresh:  # rotated away: reuse detected
+                self.reused_refresh_tokens.append(presented)
+                self.live_refresh.clear()  # like real providers: the whole family dies
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            self.live_refresh.discard(presented)
+        else:
+            body["id_token"] = self.id_token(self.next_nonce, **self.id_claims)
+        self.live_refresh.add(body["refresh_token"])
+        return httpx.Response(200, json=body)
 
     def _revoke(self, request: httpx.Request) -> httpx.Response:
         self.revocations.append(parse_qs(request.content.decode()))

@@ -1,0 +1,269 @@
+"""Access tokens for proxied requests, refreshed ahead of expiry exactly once.
+
+Expected outcomes are result values (Duende's access-token management does the same):
+
+    Bearer        a usable access token
+    NoToken       no session, or the session has ended        -> 401
+    TokenFailure  the provider or the store failed             -> 502 / 503, session kept
+
+Refresh discipline (THREATS.md invariant 8, DESIGN.md rule 8):
+- single flight per session *in this process*: one task per session hash that every
+  concurrent request awaits (shielded, so a client that disconnects cannot cancel a
+  refresh between the provider's answer and the store write);
+- single flight *across instances*: a store lock (`SET NX PX`, random owner token,
+  compare-and-delete release) whose lease outlives the provider call; waiters poll the
+  session and the lock, bounded, and pick up the new tokens when the owner stores them;
+- after taking the lock the session is re-read and re-checked before the provider is
+  called; the rotated refresh token is stored (conditionally: `SET XX`, so a logout
+  meanwhile is never undone) before anyone uses the new access token;
+- only `invalid_grant` ends a session; everything else keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from bff.audit import audit
+from bff.errors import FATAL_REFRESH_ERRORS, IdpError, IdpRejected, StoreUnavailable
+from bff.oidc import OidcClient
+from bff.session import Session, short_hash
+from bff.session_service import SessionRef, SessionService
+from bff.tokens import TokenSet, needs_refresh
+
+__all__ = [
+    "LOCK_LEASE_MS",
+    "LOCK_WAIT_SECONDS",
+    "REFRESH_TIMEOUT",
+    "Bearer",
+    "NoToken",
+    "TokenFailure",
+    "TokenManager",
+    "TokenResult",
+]
+
+_log = logging.getLogger("bff.tokens")
+
+REFRESH_TIMEOUT = 15.0  # the provider call, bounded well inside the lease
+LOCK_LEASE_MS = 45_000  # > REFRESH_TIMEOUT + store retries: never expires mid-refresh
+LOCK_WAIT_SECONDS = 20.0  # a waiter gives up with 503 + Retry-After, never a logout
+RECENT_SECONDS = 5.0  # how long a finished refresh's outcome is shared in-process
+_POLL_START, _POLL_MAX = 0.02, 0.25
+_SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    token: str = field(repr=False)
+    refreshed_at: float | None = None  # set when this token came from a refresh
+
+
+@dataclass(frozen=True, slots=True)
+class NoToken:
+    code: str  # "not_authenticated" | "session_expired"
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFailure:
+    status: int  # 502 idp_unavailable, 503 session_store_unavailable / refresh_busy
+    code: str
+    description: str
+    retry_after: int | None = None
+
+
+TokenResult = Bearer | NoToken | TokenFailure
+
+_EXPIRED = NoToken("session_expired", "the session has ended; log in again")
+_IDP_DOWN = TokenFailure(502, "idp_unavailable", "the identity provider is unavailable", 5)
+_STORE_DOWN = TokenFailure(503, "session_store_unavailable", "the session store is unavailable", 5)
+_BUSY = TokenFailure(503, "refresh_in_progress", "a token refresh is still in progress", 1)
+
+
+@dataclass(slots=True)
+class _Recent:
+    old_token: str = field(repr=False)
+    result: TokenResult
+    until: float
+
+
+class TokenManager:
+    """Hands out the session's access token, refreshing it ahead of expiry."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionService,
+        oidc: OidcClient,
+        clock: Callable[[], float],
+        refresh_skew: int,
+        resource: str | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._oidc = oidc
+        self._clock = clock
+        self._skew = refresh_skew
+        self._resource = resource
+        self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
+        self._recent: dict[str, _Recent] = {}
+
+    async def access_token_for(
+        self, ref: SessionRef, session: Session, *, stale_token: str | None = None
+    ) -> TokenResult:
+        """The access token to send upstream. `stale_token`: the upstream refused this
+        token (401) - refresh unless someone already replaced it."""
+        tokens = session.tokens
+        if stale_token is None and not needs_refresh(tokens, now=self._clock(), skew=self._skew):
+            return Bearer(tokens.access_token)
+        recent = self._recent.get(ref.hash)
+        if recent is not None:
+            if recent.until > time.monotonic() and recent.old_token == tokens.access_token:
+                return recent.result
+            if recent.until <= time.monotonic():
+                del self._recent[ref.hash]
+        task = self._inflight.get(ref.hash)
+        if task is None:
+            task = asyncio.create_task(
+                self._refresh(ref, tokens.access_token, force=stale_token is not None),
+                name=f"bff-refresh-{short_hash(ref.hash)}",
+            )
+            self._inflight[ref.hash] = task
+            task.add_done_callback(
+                functools.partial(self._finished, ref.hash, old=tokens.access_token)
+            )
+        # Shielded: a waiter's cancellation (client gone) must not cancel the refresh.
+        return await asyncio.shield(task)
+
+    def _finished(self, session_hash: str, task: asyncio.Task[TokenResult], *, old: str) -> None:
+        if self._inflight.get(session_hash) is task:
+            del self._inflight[session_hash]
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if isinstance(result, (Bearer, NoToken)):
+            now = time.monotonic()
+            if len(self._recent) > 10_000:  # bounded: drop what has expired
+                self._recent = {k: v for k, v in self._recent.items() if v.until > now}
+            self._recent[session_hash] = _Recent(old, result, now + RECENT_SECONDS)
+
+    async def _refresh(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
+        try:
+            owner = await self._take_lock(ref, seen_token)
+        except StoreUnavailable:
+            return _STORE_DOWN
+        if not isinstance(owner, str):
+            return owner  # someone else refreshed (or the session ended) meanwhile
+        try:
+            return await self._refresh_locked(ref, seen_token, force=force)
+        except StoreUnavailable:
+            return _STORE_DOWN
+        finally:
+            with contextlib.suppress(StoreUnavailable):
+                await self._sessions.store.release_lock(ref.hash, owner)
+
+    async def _take_lock(self, ref: SessionRef, seen_token: str) -> str | TokenResult:
+        """The lock's owner token, or the outcome another instance produced meanwhile."""
+        store = self._sessions.store
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        delay = _POLL_START
+        while True:
+            owner = await store.acquire_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
+            if owner is not None:
+                return owner
+            if time.monotonic() >= deadline:
+                return _BUSY
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+            current = await self._sessions.load(ref)
+            if current is None:
+                return _EXPIRED
+            if current.tokens.access_token != seen_token and not needs_refresh(
+                current.tokens, now=self._clock(), skew=self._skew
+            ):
+                return Bearer(current.tokens.access_token)
+
+    async def _refresh_locked(
+        self, ref: SessionRef, seen_token: str, *, force: bool
+    ) -> TokenResult:
+        # Re-read under the lock: another instance may have refreshed already.
+        session = await self._sessions.load(ref)
+        if session is None:
+            return _EXPIRED
+        tokens = session.tokens
+        now = self._clock()
+        if tokens.access_token != seen_token and not needs_refresh(
+            tokens, now=now, skew=self._skew
+        ):
+            return Bearer(tokens.access_token)
+        if not force and not needs_refresh(tokens, now=now, skew=self._skew):
+            return Bearer(tokens.access_token)
+        if not tokens.refresh_token:
+            if tokens.expires_at is not None and tokens.expires_at > now and not force:
+                return Bearer(tokens.access_token)  # still valid; nothing to refresh with
+            await self._end(ref, session, "no_refresh_token")
+            return _EXPIRED
+        try:
+            async with asyncio.timeout(REFRESH_TIMEOUT):
+                fresh = await self._oidc.refresh(tokens.refresh_token, resource=self._resource)
+        except IdpRejected as exc:
+            if exc.error in FATAL_REFRESH_ERRORS:
+                await self._end(ref, session, exc.error)
+                return _EXPIRED
+            # invalid_client and friends are *our* misconfiguration: keep every session.
+            _log.error(
+                "refresh refused by the provider with %s: check the client "
+                "configuration; sessions are kept",
+                exc.error,
+            )
+            self._audit("refresh_failed", session, ref, exc.error)
+            return _IDP_DOWN
+        except (IdpError, TimeoutError) as exc:
+            _log.warning("refresh failed: %s", type(exc).__name__)
+            self._audit("refresh_failed", session, ref, "idp_unavailable")
+            return _IDP_DOWN
+        return await self._store_refreshed(ref, session, tokens.merged_with(fresh))
+
+    async def _store_refreshed(
+        self, ref: SessionRef, session: Session, merged: TokenSet
+    ) -> TokenResult:
+        expires_at = session.expires_at
+        if merged.refresh_expires_at is not None:  # never outlive the refresh token
+            expires_at = min(expires_at, merged.refresh_expires_at)
+        updated = replace(session, tokens=merged, expires_at=expires_at)
+        # The provider may already have invalidated the old refresh token: losing the new
+        # one to a store blip would log the user out, so retry briefly inside the lease.
+        for pause in (*_SAVE_RETRIES, None):
+            try:
+                saved = await self._sessions.save(ref.hash, updated)
+                break
+            except StoreUnavailable:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        if not saved:
+            # Logged out (or expired) while we refreshed: don't resurrect, and don't
+            # leave a fresh refresh token alive at the provider either.
+            if merged.refresh_token and merged.refresh_token != session.tokens.refresh_token:
+                with contextlib.suppress(IdpError):
+                    await self._oidc.revoke(merged.refresh_token)
+            return _EXPIRED
+        self._audit("refresh", session, ref, "success")
+        return Bearer(merged.access_token, refreshed_at=self._clock())
+
+    async def _end(self, ref: SessionRef, session: Session, reason: str) -> None:
+        self._audit("refresh_failed", session, ref, reason)
+        await self._sessions.delete(ref.hash, session)
+
+    def _audit(self, event: str, session: Session, ref: SessionRef, outcome: str) -> None:
+        audit(
+            "refresh" if event == "refresh" else "refresh_failed",
+            outcome=outcome,
+            now=self._clock(),
+            sub=session.sub,
+            session=short_hash(ref.hash),
+        )
