@@ -153,7 +153,7 @@ def create_app(
         Route("/bff/callback", endpoints.callback, methods=["GET"]),
         Route("/bff/user", endpoints.user, methods=["GET"]),
         Route("/bff/logout", endpoints.logout, methods=["GET", "POST"]),
-        Route("/bff/backchannel-logout", endpoints.backchannel_unavailable, methods=["POST"]),
+        Route("/bff/backchannel-logout", endpoints.backchannel, methods=["POST"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
     ]

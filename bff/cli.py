@@ -134,6 +134,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _sessions(args: argparse.Namespace) -> int:
     from bff.admin import run_sessions_command
 
+    configure_logging()  # the audit trail of revocations goes to standard error
     try:
         settings = settings_from(os.environ, args.config)
     except ConfigError as exc:

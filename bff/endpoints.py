@@ -7,12 +7,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from bff.audit import audit
 from bff.auth_flow import LOGIN_STATE_TTL, LoginFlow
+from bff.backchannel import backchannel_logout
 from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
 from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
@@ -23,7 +25,7 @@ from bff.session_service import SessionRef, SessionService
 
 __all__ = [
     "Runtime",
-    "backchannel_unavailable",
+    "backchannel",
     "healthz",
     "login",
     "callback",
@@ -180,13 +182,29 @@ async def logout(request: Request) -> Response:
     return response
 
 
-async def backchannel_unavailable(request: Request) -> Response:
-    """Placeholder until back-channel logout lands: never a silent success."""
-    return JSONResponse(
-        {"error": "unsupported", "error_description": "back-channel logout is not enabled"},
-        status_code=501,
-        headers={"cache-control": "no-store"},
+_MAX_LOGOUT_BODY = 65536
+
+
+async def backchannel(request: Request) -> Response:
+    """POST /bff/backchannel-logout: server to server, authenticated by the signed token."""
+    rt = _rt(request)
+    no_store = {"cache-control": "no-store"}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise BadRequest("expected application/x-www-form-urlencoded")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_LOGOUT_BODY:
+            raise BadRequest("request body too large")
+    form = parse_qs(body.decode("ascii", "replace"), max_num_fields=8)
+    tokens = form.get("logout_token", [])
+    if len(tokens) != 1 or not tokens[0]:
+        raise BadRequest("exactly one logout_token is required")
+    await backchannel_logout(
+        tokens[0], oidc=rt.oidc, sessions=rt.sessions, clock=rt.clock, client_ip=_client_ip(request)
     )
+    return JSONResponse({}, status_code=200, headers=no_store)
 
 
 async def healthz(request: Request) -> Response:
