@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from bff import endpoints
 from bff.auth_flow import LoginFlow
@@ -32,9 +33,13 @@ from bff.errors import (
 )
 from bff.middleware import RequestContextMiddleware
 from bff.oidc import OidcClient
+from bff.proxy import ProxyApp
+from bff.routes import RouteTable
 from bff.session_service import SessionService
 from bff.store import SessionStore
 from bff.store.factory import create_store
+from bff.token_manager import TokenManager
+from bff.upstream import UpstreamPool
 
 __all__ = ["create_app", "error_response"]
 
@@ -96,8 +101,13 @@ def create_app(
     store: SessionStore | None = None,
     clock: Callable[[], float] = time.time,
     discover_on_startup: bool = True,
-) -> Starlette:
-    """Build the app. Tests inject `http` (respx / MockTransport), `store` and `clock`."""
+    upstreams: UpstreamPool | None = None,
+    upstream_connector_limit: int = 256,
+    metrics_dir: str | None = None,
+) -> ASGIApp:
+    """Build the app. Tests inject `http` (respx / MockTransport), `store`, `clock` and
+    `upstreams` (then they close it). The request path: RequestContextMiddleware ->
+    ProxyApp (route prefixes) -> the Starlette app (everything else)."""
     own_http = http is None
     http_client = http or httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
@@ -129,7 +139,25 @@ def create_app(
         settings=settings, oidc=oidc, sessions=sessions, keys=keys, signer=signer, clock=clock
     )
     runtime = endpoints.Runtime(
-        settings=settings, oidc=oidc, sessions=sessions, flow=flow, clock=clock
+        settings=settings,
+        oidc=oidc,
+        sessions=sessions,
+        flow=flow,
+        clock=clock,
+        metrics_dir=metrics_dir,
+    )
+    # Built once: route table, upstream sessions (opened lazily in the running loop).
+    table = RouteTable(settings.routes)
+    own_upstreams = upstreams is None
+    upstream_pool = upstreams or UpstreamPool(
+        timeout=settings.upstream_timeout, limit_per_host=upstream_connector_limit
+    )
+    token_manager = TokenManager(
+        sessions=sessions,
+        oidc=oidc,
+        clock=clock,
+        refresh_skew=settings.refresh_skew,
+        resource=settings.resource,
     )
 
     @contextlib.asynccontextmanager
@@ -144,6 +172,8 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if own_upstreams:
+                await upstream_pool.aclose()
             if own_http:
                 await http_client.aclose()
             await session_store.aclose()
@@ -156,6 +186,7 @@ def create_app(
         Route("/bff/backchannel-logout", endpoints.backchannel, methods=["POST"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
     ]
     if settings.static_dir:
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True)))
@@ -165,5 +196,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.bff = runtime
-    app.add_middleware(RequestContextMiddleware)
-    return app
+    proxy = ProxyApp(
+        table=table,
+        runtime=runtime,
+        token_manager=token_manager,
+        upstreams=upstream_pool,
+        fallback=app,
+    )
+    # Outermost, so request ids, security headers and the access log cover the proxy too.
+    return RequestContextMiddleware(proxy)

@@ -1,0 +1,322 @@
+"""The `/api` hot path as a raw ASGI app (no Starlette request objects, no
+BaseHTTPMiddleware): canonical path -> route -> method -> CSRF -> session -> token ->
+upstream -> response streamed back.
+
+Order matters (THREATS.md invariant 7): the CSRF check runs before any token is looked
+up or anything leaves for an upstream. In the steady state a request costs one store
+round trip (`SessionService.load`: GETEX reads and slides the idle expiry), one decrypt
+and one pooled upstream request; everything else was prepared at start-up.
+
+`/api` never answers with a redirect of its own; an upstream's 3xx passes through, it is
+the upstream's answer. Requests under no route go to `fallback` (the Starlette app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import aiohttp
+from starlette.types import ASGIApp, Receive, Scope, Send
+from yarl import URL
+
+from bff.cookies import find_cookie
+from bff.endpoints import Runtime
+from bff.errors import StoreUnavailable
+from bff.headers import (
+    ForwardRules,
+    Inbound,
+    csrf_ok,
+    filter_request_headers,
+    filter_response_headers,
+    outbound_headers,
+    request_id_from,
+)
+from bff.routes import CanonicalPath, PathRejected, Route, RouteTable, canonical_path, safe_query
+from bff.session import Session
+from bff.session_service import SessionRef
+from bff.token_manager import Bearer, NoToken, TokenFailure, TokenManager
+from bff.upstream import (
+    BodyStream,
+    DisconnectWatch,
+    UpstreamPool,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+__all__ = ["ProxyApp"]
+
+_log = logging.getLogger("bff.proxy")
+_WATCH_DELAY = 1.0  # seconds before a request still waiting for its upstream watches for
+# a browser disconnect: fast requests never pay for the extra task
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_PATH_SAFE = "/!$&'()*+,;=:@~"
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _answer(status: int, code: str, description: str, retry_after: int | None = None) -> Answer:
+    body = json.dumps({"error": code, "error_description": description}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    return status, headers, body
+
+
+_BAD_PATH = _answer(400, "invalid_path", "the request path is not allowed")
+_NOT_ALLOWED = _answer(405, "method_not_allowed", "method not allowed on this route")
+_CSRF = _answer(403, "csrf", "X-CSRF: 1 header required")
+_NOT_AUTHENTICATED = _answer(401, "not_authenticated", "no live session")
+_STORE_DOWN = _answer(503, "session_store_unavailable", "the session store is unavailable", 5)
+_UNAVAILABLE = _answer(502, "upstream_unavailable", "the upstream is unavailable", 5)
+_TIMEOUT = _answer(504, "upstream_timeout", "the upstream did not answer in time", 5)
+_STALLED = _answer(408, "request_timeout", "the request body stalled")
+_STORE_FAILURE = TokenFailure(
+    503, "session_store_unavailable", "the session store is unavailable", 5
+)
+
+
+def _token_answer(result: NoToken | TokenFailure) -> Answer:
+    if isinstance(result, NoToken):
+        return _answer(401, result.code, result.description)
+    return _answer(result.status, result.code, result.description, result.retry_after)
+
+
+async def _send_answer(
+    send: Send, answer: Answer, extra: tuple[bytes, bytes] | None = None
+) -> None:
+    status, headers, body = answer
+    out = [*headers, extra] if extra is not None else list(headers)
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ProxyApp:
+    """Dispatch: a path under a configured route is proxied; anything else goes to
+    `fallback`. An unsafe path (THREATS.md invariant 1) is refused with 400 wherever
+    it points: no browser sends one."""
+
+    def __init__(
+        self,
+        *,
+        table: RouteTable,
+        runtime: Runtime,
+        token_manager: TokenManager,
+        upstreams: UpstreamPool,
+        fallback: ASGIApp,
+    ) -> None:
+        settings = runtime.settings
+        self._table = table
+        self._sessions = runtime.sessions
+        self._tokens = token_manager
+        self._upstreams = upstreams
+        self._fallback = fallback
+        self._cookie = settings.cookie_name
+        self._body_timeout = settings.upstream_timeout
+        self._rules = ForwardRules.create(
+            (settings.cookie_name, settings.login_cookie_name), settings.trusted_proxies
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._fallback(scope, receive, send)
+            return
+        raw = scope.get("raw_path")
+        if raw is None:  # a server without raw_path: re-encode what it decoded
+            raw = quote(scope["path"], safe=_PATH_SAFE).encode("ascii")
+        try:
+            path = canonical_path(raw)
+        except PathRejected:
+            await _send_answer(send, _BAD_PATH)
+            return
+        route = self._table.match(path)
+        if route is None:
+            await self._fallback(scope, receive, send)
+            return
+        await self._proxy(scope, receive, send, route, path)
+
+    async def _proxy(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, path: CanonicalPath
+    ) -> None:
+        config = route.config
+        method: str = scope["method"]
+        if config.methods is not None and method not in config.methods:
+            await _send_answer(send, _NOT_ALLOWED, (b"allow", route.allow))
+            return
+        raw_headers = scope["headers"]
+        if config.csrf and not csrf_ok(raw_headers):
+            await _send_answer(send, _CSRF)
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        inbound = filter_request_headers(raw_headers, self._rules, trusted=self._rules.trusts(peer))
+        ref: SessionRef | None = None
+        session: Session | None = None
+        bearer: str | None = None
+        if config.token != "none":
+            try:
+                ref = self._sessions.ref_from_cookie(find_cookie(inbound.cookies, self._cookie))
+                session = await self._sessions.load(ref) if ref is not None else None
+                result = (
+                    await self._tokens.access_token_for(ref, session) if ref and session else None
+                )
+            except StoreUnavailable:
+                _log.warning("%s: session store unavailable", config.prefix)
+                await _send_answer(send, _STORE_DOWN)
+                return
+            if isinstance(result, Bearer):
+                bearer = result.token
+            elif isinstance(result, TokenFailure) or config.token == "user":
+                await _send_answer(send, _token_answer(result) if result else _NOT_AUTHENTICATED)
+                return
+            # token = "optional" without a usable session: forwarded without a bearer
+        state = scope.get("state")
+        request_id = state.get("request_id") if state else None
+        query: bytes = scope["query_string"]
+        target = route.origin + route.target(path)
+        exchange = _Exchange(
+            app=self,
+            route=route,
+            method=method,
+            url=URL(f"{target}?{safe_query(query)}" if query else target, encoded=True),
+            inbound=inbound,
+            headers=outbound_headers(
+                inbound,
+                bearer=bearer,
+                peer=peer,
+                scheme=scope.get("scheme", "http"),
+                request_id=request_id or request_id_from(raw_headers),
+            ),
+            ref=ref,
+            session=session,
+            bearer=bearer,
+        )
+        await exchange.run(receive, send)
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request to an upstream and its response streamed back."""
+
+    app: ProxyApp
+    route: Route
+    method: str
+    url: URL
+    inbound: Inbound
+    headers: list[tuple[str, str]]
+    ref: SessionRef | None
+    session: Session | None
+    bearer: str | None = field(repr=False)
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        watch = DisconnectWatch(receive, task, delay=_WATCH_DELAY)
+        stream: BodyStream | None = None
+        if self.inbound.has_body:
+            stream = BodyStream(receive, timeout=self.app._body_timeout, on_done=watch.later)
+        else:
+            watch.later()
+        try:
+            await self._run(send, watch, stream)
+        except asyncio.CancelledError:
+            # Our watcher cancelled us: the browser is gone. Anyone else's cancel stands.
+            if watch.gone and task is not None and task.uncancel() == 0:
+                return
+            raise
+        except OSError:
+            return  # an ASGI server whose send raises once the browser has gone (ASGI 2.4)
+        finally:
+            watch.stop()
+
+    async def _send_request(
+        self, stream: BodyStream | None, send: Send
+    ) -> aiohttp.ClientResponse | None:
+        pool, origin = self.app._upstreams, self.route.origin
+        try:
+            body = stream.chunks() if stream is not None else None
+            return await pool.request(origin, self.method, self.url, self.headers, body)
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            if stream is not None and stream.client_gone:
+                return None  # nobody left to answer
+            if stream is not None and stream.stalled:
+                await _send_answer(send, _STALLED)
+                return None
+            _log.warning("%s: %s", self.route.config.prefix, exc)
+            await _send_answer(send, _TIMEOUT if isinstance(exc, UpstreamTimeout) else _UNAVAILABLE)
+            return None
+
+    async def _run(self, send: Send, watch: DisconnectWatch, stream: BodyStream | None) -> None:
+        response = await self._send_request(stream, send)
+        if (
+            response is not None
+            and response.status == 401
+            and self.route.config.retry_on_401
+            and stream is None  # a body is gone once sent: only bodiless requests retry
+            and self.method in _IDEMPOTENT
+        ):
+            response = await self._retry(response, send)
+        if response is None:
+            return
+        try:
+            await self._stream(response, send, watch, stream)
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            # Mid-body: the status line is gone, so the only honest signal is to end the
+            # connection without completing the response (the server closes it).
+            _log.warning("%s: response body aborted: %s", self.route.config.prefix, exc)
+            response.close()
+        finally:
+            response.release()
+
+    async def _retry(
+        self, response: aiohttp.ClientResponse, send: Send
+    ) -> aiohttp.ClientResponse | None:
+        """The upstream refused our token: refresh once (unless someone already did) and
+        send the request again; only idempotent requests without a body. Releases
+        `response` unless it is returned."""
+        ref, session, bearer = self.ref, self.session, self.bearer
+        if ref is None or session is None or bearer is None:
+            return response
+        try:
+            result = await self.app._tokens.access_token_for(ref, session, stale_token=bearer)
+        except StoreUnavailable:
+            result = _STORE_FAILURE
+        except BaseException:
+            response.release()
+            raise
+        if isinstance(result, Bearer) and result.token == bearer:
+            return response  # nothing newer: the upstream's 401 is the answer
+        response.release()
+        if not isinstance(result, Bearer):
+            await _send_answer(send, _token_answer(result))
+            return None
+        stale = ("Authorization", f"Bearer {bearer}")
+        self.headers = [h for h in self.headers if h != stale]
+        self.headers.append(("Authorization", f"Bearer {result.token}"))
+        self.bearer = result.token
+        return await self._send_request(None, send)
+
+    async def _stream(
+        self,
+        response: aiohttp.ClientResponse,
+        send: Send,
+        watch: DisconnectWatch,
+        stream: BodyStream | None,
+    ) -> None:
+        headers = filter_response_headers(response.raw_headers, self.app._rules)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        read, content = self.app._upstreams.read, response.content
+        chunk = await read(response)
+        if not content.at_eof() and (stream is None or stream.done):
+            watch.start()  # a longer body: stop reading it as soon as the browser leaves
+        while not content.at_eof():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = await read(response)
+        watch.stop()  # from here a disconnect cannot cancel the final send
+        await send({"type": "http.response.body", "body": chunk, "more_body": False})
