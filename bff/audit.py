@@ -11,6 +11,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Literal
 
+from bff.metrics import count_event
+
 __all__ = ["AuditEvent", "audit"]
 
 AuditEvent = Literal["login", "refresh", "refresh_failed", "logout", "backchannel_logout", "revoke"]
@@ -44,3 +46,4 @@ def audit(
         "outcome": outcome,
     }
     _logger.info(json.dumps(record, separators=(",", ":"), ensure_ascii=True))
+    count_event(event, outcome)

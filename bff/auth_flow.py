@@ -158,6 +158,10 @@ class LoginFlow:
             ) from None
         if not tokens.id_token:
             raise IdpUnavailable("the token response has no id_token")
+        if tokens.refresh_token is None and "offline_access" in self._settings.scopes.split():
+            # The session will end when this access token does (some providers grant
+            # offline_access only with prompt=consent, OIDC Core §11).
+            _log.warning("offline_access was requested but the provider issued no refresh token")
         try:
             claims = await self._oidc.validate_id_token(tokens.id_token, nonce=login.nonce)
         except TokenValidationError as exc:

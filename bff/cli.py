@@ -8,6 +8,7 @@ import logging
 import logging.config
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,7 +72,10 @@ def app_from_environment() -> Any:
 
     configure_logging()
     overrides = json.loads(os.environ.get("BFF_CLI_OVERRIDES", "{}"))
-    return create_app(settings_from(os.environ, None, overrides))
+    return create_app(
+        settings_from(os.environ, None, overrides),
+        metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+    )
 
 
 def _report(error: ConfigError) -> int:
@@ -96,6 +100,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["BFF_CONFIG"] = os.path.abspath(args.config)
     os.environ["BFF_CLI_OVERRIDES"] = json.dumps(overrides)
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker counts in its own files; /metrics merges them (prometheus_client).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
     trusted = ",".join(settings.trusted_proxies)
     print(
         f"bff: serving on http://{settings.host}:{settings.port} "

@@ -19,6 +19,8 @@ from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
 from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
 from bff.headers import csrf_ok, header_values
+from bff.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
+from bff.metrics import render as render_metrics
 from bff.oidc import OidcClient
 from bff.session import Session, short_hash
 from bff.session_service import SessionRef, SessionService
@@ -30,6 +32,7 @@ __all__ = [
     "login",
     "callback",
     "logout",
+    "metrics",
     "readyz",
     "user",
 ]
@@ -46,6 +49,7 @@ class Runtime:
     sessions: SessionService
     flow: LoginFlow
     clock: Callable[[], float]
+    metrics_dir: str | None = None  # prometheus multiprocess directory (several workers)
 
 
 def _rt(request: Request) -> Runtime:
@@ -205,6 +209,11 @@ async def backchannel(request: Request) -> Response:
         tokens[0], oidc=rt.oidc, sessions=rt.sessions, clock=rt.clock, client_ip=_client_ip(request)
     )
     return JSONResponse({}, status_code=200, headers=no_store)
+
+
+async def metrics(request: Request) -> Response:
+    body = render_metrics(_rt(request).metrics_dir)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)
 
 
 async def healthz(request: Request) -> Response:

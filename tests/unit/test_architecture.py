@@ -8,9 +8,22 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "bff"
 
-LAYER0 = {"errors", "config", "tokens", "session", "pkce", "cookies", "redirects", "headers",
-          "crypto", "audit", "routes", "__init__"}
-LAYER2 = {"middleware", "endpoints", "proxy", "app", "cli", "metrics"}
+LAYER0 = {
+    "errors",
+    "config",
+    "tokens",
+    "session",
+    "pkce",
+    "cookies",
+    "redirects",
+    "headers",
+    "crypto",
+    "audit",
+    "routes",
+    "metrics",
+    "__init__",
+}
+LAYER2 = {"middleware", "endpoints", "proxy", "app", "cli"}
 
 
 def module_name(path: Path) -> str:
@@ -78,8 +91,12 @@ def test_only_the_edge_imports_starlette_or_uvicorn() -> None:
 def test_only_the_cli_reads_the_environment() -> None:
     def reads_env(path: Path) -> bool:
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id == "os" and node.attr in ("environ", "getenv", "environb")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in ("environ", "getenv", "environb")
+            ):
                 return True
         return False
 

@@ -528,3 +528,23 @@ async def test_store_unreachable_is_503_never_logged_out(clock: Clock) -> None:
     finally:
         await e.aclose()
         await store.aclose()
+
+
+def _counter(text: str, event: str, outcome: str) -> float:
+    prefix = f'bff_events_total{{event="{event}",outcome="{outcome}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0
+
+
+async def test_metrics_count_logins_and_logouts(env: Env) -> None:
+    before = (await env.browser.get("/metrics")).text
+    await env.login()
+    await env.browser.post("/bff/logout", csrf=True)
+    r = await env.browser.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    assert _counter(r.text, "login", "success") == _counter(before, "login", "success") + 1
+    assert _counter(r.text, "logout", "success") == _counter(before, "logout", "success") + 1
+    assert "alice" not in r.text  # no user data in labels
