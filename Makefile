@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast check e2e bench clean
+.PHONY: install run test test-fast check e2e e2e-install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ check: install
 	$(BIN)/ruff format --check bff tests deploy
 	$(BIN)/mypy
 
-test: check
+# The browser suite needs Debian's chromium and the provider's node packages.
+e2e-install: install
+	bash tests/e2e/install.sh
+
+e2e: e2e-install
+	$(BIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+# Every test: unit, contract (memory + real Redis), integration, e2e (real browser).
+test: check e2e-install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install
