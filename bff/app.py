@@ -9,7 +9,7 @@ import html
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from starlette.applications import Starlette
@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bff import endpoints
 from bff.auth_flow import LoginFlow
@@ -31,7 +32,7 @@ from bff.errors import (
     StoreUnavailable,
     TokenValidationError,
 )
-from bff.middleware import RequestContextMiddleware
+from bff.middleware import DirectPeerMiddleware, RequestContextMiddleware
 from bff.oidc import OidcClient
 from bff.proxy import ProxyApp
 from bff.routes import RouteTable
@@ -204,4 +205,13 @@ def create_app(
         fallback=app,
     )
     # Outermost, so request ids, security headers and the access log cover the proxy too.
-    return RequestContextMiddleware(proxy)
+    outer: ASGIApp = RequestContextMiddleware(proxy)
+    if settings.trusted_proxies:
+        # uvicorn's own parser sets client and scheme from a trusted ingress's headers;
+        # the socket peer is remembered first for the proxy's X-Forwarded-* decisions.
+        # (uvicorn types its ASGI callables more narrowly than Starlette; same protocol.)
+        ingress = ProxyHeadersMiddleware(
+            cast(Any, outer), trusted_hosts=list(settings.trusted_proxies)
+        )
+        outer = DirectPeerMiddleware(cast(ASGIApp, ingress))
+    return outer

@@ -103,7 +103,6 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker counts in its own files; /metrics merges them (prometheus_client).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
-    trusted = ",".join(settings.trusted_proxies)
     print(
         f"bff: serving on http://{settings.host}:{settings.port} "
         f"({settings.workers} worker(s)), public URL {settings.public_url}",
@@ -117,10 +116,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
-        # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: only when the
-        # operator names trusted proxies do we let it read them.
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
+        # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
+        # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
+        proxy_headers=False,
         access_log=False,
         server_header=False,
         log_config=configure_logging(),

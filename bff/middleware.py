@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.headers import request_id_from
 
-__all__ = ["RequestContextMiddleware"]
+__all__ = ["DirectPeerMiddleware", "RequestContextMiddleware"]
 
 _access = logging.getLogger("bff.access")
 _COMMON = [
@@ -66,3 +66,17 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+
+class DirectPeerMiddleware:
+    """Remembers the socket peer in `scope["state"]["direct_peer"]` before uvicorn's
+    ProxyHeadersMiddleware replaces `client` with the address a trusted proxy reports:
+    the proxy decides from it whether inbound X-Forwarded-* may be believed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("client"):
+            scope.setdefault("state", {})["direct_peer"] = scope["client"][0]
+        await self.app(scope, receive, send)

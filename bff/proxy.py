@@ -155,7 +155,10 @@ class ProxyApp:
             await _send_answer(send, _CSRF)
             return
         client = scope.get("client")
-        peer = client[0] if client else None
+        state = scope.get("state")
+        # The socket peer: a trusted ingress is judged by its own address, not by the
+        # client address uvicorn's ProxyHeadersMiddleware put in its place.
+        peer = (state.get("direct_peer") if state else None) or (client[0] if client else None)
         inbound = filter_request_headers(raw_headers, self._rules, trusted=self._rules.trusts(peer))
         ref: SessionRef | None = None
         session: Session | None = None
@@ -177,7 +180,6 @@ class ProxyApp:
                 await _send_answer(send, _token_answer(result) if result else _NOT_AUTHENTICATED)
                 return
             # token = "optional" without a usable session: forwarded without a bearer
-        state = scope.get("state")
         request_id = state.get("request_id") if state else None
         query: bytes = scope["query_string"]
         target = route.origin + route.target(path)

@@ -105,7 +105,7 @@ async def serve(
         access_log=False,
         http="httptools",
         ws="none",
-        proxy_headers=False,  # as `bff serve` without BFF_TRUSTED_PROXIES
+        proxy_headers=False,  # as `bff serve`: the app applies BFF_TRUSTED_PROXIES itself
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
