@@ -24,6 +24,8 @@ API_PORT = int(os.environ.get("DEMO_API_PORT", "9100"))
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers do: a port held only by TIME_WAIT connections is free to use.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -43,7 +45,12 @@ def wait_for(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float
     raise SystemExit(f"demo: {name} did not start on port {port}")
 
 
+def _stop_on_term(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a supervisor, `timeout`) stops the demo like Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_term)
     busy = [p for p in (BFF_PORT, PROVIDER_PORT, API_PORT) if not port_free(p)]
     if busy:
         print(

@@ -11,7 +11,8 @@ function show(label, value) {
 }
 
 async function call(path) {
-  const response = await fetch(path, { headers: { "X-CSRF": "1" }, credentials: "same-origin" });
+  // no-store: browsers otherwise queue identical concurrent GETs behind each other.
+  const response = await fetch(path, { headers: { "X-CSRF": "1" }, credentials: "same-origin", cache: "no-store" });
   const text = await response.text();
   let body;
   try { body = JSON.parse(text); } catch { body = text; }
