@@ -324,8 +324,13 @@ def _parse_route(c: _Collector, item: dict[str, Any], where: str) -> RouteConfig
             for bad in sorted(method_set - HTTP_METHODS):
                 c.problems.append(f"{where}.methods: unknown method {bad!r}")
     for key in ("scopes", "resource"):
-        if key in item and not isinstance(item[key], str):
-            c.problems.append(f"{where}.{key}: must be a string")
+        if key in item:
+            # Refused rather than ignored: an operator must never believe a route gets a
+            # narrower token than the one it is actually sent.
+            c.problems.append(
+                f"{where}.{key}: per-route tokens are not supported yet; "
+                "remove it (the route gets the session's access token)"
+            )
     if len(c.problems) > before:
         return None
     assert isinstance(prefix, str)

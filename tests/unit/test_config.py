@@ -138,6 +138,8 @@ def test_routes_from_env_and_toml() -> None:
         ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional or none"),
         ({"prefix": "/api", "upstream": "http://o", "methods": ["FETCH"]}, "unknown method"),
         ({"prefix": "/api", "upstream": "http://o", "colour": 1}, "unknown route setting"),
+        ({"prefix": "/api", "upstream": "http://o", "scopes": "a"}, "not supported yet"),
+        ({"prefix": "/api", "upstream": "http://o", "resource": "https://r"}, "not supported yet"),
     ],
 )
 def test_bad_routes_named(route: dict, fragment: str) -> None:
