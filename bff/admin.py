@@ -24,6 +24,11 @@ from bff.store.factory import create_store
 __all__ = ["run_sessions_command"]
 
 
+def _printable(text: str) -> str:
+    """No terminal escape sequences from a browser-supplied string."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
@@ -64,7 +69,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                 print(
                     f"{h}\t{session.sub}\t{_iso(session.created_at)}\t"
                     f"{_iso(max(last_seen, session.created_at))}\t{_iso(expires)}\t"
-                    f"{session.user_agent}"
+                    f"{_printable(session.user_agent)}"
                 )
             return 0
         return await _revoke(settings, service, hashes)

@@ -168,6 +168,17 @@ async def logout(request: Request) -> Response:
         if sid != ref.logout_sid:
             # A cross-site link must not be able to log the user out.
             raise BadRequest("sid does not match the session", code="invalid_sid")
+    if ref is None or session is None:
+        # No live session: nothing to end here, and nothing for a cross-site link (which
+        # carries no SameSite=Strict cookie) to do - no provider logout, no cookie change
+        # unless a dead cookie of ours came with the request.
+        response = RedirectResponse(s.post_logout_redirect, status_code=302)
+        if ref is not None:
+            response.headers.append(
+                "set-cookie",
+                expire_cookie(s.cookie_name, secure=s.secure, samesite=s.cookie_samesite),
+            )
+        return response
     target = await rt.flow.logout(ref, session)
     if session is not None and ref is not None:
         audit(
@@ -201,7 +212,10 @@ async def backchannel(request: Request) -> Response:
         body += chunk
         if len(body) > _MAX_LOGOUT_BODY:
             raise BadRequest("request body too large")
-    form = parse_qs(body.decode("ascii", "replace"), max_num_fields=8)
+    try:
+        form = parse_qs(body.decode("ascii", "replace"), max_num_fields=8)
+    except ValueError:
+        raise BadRequest("too many form fields") from None
     tokens = form.get("logout_token", [])
     if len(tokens) != 1 or not tokens[0]:
         raise BadRequest("exactly one logout_token is required")

@@ -229,7 +229,7 @@ def check_logout_token_claims(
     claims: Mapping[str, Any], *, issuer: str, client_id: str, now: float
 ) -> None:
     """Back-Channel Logout 1.0 §2.6 steps 3-8 (the `jti` replay check is the caller's)."""
-    _check_common(claims, issuer=issuer, client_id=client_id, now=now, require_exp=False)
+    _check_common(claims, issuer=issuer, client_id=client_id, now=now, require_exp=True)
     iat = _number(claims, "iat", required=True)
     if iat is not None and now - iat > LOGOUT_TOKEN_MAX_AGE:
         raise _fail("iat is too old")

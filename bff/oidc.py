@@ -89,12 +89,18 @@ class ProviderMetadata:
         if doc.get("issuer") != expected_issuer:  # exact match: mix-up defence
             raise bad("issuer does not match the configured issuer")
 
+        https_issuer = expected_issuer.startswith("https://")
+
         def endpoint(name: str, *, required: bool) -> str | None:
             value = doc.get(name)
             if value is None and not required:
                 return None
             if not isinstance(value, str) or not is_allowed_endpoint(value):
                 raise bad(f"{name} missing or not an https URL")
+            if https_issuer and not value.startswith("https://"):
+                # Plain http to loopback is for a development provider only: an https
+                # provider must not send the client secret or tokens to a local sidecar.
+                raise bad(f"{name} is plain http while the issuer is https")
             return value
 
         def strings(name: str, default: tuple[str, ...]) -> tuple[str, ...]:

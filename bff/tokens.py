@@ -21,11 +21,13 @@ class TokenSet:
     refresh_expires_at: int | None = None  # when the provider reports refresh_expires_in
 
     def merged_with(self, newer: TokenSet) -> TokenSet:
-        """The result of a refresh: keep the old refresh / ID token when none is returned."""
+        """The result of a refresh: keep the old refresh token when none is returned, and
+        always the ID token validated at login (a refresh's ID token is not validated, and
+        is only ever needed as `id_token_hint`)."""
         return replace(
             newer,
             refresh_token=newer.refresh_token or self.refresh_token,
-            id_token=newer.id_token or self.id_token,
+            id_token=self.id_token,
             refresh_expires_at=newer.refresh_expires_at or self.refresh_expires_at,
             scope=newer.scope or self.scope,
         )

@@ -47,6 +47,7 @@ class Cluster:
             "iss": ISSUER,
             "aud": CLIENT_ID,
             "iat": now,
+            "exp": now + 120,
             "jti": uuid.uuid4().hex,
             "sid": "idp-sid-1",
             "sub": "alice",
@@ -109,6 +110,7 @@ def _foreign_key_token(cluster: Cluster) -> str:
         "iss": ISSUER,
         "aud": CLIENT_ID,
         "iat": now,
+        "exp": now + 60,
         "jti": "j",
         "sid": "idp-sid-1",
         "events": {EVENT: {}},
@@ -125,6 +127,8 @@ def _foreign_key_token(cluster: Cluster) -> str:
         "missing_events",
         "no_sid_no_sub",
         "stale_iat",
+        "missing_exp",
+        "expired",
         "wrong_iss",
         "not_a_jwt",
     ],
@@ -141,6 +145,8 @@ async def test_invalid_logout_tokens_leave_sessions_intact(cluster: Cluster, var
         "stale_iat": lambda: cluster.logout_token(iat=now - 3600),
         "wrong_iss": lambda: cluster.logout_token(iss="https://evil.test"),
         "not_a_jwt": lambda: "garbage",
+        "missing_exp": lambda: cluster.logout_token(exp=None),
+        "expired": lambda: cluster.logout_token(exp=now - 120),
     }[variant]()
     r = await cluster.post(token)
     assert r.status_code == 400
@@ -164,4 +170,7 @@ async def test_wrong_content_type_and_missing_token(cluster: Cluster) -> None:
     r = await env.browser.post("/bff/backchannel-logout", json={"logout_token": "x"})
     assert r.status_code == 400
     r = await env.browser.post("/bff/backchannel-logout", data={"other": "x"})
+    assert r.status_code == 400
+    many = {f"a{i}": "1" for i in range(20)}
+    r = await env.browser.post("/bff/backchannel-logout", data=many)
     assert r.status_code == 400

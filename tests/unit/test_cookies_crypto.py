@@ -130,6 +130,9 @@ def test_token_response_parsing_and_expiry() -> None:
         token_set_from_response({"access_token": "b", "expires_in": 60}, now=2000)
     )
     assert merged.refresh_token == "r"  # kept when the provider returns none
+    with_id = TokenSet(access_token="a", expires_at=1, id_token="validated-at-login")
+    unvalidated = TokenSet(access_token="b", expires_at=2, id_token="from-a-refresh")
+    assert with_id.merged_with(unvalidated).id_token == "validated-at-login"
     with pytest.raises(ValueError):
         token_set_from_response({"token_type": "Bearer"}, now=0)
     with pytest.raises(ValueError):

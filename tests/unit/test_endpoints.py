@@ -220,6 +220,18 @@ async def test_logout_without_session_is_a_redirect_not_an_error(env: Env) -> No
     assert r.status_code == 302
 
 
+async def test_cross_site_logout_link_changes_nothing(env: Env) -> None:
+    """A cross-site top-level GET carries no SameSite=Strict cookie: it must neither
+    clear the cookie nor send the browser to the provider's end-session endpoint."""
+    await env.login()
+    r = await env.browser.get("/bff/logout", headers={"Cookie": ""})
+    assert r.status_code == 302
+    assert r.headers["location"] == "/"
+    assert r.headers.get_list("set-cookie") == []
+    assert env.idp.revocations == []
+    assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
+
+
 async def test_failed_revocation_never_blocks_logout(env: Env) -> None:
     await env.login()
     env.idp.revoke_status = 503
@@ -548,3 +560,21 @@ async def test_metrics_count_logins_and_logouts(env: Env) -> None:
     assert _counter(r.text, "login", "success") == _counter(before, "login", "success") + 1
     assert _counter(r.text, "logout", "success") == _counter(before, "logout", "success") + 1
     assert "alice" not in r.text  # no user data in labels
+
+
+async def test_https_issuer_may_not_advertise_plain_http_endpoints(clock: Clock) -> None:
+    idp = FakeIdp(clock=clock)
+    idp.discovery["token_endpoint"] = "http://127.0.0.1:9/token"  # a local sidecar
+    e = Env(idp, clock, MemoryStore(clock=clock))
+    try:
+        r = await e.browser.get("/bff/login")
+        assert r.status_code == 502
+        assert r.json()["error"] == "idp_unavailable"
+    finally:
+        await e.aclose()
+
+
+def test_admin_listing_prints_no_terminal_escapes() -> None:
+    from bff.admin import _printable
+
+    assert _printable("Mozilla\x1b]0;pwned\x07 5.0") == "Mozilla?]0;pwned? 5.0"

@@ -206,6 +206,7 @@ def logout_claims(**overrides: Any) -> dict[str, Any]:
         "iss": ISSUER,
         "aud": [CLIENT_ID, "other"],
         "iat": NOW,
+        "exp": NOW + 120,
         "jti": "j",
         "sid": "s",
         "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
@@ -233,6 +234,7 @@ def test_logout_claims_ok() -> None:
         ({"jti": ""}, "jti"),
         ({"nonce": None}, "nonce"),
         ({"azp": "other"}, "azp"),
+        ({"exp": None}, "exp"),
     ],
 )
 def test_logout_claim_rules(overrides: dict[str, Any], rule: str) -> None:

@@ -720,6 +720,7 @@ def logout_claims(**overrides: Any) -> dict[str, Any]:
         "iss": ISSUER,
         "aud": CLIENT_ID,
         "iat": int(NOW) - 5,
+        "exp": int(NOW) + 115,
         "jti": "jti-1",
         "sid": "idp-session",
         "sub": "user-1",
