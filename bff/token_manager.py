@@ -55,6 +55,7 @@ LOCK_WAIT_SECONDS = 20.0  # a waiter gives up with 503 + Retry-After, never a lo
 RECENT_SECONDS = 5.0  # how long a finished refresh's outcome is shared in-process
 _POLL_START, _POLL_MAX = 0.02, 0.25
 _SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
+_LEASE_MARGIN = 5.0  # seconds of the lease kept free for releasing the lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ _EXPIRED = NoToken("session_expired", "the session has ended; log in again")
 _IDP_DOWN = TokenFailure(502, "idp_unavailable", "the identity provider is unavailable", 5)
 _STORE_DOWN = TokenFailure(503, "session_store_unavailable", "the session store is unavailable", 5)
 _BUSY = TokenFailure(503, "refresh_in_progress", "a token refresh is still in progress", 1)
+_LEASE_OVER = TokenFailure(503, "refresh_timeout", "the token refresh took too long", 5)
 
 
 @dataclass(slots=True)
@@ -121,6 +123,15 @@ class TokenManager:
         if stale_token is None and not needs_refresh(tokens, now=self._clock(), skew=self._skew):
             return Bearer(tokens.access_token)
         recent = self._recent.get(ref.hash)
+        if (
+            stale_token is not None
+            and recent is not None
+            and recent.until > time.monotonic()
+            and isinstance(recent.result, Bearer)
+        ):
+            # Refreshed moments ago: the upstream's 401 stands, and an upstream that
+            # always answers 401 cannot make every request refresh.
+            return recent.result
         if recent is not None:
             if recent.until > time.monotonic() and recent.old_token == tokens.access_token:
                 return recent.result
@@ -159,9 +170,15 @@ class TokenManager:
         if not isinstance(owner, str):
             return owner  # someone else refreshed (or the session ended) meanwhile
         try:
-            return await self._refresh_locked(ref, seen_token, force=force)
+            # Everything done under the lock ends before its lease can: another instance
+            # must never take the lock while this one may still store a rotated token.
+            async with asyncio.timeout(LOCK_LEASE_MS / 1000 - _LEASE_MARGIN):
+                return await self._refresh_locked(ref, seen_token, force=force)
         except StoreUnavailable:
             return _STORE_DOWN
+        except TimeoutError:
+            _log.warning("refresh did not finish within its lock lease; session kept")
+            return _LEASE_OVER
         finally:
             with contextlib.suppress(StoreUnavailable):
                 await self._sessions.store.release_lock(ref.hash, owner)

@@ -303,3 +303,35 @@ async def test_audit_events_and_no_secret(clock: Clock, caplog: pytest.LogCaptur
     for secret in ("access-token-", "refresh-token-", CLIENT_SECRET, SECRET_KEY, ref.session_id):
         assert secret not in text
     await inst.aclose()
+
+
+async def test_upstream_401_refreshes_at_most_once_in_a_few_seconds(clock: Clock) -> None:
+    idp = FakeIdp(clock=clock)
+    inst = Instance(idp, MemoryStore(clock=clock), clock)
+    ref = await new_session(inst, idp, clock, expires_in=300)  # fresh: no refresh needed
+    session = await inst.sessions.load(ref)
+    first = await inst.tokens.access_token_for(ref, session, stale_token="access-token-0-XYZ")
+    assert first.token == "access-token-1-XYZ"
+    assert idp.refresh_grants == 1
+    for _ in range(5):  # the upstream keeps answering 401 to the new token
+        session = await inst.sessions.load(ref)
+        again = await inst.tokens.access_token_for(ref, session, stale_token=first.token)
+        assert again.token == first.token
+    assert idp.refresh_grants == 1
+    await inst.aclose()
+
+
+async def test_work_under_the_lock_ends_before_its_lease(clock: Clock, monkeypatch: Any) -> None:
+    import bff.token_manager as tm
+
+    monkeypatch.setattr(tm, "LOCK_LEASE_MS", 5_400)  # 0.4 s of work allowed (5 s margin)
+    monkeypatch.setattr(tm, "REFRESH_TIMEOUT", 30.0)
+    idp = FakeIdp(clock=clock)
+    idp.token_delay = 1.0  # the provider is slower than the lease allows
+    inst = Instance(idp, MemoryStore(clock=clock), clock)
+    ref = await new_session(inst, idp, clock)
+    result = await inst.token(ref)
+    assert isinstance(result, TokenFailure)
+    assert result.status == 503
+    assert await inst.sessions.load(ref) is not None  # never a logout
+    await inst.aclose()
