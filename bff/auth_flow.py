@@ -90,7 +90,13 @@ class LoginFlow:
         self._clock = clock
 
     # ---- /bff/login ------------------------------------------------------------------
-    async def start(self, *, return_url: str | None, binding_cookie: str | None) -> LoginStart:
+    async def start(
+        self,
+        *,
+        return_url: str | None,
+        binding_cookie: str | None,
+        previous: SessionRef | None = None,
+    ) -> LoginStart:
         return_url = "/" if return_url is None else return_url
         if not is_local_path(return_url):
             raise BadRequest(
@@ -109,6 +115,7 @@ class LoginFlow:
             binding=_binding_hash(binding),
             issuer=self._settings.issuer,
             created_at=int(self._clock()),
+            previous=previous.hash if previous is not None else None,
         )
         # Ask the provider first: if it is down, nothing is stored.
         url = await self._oidc.authorization_url(
@@ -167,10 +174,12 @@ class LoginFlow:
         except TokenValidationError as exc:
             raise BadRequest(f"the ID token is not valid: {exc}", code="invalid_id_token") from None
         shown = {k: v for k, v in claims.items() if k not in _HIDDEN_CLAIMS}
+        # Drop whatever session this browser had: one browser, one fresh session.
+        replaced = {login.previous} if login.previous else set()
         if previous is not None:
-            # Drop whatever session this browser had: one browser, one fresh session.
-            old = await self._sessions.load(previous)
-            await self._sessions.delete(previous.hash, old)
+            replaced.add(previous.hash)
+        for old_hash in replaced:
+            await self._sessions.delete(old_hash, await self._sessions.load_by_hash(old_hash))
         ref, session = await self._sessions.create(
             tokens=tokens, claims=shown, user_agent=user_agent
         )

@@ -65,6 +65,10 @@ class LoginState:
     binding: str = field(repr=False)  # hash of the browser-binding cookie value
     issuer: str
     created_at: int
+    # The session this browser had when the login started (its hash): the provider's
+    # cross-site redirect back carries no SameSite=Strict cookie, so the callback would
+    # otherwise never learn which session the new one replaces.
+    previous: str | None = None
 
 
 def encode_session(s: Session) -> bytes:
@@ -124,6 +128,7 @@ def encode_login_state(s: LoginState) -> bytes:
         "b": s.binding,
         "iss": s.issuer,
         "ca": s.created_at,
+        "p": s.previous,
     }
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
@@ -140,6 +145,7 @@ def decode_login_state(data: bytes) -> LoginState:
             binding=doc["b"],
             issuer=doc["iss"],
             created_at=doc["ca"],
+            previous=doc.get("p"),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError("malformed login state") from exc

@@ -578,3 +578,21 @@ def test_admin_listing_prints_no_terminal_escapes() -> None:
     from bff.admin import _printable
 
     assert _printable("Mozilla\x1b]0;pwned\x07 5.0") == "Mozilla?]0;pwned? 5.0"
+
+
+async def test_relogin_drops_the_old_session_even_without_strict_cookie_on_callback(
+    env: Env,
+) -> None:
+    await env.login()
+    first = env.browser.cookies["bff-session"]
+    params = await env.start_login()  # same-origin: the Strict cookie is sent here
+    binding = env.browser.cookies["bff-session-login"]
+    # the provider's cross-site redirect back carries only the Lax binding cookie
+    r = await env.browser.get(
+        "/bff/callback",
+        params={"code": "c", "state": params["state"], "iss": ISSUER},
+        headers={"Cookie": f"bff-session-login={binding}"},
+    )
+    assert r.status_code == 302
+    r = await env.browser.get("/bff/user", csrf=True, headers={"Cookie": f"bff-session={first}"})
+    assert r.status_code == 401
