@@ -3,6 +3,7 @@ and building Set-Cookie values. Pure."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable
 from typing import Literal
@@ -68,6 +69,15 @@ def _pairs(headers: Iterable[str]) -> Iterable[tuple[str, str]]:
                 yield name, value
 
 
+def _lookalike(cookie_name: str) -> str:
+    """The name once Unicode whitespace and invisible characters are stripped; header
+    text arrives latin-1 decoded while browsers send UTF-8, so decode that first."""
+    if not cookie_name.isascii():
+        with contextlib.suppress(UnicodeError):
+            cookie_name = cookie_name.encode("latin-1").decode("utf-8")
+    return cookie_name.strip().strip(_INVISIBLE).strip()
+
+
 def find_cookie(headers: Iterable[str], name: str) -> str | None:
     """The value of cookie `name`, or None when absent or ambiguous: a duplicate of
     the name, or another name that equals it once Unicode whitespace is stripped
@@ -79,7 +89,7 @@ def find_cookie(headers: Iterable[str], name: str) -> str | None:
         if cookie_name == name:
             count += 1
             found = value.strip(" \t")
-        elif cookie_name.strip().strip(_INVISIBLE).strip() == name:
+        elif _lookalike(cookie_name) == name:
             return None
     if count != 1 or found is None:
         return None

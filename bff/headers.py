@@ -48,6 +48,16 @@ HOP_BY_HOP = frozenset(
 # Never forwarded from the browser: replaced by ours, or answered by this hop.
 # `Expect: 100-continue` was already answered by our server.
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"authorization", b"x-request-id", b"expect"}
+# Headers some upstream frameworks obey to re-route or re-method a request: they could
+# take a request above its route's path or around its `methods` (and `Proxy:`, httpoxy).
+_REQUEST_DROP |= {
+    b"proxy",
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+}
 _FORWARDING = frozenset({b"forwarded", b"x-real-ip"})  # and every `x-forwarded-*`
 # Names whose underscore spelling is dropped even from a trusted proxy.
 _MANAGED = _REQUEST_DROP | _FORWARDING | {b"cookie", b"content-length", b"x-csrf"}
@@ -56,7 +66,8 @@ _HOP_BY_HOP_TEXT = frozenset(n.decode() for n in HOP_BY_HOP)
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 # Our server adds its own Date; Server would only advertise the upstream's software
 # (nginx's proxy_hide_header defaults).
-_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+# Clear-Site-Data: "cookies" would let an upstream wipe the BFF's session cookie.
+_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"clear-site-data"}
 
 # One dict lookup per request header; names not listed pass unless `_classify` objects.
 _KEEP, _DROP, _COOKIE, _LENGTH, _HOST, _CONNECTION, _CHUNKED = range(7)
@@ -143,9 +154,10 @@ class ForwardRules:
 class Inbound:
     """The browser's request headers, filtered for forwarding, plus what we read from them."""
 
-    headers: list[tuple[str, str]]  # what may be forwarded as it is
-    cookies: list[str]  # every Cookie header value (for the session lookup)
-    forward_cookie: str | None  # the Cookie header to forward, without the BFF's cookies
+    # Secrets (the session cookie) live here: never in a repr or an error tracker's dump.
+    headers: list[tuple[str, str]] = field(repr=False)  # what may be forwarded as it is
+    cookies: list[str] = field(repr=False)  # every Cookie header value (session lookup)
+    forward_cookie: str | None = field(repr=False)  # without the BFF's cookies
     host: str | None
     has_body: bool
     forwarded_for: str | None = None  # from a trusted proxy only
@@ -266,6 +278,8 @@ def outbound_headers(
 def _is_bff_cookie(set_cookie: bytes, names: ForwardRules) -> bool:
     # A Set-Cookie without `=` sets a nameless cookie whose value is the text.
     name = set_cookie.split(b";", 1)[0].split(b"=", 1)[0].strip().lower()
+    if not name:
+        return True  # `=bff-session=x` sets a nameless cookie browsers send as `bff-session=x`
     if name.isascii():
         return name in names.cookie_names_bytes
     return _cookie_key(name.decode("latin-1")) in names.cookie_names

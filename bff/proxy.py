@@ -211,8 +211,8 @@ class _Exchange:
     route: Route
     method: str
     url: URL
-    inbound: Inbound
-    headers: list[tuple[str, str]]
+    inbound: Inbound = field(repr=False)
+    headers: list[tuple[str, str]] = field(repr=False)  # holds the bearer
     ref: SessionRef | None
     session: Session | None
     bearer: str | None = field(repr=False)

@@ -141,3 +141,12 @@ def test_token_response_parsing_and_expiry() -> None:
         token_set_from_response({"token_type": "Bearer"}, now=0)
     with pytest.raises(ValueError):
         token_set_from_response({"access_token": "a", "token_type": "mac"}, now=0)
+
+
+def test_find_cookie_refuses_utf8_lookalikes() -> None:
+    # what a server hands us: UTF-8 bytes decoded as latin-1
+    em_space = "\u2003".encode().decode("latin-1")
+    zero_width = "\u200b".encode().decode("latin-1")
+    for prefix in (em_space, zero_width):
+        header = f"__Host-bff-session=V; {prefix}__Host-bff-session=W"
+        assert find_cookie([header], "__Host-bff-session") is None

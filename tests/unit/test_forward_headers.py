@@ -181,3 +181,32 @@ def test_response_headers_lose_hop_by_hop_and_bff_cookies() -> None:
         (b"set-cookie", b"upstream=1; Path=/"),
         (b"location", b"/elsewhere"),
     ]
+
+
+def test_routing_override_headers_and_httpoxy_never_reach_the_upstream() -> None:
+    pairs = [
+        ("Proxy", "http://evil:1"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+    ]
+    inbound = filter_request_headers(h(*pairs), RULES, trusted=True)
+    assert inbound.headers == []
+
+
+def test_nameless_set_cookie_and_clear_site_data_are_dropped() -> None:
+    raw = [
+        (b"set-cookie", b"=bff-session=evil"),
+        (b"clear-site-data", b'"cookies"'),
+        (b"set-cookie", b"theirs=1"),
+    ]
+    assert filter_response_headers(raw, RULES) == [(b"set-cookie", b"theirs=1")]
+
+
+def test_no_cookie_or_bearer_in_repr() -> None:
+    inbound = filter_request_headers(
+        h(("Cookie", "bff-session=SECRET-COOKIE")), RULES, trusted=False
+    )
+    assert "SECRET-COOKIE" not in repr(inbound)
