@@ -19,8 +19,8 @@ run: install
 	$(BIN)/python deploy/demo/run.py
 
 check: install
-	$(BIN)/ruff check bff tests deploy
-	$(BIN)/ruff format --check bff tests deploy
+	$(BIN)/ruff check bff tests deploy bench
+	$(BIN)/ruff format --check bff tests deploy bench
 	$(BIN)/mypy
 
 # The browser suite needs Debian's chromium and the provider's node packages.
@@ -36,6 +36,11 @@ test: check e2e-install
 
 test-fast: install
 	$(BIN)/pytest -m "not e2e" -x -q $(PYTEST_ARGS)
+
+# The benchmark of issue 6: nginx, wrk (installed when missing), private Redis, the dev
+# provider and bff; prints a table and writes bench-results/. BENCH_QUICK=1 for a smoke run.
+bench: install
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

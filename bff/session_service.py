@@ -26,6 +26,11 @@ from bff.tokens import TokenSet
 
 __all__ = ["SessionRef", "SessionService"]
 
+# Bounded memo tables (dicts evicting in insertion order), so repeat requests of a
+# session skip deterministic work. Only verified results go in: garbage cannot fill them.
+_REF_CACHE = 8192  # cookie value -> SessionRef: the HMAC check and the store-key hash
+_OPEN_CACHE = 1024  # (store key hash, sealed blob) -> Session: the decrypt and the decode
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRef:
@@ -58,18 +63,26 @@ class SessionService:
         self._idle = idle_timeout
         self._lifetime = max_lifetime
         self._clock = clock
+        self._refs: dict[str, SessionRef] = {}
+        self._opened: dict[tuple[str, bytes], Session] = {}
 
     def ref_from_cookie(self, value: str | None) -> SessionRef | None:
         """Verify the signature before any I/O; None for anything not ours or expired."""
         if not value:
             return None
-        unsigned = self._signer.unsign_session(value)
-        if unsigned is None:
+        ref = self._refs.get(value)
+        if ref is None:
+            unsigned = self._signer.unsign_session(value)
+            if unsigned is None:
+                return None
+            session_id, expires_at = unsigned
+            ref = SessionRef(session_id, session_hash(session_id), expires_at)
+            if len(self._refs) >= _REF_CACHE:
+                del self._refs[next(iter(self._refs))]
+            self._refs[value] = ref  # signing keys never change while the process runs
+        if ref.expires_at <= self._clock():
             return None
-        session_id, expires_at = unsigned
-        if expires_at <= self._clock():
-            return None
-        return SessionRef(session_id, session_hash(session_id), expires_at)
+        return ref
 
     def cookie_value(self, ref: SessionRef) -> str:
         return self._signer.sign_session(ref.session_id, ref.expires_at)
@@ -88,10 +101,8 @@ class SessionService:
         blob = await self.store.load_session(ref.hash, ttl=ttl)
         if blob is None:
             return None
-        try:
-            session = decode_session(self._keys.open(blob, aad=ref.hash.encode()))
-        except (BlobError, ValueError):
-            # Sealed by a retired key or corrupted: unusable, and never a crash.
+        session = self._open(ref.hash, blob)
+        if session is None:
             return None
         if session.expires_at > ref.expires_at:
             return None  # not the session this cookie was issued for
@@ -99,6 +110,24 @@ class SessionService:
             # Its lifetime was shortened (refresh-token expiry) and is over: remove it.
             await self.delete(ref.hash, session)
             return None
+        return session
+
+    def _open(self, ref_hash: str, blob: bytes) -> Session | None:
+        """Decrypt and decode, memoised: the same authenticated blob under the same store
+        key always opens to the same record, so a repeat skips the work (the store is
+        still read on every request: a deleted or replaced session is never served)."""
+        memo = (ref_hash, blob)
+        session = self._opened.get(memo)
+        if session is not None:
+            return session
+        try:
+            session = decode_session(self._keys.open(blob, aad=ref_hash.encode()))
+        except (BlobError, ValueError):
+            # Sealed by a retired key or corrupted: unusable, and never a crash.
+            return None
+        if len(self._opened) >= _OPEN_CACHE:
+            del self._opened[next(iter(self._opened))]
+        self._opened[memo] = session
         return session
 
     async def create(

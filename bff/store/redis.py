@@ -15,6 +15,7 @@ Two rules keep the store honest under failure:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio
-from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -39,6 +40,7 @@ _HASH_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
 _HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING vets it
 _SCAN_COUNT = 1000
+_HOT_CONNECTIONS = 64  # the GETEX lane's own connections (beyond the main pool)
 
 # Compare-and-delete: only the owner of the lease may release it.
 _RELEASE_LUA = """
@@ -88,6 +90,64 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
+class _HotLane:
+    """The hot path's `GETEX` on connections it keeps checked out of the main pool
+    (so the pool's limit, address, TLS, timeouts and health checks all still apply).
+
+    redis-py's generic path costs more than the round trip itself: a blocking pool's
+    condition and timeout, a probe read at every checkout, observability hooks and a
+    retry wrapper. Here a command is one send and one read on a connection the lane
+    already holds; only when it holds no idle one does it check one out of the pool.
+    A connection that fails or is interrupted mid-command (a cancelled request) is
+    disconnected and handed back to the pool, never reused as it is, so a half-read
+    reply can never reach the next request. At most `limit` connections are held.
+    """
+
+    __slots__ = ("_idle", "_pool", "_slots", "_timeout")
+
+    def __init__(self, pool: ConnectionPool, *, limit: int, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._idle: list[AbstractConnection] = []
+        self._slots = asyncio.Semaphore(limit)
+
+    async def getex(self, key: str, ttl: int) -> Any:
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise StoreUnavailable("session store failed during load_session (busy)") from None
+        else:
+            await slots.acquire()  # completes at once: a free slot
+        try:
+            conn: AbstractConnection = (
+                self._idle.pop() if self._idle else await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            )
+            try:
+                await conn.send_command("GETEX", key, "EX", ttl)
+                value = await conn.read_response()
+            except BaseException:
+                await asyncio.shield(self._discard(conn))
+                raise
+            self._idle.append(conn)
+            return value
+        finally:
+            slots.release()
+
+    async def _discard(self, conn: AbstractConnection) -> None:
+        try:
+            await conn.disconnect()
+        finally:
+            await self._pool.release(conn)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._pool.release(conn)
+
+
 class RedisStore:
     """A `SessionStore` on one `redis.asyncio.Redis` client (created with bytes responses)."""
 
@@ -100,6 +160,16 @@ class RedisStore:
         self._prefix = prefix
         self._session_head = f"{prefix}:{{".encode()
         self._release = client.register_script(_RELEASE_LUA)
+        pool = client.connection_pool
+        self._hot = (
+            _HotLane(
+                pool,
+                limit=_HOT_CONNECTIONS,
+                timeout=pool.connection_kwargs.get("socket_timeout"),
+            )
+            if isinstance(pool, ConnectionPool) and not client.single_connection_client
+            else None
+        )
 
     @classmethod
     def from_url(
@@ -174,7 +244,10 @@ class RedisStore:
         key = self._session_key(session_hash)
         _check_ttl(ttl)
         with _Boundary("load_session"):
-            value = await self._client.getex(key, ex=ttl)
+            if self._hot is not None:
+                value = await self._hot.getex(key, ttl)
+            else:
+                value = await self._client.getex(key, ex=ttl)
         return value if isinstance(value, bytes) or value is None else value.encode()
 
     async def update_session(self, session_hash: str, blob: bytes, *, ttl: int) -> bool:
@@ -308,4 +381,6 @@ class RedisStore:
     async def aclose(self) -> None:
         """Close the client (and the pool `from_url` created for it)."""
         with _Boundary("aclose"):
+            if self._hot is not None:
+                await self._hot.aclose()
             await self._client.aclose()

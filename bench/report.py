@@ -1,0 +1,179 @@
+"""From raw wrk rounds to medians, ratios, target checks and the printed table. Pure."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bench.wrk import WrkResult
+
+__all__ = ["TARGETS", "build_table", "check_targets", "percentile", "summarise"]
+
+TARGETS = ("direct", "nginx-proxy", "bff-1w", "bff-2w")
+
+
+def percentile(samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (pct in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def _median(rounds: Sequence[WrkResult], field: str) -> float:
+    return float(statistics.median(getattr(r, field) for r in rounds))
+
+
+def summarise(
+    loaded: Mapping[str, Sequence[WrkResult]], single: Mapping[str, Sequence[WrkResult]]
+) -> dict[str, dict[str, Any]]:
+    """Medians per target (64 connections: rps, p50, p99; errors summed over rounds;
+    1 connection: p50, p99), then bff / nginx-proxy and the added p50 over direct."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in loaded:
+        hot, one = loaded[name], single[name]
+        out[name] = {
+            "rps": round(_median(hot, "rps"), 1),
+            "p50_ms": round(_median(hot, "p50_ms"), 3),
+            "p99_ms": round(_median(hot, "p99_ms"), 3),
+            "errors": sum(r.errors for r in hot) + sum(r.errors for r in one),
+            "c1_rps": round(_median(one, "rps"), 1),
+            "c1_p50_ms": round(_median(one, "p50_ms"), 3),
+            "c1_p99_ms": round(_median(one, "p99_ms"), 3),
+            "rounds": len(hot),
+        }
+    floor = out.get("nginx-proxy", {}).get("rps")
+    direct = out.get("direct", {}).get("c1_p50_ms")
+    for row in out.values():
+        row["x_nginx_proxy"] = round(row["rps"] / floor, 4) if floor else None
+        row["added_c1_p50_ms"] = round(row["c1_p50_ms"] - direct, 3) if direct is not None else None
+    return out
+
+
+def check_targets(results: Mapping[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """(target, met?, figure) for each of the issue's targets; None when not measured."""
+    s = results.get("summary", {})
+    checks: list[tuple[str, bool | None, str]] = []
+
+    def row(name: str, key: str) -> Any:
+        return s.get(name, {}).get(key)
+
+    for name, floor in (("bff-1w", 0.05), ("bff-2w", 0.08)):
+        ratio, errors = row(name, "x_nginx_proxy"), row(name, "errors")
+        met = None if ratio is None else bool(ratio >= floor and errors == 0)
+        checks.append(
+            (f"{name} >= {floor}x nginx-proxy, 0 errors", met, f"{ratio}x, {errors} errors")
+        )
+    for name in ("bff-1w", "bff-2w"):
+        added = row(name, "added_c1_p50_ms")
+        met = None if added is None else bool(added <= 0.3)
+        checks.append((f"{name} added p50 at 1 connection <= 0.3 ms", met, f"{added} ms"))
+    commands = results.get("store_commands", {}).get("per_request")
+    checks.append(
+        (
+            "1 store command per proxied request",
+            None if commands is None else commands == 1.0,
+            f"{commands}",
+        )
+    )
+    storm = results.get("refresh_storm", [])
+    for run in storm:
+        bound = 3 * run["provider_latency_ms"] + 50
+        met = run["grants"] == 1 and run["p99_ms"] < bound and run["errors"] == 0
+        checks.append(
+            (
+                f"refresh storm ({run['target']}): 1 grant, p99 < {bound} ms",
+                met,
+                f"{run['grants']} grant(s), p99 {run['p99_ms']} ms, {run['errors']} errors",
+            )
+        )
+    scale = results.get("session_scale")
+    if scale:
+        checks.append(
+            (
+                "Redis memory per session <= 1024 B",
+                scale["bytes_per_session"] <= 1024,
+                f"{scale['bytes_per_session']} B",
+            )
+        )
+        checks.append(
+            (
+                "rps across 1k sessions within 10% of one",
+                scale["many_vs_one"] >= 0.9,
+                f"{scale['many_vs_one']}x",
+            )
+        )
+    leak = results.get("leak")
+    if leak:
+        checks.append(
+            (
+                "RSS growth < 2 MiB per 100k requests",
+                leak["growth_kib_per_100k"] < 2048,
+                f"{leak['growth_kib_per_100k']} KiB",
+            )
+        )
+    return checks
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def build_table(results: Mapping[str, Any]) -> str:
+    """The printed report: the side-by-side table, the further figures, the targets."""
+    lines = []
+    meta = results.get("meta", {})
+    lines.append(
+        f"bff benchmark  {meta.get('started', '')}  rounds={meta.get('rounds', '-')}  "
+        f"{meta.get('seconds_loaded', '-')}s at {meta.get('connections', 64)} connections, "
+        f"{meta.get('seconds_single', '-')}s at 1 connection, medians"
+    )
+    head = (
+        f"{'target':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'c1 p50':>8} {'c1 p99':>8} {'x nginx-proxy':>13} {'+p50 vs direct':>14}"
+    )
+    lines += [head, "-" * len(head)]
+    for name, row in results.get("summary", {}).items():
+        lines.append(
+            f"{name:<12} {_fmt(row['rps'], ',.0f'):>9} {_fmt(row['p50_ms'], '.3f'):>8} "
+            f"{_fmt(row['p99_ms'], '.3f'):>8} {_fmt(row['errors']):>6} "
+            f"{_fmt(row['c1_p50_ms'], '.3f'):>8} {_fmt(row['c1_p99_ms'], '.3f'):>8} "
+            f"{_fmt(row['x_nginx_proxy'], '.4f'):>13} {_fmt(row['added_c1_p50_ms'], '.3f'):>14}"
+        )
+    commands = results.get("store_commands")
+    if commands:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(commands["by_command"].items()))
+        lines.append(
+            f"store commands per proxied request: {commands['per_request']} "
+            f"({commands['requests']} requests, {commands['failed']} failed; {detail})"
+        )
+    for run in results.get("refresh_storm", []):
+        lines.append(
+            f"refresh storm ({run['target']}): {run['requests']} concurrent requests, "
+            f"{run['grants']} refresh grant(s), p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+            f"{run['errors']} errors (provider token latency {run['provider_latency_ms']} ms)"
+        )
+    scale = results.get("session_scale")
+    if scale:
+        lines.append(
+            f"session scale: {scale['sessions']:,} sessions created in {scale['create_s']} s; "
+            f"{scale['bytes_per_session']} B of Redis memory per session; "
+            f"{scale['distinct']:,} distinct sessions {scale['many_rps']:,.0f} req/s vs one "
+            f"session {scale['one_rps']:,.0f} req/s ({scale['many_vs_one']}x, {scale['target']})"
+        )
+    leak = results.get("leak")
+    if leak:
+        lines.append(
+            f"leak check ({leak['target']}): RSS {leak['rss_before_kib']:,} KiB -> "
+            f"{leak['rss_after_kib']:,} KiB over {leak['requests']:,} requests "
+            f"({leak['growth_kib_per_100k']} KiB per 100k)"
+        )
+    checks = check_targets(results)
+    if checks:
+        lines.append("targets:")
+        for label, met, figure in checks:
+            mark = "n/a " if met is None else ("PASS" if met else "FAIL")
+            lines.append(f"  [{mark}] {label}: {figure}")
+    return "\n".join(lines)

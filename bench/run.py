@@ -1,0 +1,401 @@
+"""`make bench`: the bff's proxy hop measured side by side with nginx, in one run.
+
+Starts (on free loopback ports, and stops only these): nginx (the trivial upstream
+"direct" and the "nginx-proxy" floor), a private redis-server, the development OpenID
+provider and `bff serve` with 1 and 2 workers. Then, all with wrk and bench.lua:
+interleaved rounds (A B C D A B C D ...) at 64 connections and at 1 connection, medians;
+store commands per proxied request; a refresh storm; session scale; a leak check.
+Prints a table and writes bench-results/bench-<time>.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx  # noqa: E402
+import redis.asyncio  # noqa: E402
+
+from bench.procs import Stack, ensure_tools, free_port, rss_kib  # noqa: E402
+from bench.report import TARGETS, build_table, percentile, summarise  # noqa: E402
+from bench.sessions import bulk_create, expire_access_token, login, service  # noqa: E402
+from bench.wrk import WrkResult, run_wrk  # noqa: E402
+from bff.store.redis import RedisStore  # noqa: E402
+
+CLIENT_ID = "bff-demo"  # the development provider's default client
+CLIENT_SECRET = "bff-demo-secret-not-for-production"
+
+
+@dataclass(frozen=True)
+class Options:
+    rounds: int
+    seconds: float  # per wrk run at 64 connections
+    seconds_single: float  # per wrk run at 1 connection
+    connections: int
+    warmup: float
+    sessions: int  # session scale: how many to create
+    distinct: int  # ... and how many of them the wrk script cycles through
+    leak_requests: int
+    command_requests: int
+    storm: int
+    token_latency_ms: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Options:
+        quick = env.get("BENCH_QUICK", "") not in ("", "0")
+
+        def num(name: str, full: float, fast: float) -> float:
+            return float(env.get(name, fast if quick else full))
+
+        return cls(
+            rounds=int(num("BENCH_ROUNDS", 3, 3)),
+            seconds=num("BENCH_SECONDS", 5, 1),
+            seconds_single=num("BENCH_SECONDS_SINGLE", 3, 1),
+            connections=int(num("BENCH_CONNECTIONS", 64, 64)),
+            warmup=num("BENCH_WARMUP", 2, 1),
+            sessions=int(num("BENCH_SESSIONS", 100_000, 10_000)),
+            distinct=int(num("BENCH_DISTINCT", 1000, 1000)),
+            leak_requests=int(num("BENCH_LEAK_REQUESTS", 100_000, 20_000)),
+            command_requests=int(num("BENCH_COMMAND_REQUESTS", 2000, 500)),
+            storm=int(num("BENCH_STORM", 200, 200)),
+            token_latency_ms=int(num("BENCH_TOKEN_LATENCY_MS", 50, 50)),
+        )
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def check_200(url: str, cookie: str | None) -> None:
+    headers = {"x-csrf": "1", **({"cookie": cookie} if cookie else {})}
+    answer = httpx.get(url, headers=headers, timeout=5)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{url} answered {answer.status_code}: {answer.text[:200]}")
+
+
+# --- further figures ----------------------------------------------------------------
+def _commandstats(info: dict[str, Any]) -> dict[str, int]:
+    return {
+        key.removeprefix("cmdstat_"): int(value["calls"])
+        for key, value in info.items()
+        if key.startswith("cmdstat_")
+    }
+
+
+async def store_commands(redis_url: str, url: str, cookie: str, requests: int) -> dict[str, Any]:
+    """Redis commands per proxied request: INFO commandstats before and after exactly
+    `requests` requests (16 at a time), after a warm-up that fills every pool."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    headers = {"cookie": cookie, "x-csrf": "1"}
+    failed = 0
+
+    async def fire(http: aiohttp.ClientSession, count: int) -> int:
+        bad = 0
+        for _ in range(count):
+            async with http.get(url, headers=headers) as answer:
+                await answer.read()
+                bad += answer.status != 200
+        return bad
+
+    try:
+        connector = aiohttp.TCPConnector(limit=16)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            await asyncio.gather(*(fire(http, 20) for _ in range(16)))  # warm-up
+            before = _commandstats(await client.info("commandstats"))
+            share = [requests // 16 + (i < requests % 16) for i in range(16)]
+            failed = sum(await asyncio.gather(*(fire(http, n) for n in share)))
+            after = _commandstats(await client.info("commandstats"))
+    finally:
+        await client.aclose()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    delta.pop("info", None)  # ours
+    delta = {k: v for k, v in delta.items() if v}
+    return {
+        "requests": requests,
+        "failed": failed,
+        "by_command": delta,
+        "per_request": round(sum(delta.values()) / requests, 3),
+    }
+
+
+async def refresh_storm(
+    *,
+    target: str,
+    url: str,
+    cookie: str,
+    provider: str,
+    redis_url: str,
+    secret_key: str,
+    concurrency: int,
+    latency_ms: int,
+) -> dict[str, Any]:
+    """`concurrency` simultaneous requests of one session whose access token has just
+    expired: refresh grants counted at the provider, latency per request."""
+    store = RedisStore.from_url(redis_url)
+    try:
+        await expire_access_token(service(store, secret_key), cookie)
+    finally:
+        await store.aclose()
+    headers = {"cookie": cookie, "x-csrf": "1"}
+    health = url.rsplit("/api/", 1)[0] + "/healthz"
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        # Open every connection first, so the storm measures the bff, not TCP set-up.
+        async def ping() -> None:
+            async with http.get(health) as answer:
+                await answer.read()
+
+        await asyncio.gather(*(ping() for _ in range(concurrency)))
+        async with http.get(f"{provider}/_dev/stats") as answer:
+            before = (await answer.json())["refresh_grants"]
+        start = asyncio.Event()
+
+        async def one() -> tuple[float, int]:
+            await start.wait()
+            began = time.perf_counter()
+            async with http.get(url, headers=headers) as answer:
+                await answer.read()
+                return (time.perf_counter() - began) * 1000, answer.status
+
+        tasks = [asyncio.create_task(one()) for _ in range(concurrency)]
+        await asyncio.sleep(0.05)
+        start.set()
+        done = await asyncio.gather(*tasks)
+        await asyncio.sleep(0.2)
+        async with http.get(f"{provider}/_dev/stats") as answer:
+            after = (await answer.json())["refresh_grants"]
+    times = [t for t, _ in done]
+    return {
+        "target": target,
+        "requests": concurrency,
+        "grants": after - before,
+        "p50_ms": round(percentile(times, 50), 1),
+        "p99_ms": round(percentile(times, 99), 1),
+        "max_ms": round(max(times), 1),
+        "errors": sum(status != 200 for _, status in done),
+        "provider_latency_ms": latency_ms,
+    }
+
+
+async def create_sessions(
+    redis_url: str, secret_key: str, cookie: str, count: int, distinct: int
+) -> tuple[list[str], int, float]:
+    """Bulk-create `count` sessions; (cookies of `distinct` of them, bytes, seconds)."""
+    store = RedisStore.from_url(redis_url)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        before = int((await client.info("memory"))["used_memory"])
+        began = time.perf_counter()
+        cookies = await bulk_create(
+            service(store, secret_key), client, cookie, count, cookies_wanted=distinct
+        )
+        elapsed = time.perf_counter() - began
+        after = int((await client.info("memory"))["used_memory"])
+    finally:
+        await client.aclose()
+        await store.aclose()
+    return cookies, after - before, elapsed
+
+
+# --- the run ------------------------------------------------------------------------
+def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
+    direct_port, proxy_port = stack.nginx()
+    redis_url = f"redis://127.0.0.1:{stack.redis()}/0"
+    ports = {"bff-1w": free_port(), "bff-2w": free_port()}
+    provider = stack.provider(
+        redirect_uris=[f"http://127.0.0.1:{p}/bff/callback" for p in ports.values()],
+        token_latency_ms=options.token_latency_ms,
+    )
+    secret_key = secrets.token_urlsafe(32)
+    procs = {}
+    for name, workers in (("bff-1w", 1), ("bff-2w", 2)):
+        env = {
+            "BFF_ISSUER": provider,
+            "BFF_CLIENT_ID": CLIENT_ID,
+            "BFF_CLIENT_SECRET": CLIENT_SECRET,
+            "BFF_SECRET_KEY": secret_key,
+            "BFF_SESSION_STORE": redis_url,
+            "BFF_PUBLIC_URL": f"http://127.0.0.1:{ports[name]}",
+            "BFF_ROUTES": f"/api=http://127.0.0.1:{direct_port}",
+        }
+        procs[name] = stack.bff(name, port=ports[name], workers=workers, env=env)
+    log("everything started; logging in through the provider")
+    cookie = login(f"http://127.0.0.1:{ports['bff-1w']}", "bench-user")
+    urls = {
+        "direct": f"http://127.0.0.1:{direct_port}/api/bench",
+        "nginx-proxy": f"http://127.0.0.1:{proxy_port}/api/bench",
+        "bff-1w": f"http://127.0.0.1:{ports['bff-1w']}/api/bench",
+        "bff-2w": f"http://127.0.0.1:{ports['bff-2w']}/api/bench",
+    }
+    for url in urls.values():
+        check_200(url, cookie)
+
+    conns = options.connections
+    for name in TARGETS:  # warm-up: pools, caches, JIT-free but still
+        run_wrk(urls[name], connections=conns, seconds=options.warmup, cookie=cookie)
+    loaded: dict[str, list[WrkResult]] = {n: [] for n in TARGETS}
+    single: dict[str, list[WrkResult]] = {n: [] for n in TARGETS}
+    for number in range(options.rounds):
+        for name in TARGETS:
+            loaded[name].append(
+                run_wrk(urls[name], connections=conns, seconds=options.seconds, cookie=cookie)
+            )
+        for name in TARGETS:
+            single[name].append(
+                run_wrk(urls[name], connections=1, seconds=options.seconds_single, cookie=cookie)
+            )
+        log(
+            f"round {number + 1}/{options.rounds}: "
+            + ", ".join(f"{n} {loaded[n][-1].rps:,.0f} req/s" for n in TARGETS)
+        )
+    results["rounds"] = {
+        n: {"c64": [r.as_dict() for r in loaded[n]], "c1": [r.as_dict() for r in single[n]]}
+        for n in TARGETS
+    }
+    results["summary"] = summarise(loaded, single)
+
+    log("store commands per proxied request")
+    results["store_commands"] = asyncio.run(
+        store_commands(redis_url, urls["bff-1w"], cookie, options.command_requests)
+    )
+
+    log("leak check")
+    pid = procs["bff-1w"].pid
+    per_thread = options.leak_requests // 2
+    rss_before = rss_kib(pid)
+    leak = run_wrk(
+        urls["bff-1w"],
+        connections=conns,
+        seconds=max(60, options.leak_requests / 1000),
+        cookie=cookie,
+        limit_per_thread=per_thread,
+    )
+    time.sleep(0.5)
+    rss_after = rss_kib(pid)
+    results["leak"] = {
+        "target": "bff-1w",
+        "requests": leak.requests,
+        "errors": leak.errors,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "growth_kib_per_100k": round((rss_after - rss_before) * 100_000 / max(1, leak.requests)),
+    }
+
+    log("refresh storm")
+    results["refresh_storm"] = []
+    for name in ("bff-1w", "bff-2w"):
+        storm_cookie = login(f"http://127.0.0.1:{ports['bff-1w']}", f"storm-user-{name}")
+        results["refresh_storm"].append(
+            asyncio.run(
+                refresh_storm(
+                    target=name,
+                    url=urls[name],
+                    cookie=storm_cookie,
+                    provider=provider,
+                    redis_url=redis_url,
+                    secret_key=secret_key,
+                    concurrency=options.storm,
+                    latency_ms=options.token_latency_ms,
+                )
+            )
+        )
+
+    log(f"session scale: creating {options.sessions:,} sessions")
+    cookies, used, create_s = asyncio.run(
+        create_sessions(redis_url, secret_key, cookie, options.sessions, options.distinct)
+    )
+    many_file = stack.dir / "cookies-many.txt"
+    many_file.write_text("\n".join(cookies) + "\n")
+    one_file = stack.dir / "cookies-one.txt"
+    one_file.write_text(cookie + "\n")
+    check_200(urls["bff-1w"], cookies[-1])
+    one: list[WrkResult] = []
+    many: list[WrkResult] = []
+    run_wrk(urls["bff-1w"], connections=conns, seconds=options.warmup, cookie_file=many_file)
+    for _ in range(options.rounds):
+        one.append(
+            run_wrk(
+                urls["bff-1w"], connections=conns, seconds=options.seconds, cookie_file=one_file
+            )
+        )
+        many.append(
+            run_wrk(
+                urls["bff-1w"], connections=conns, seconds=options.seconds, cookie_file=many_file
+            )
+        )
+    one_rps = sorted(r.rps for r in one)[len(one) // 2]
+    many_rps = sorted(r.rps for r in many)[len(many) // 2]
+    results["session_scale"] = {
+        "target": "bff-1w",
+        "sessions": options.sessions,
+        "distinct": len(cookies),
+        "create_s": round(create_s, 1),
+        "bytes_per_session": round(used / options.sessions),
+        "one_rps": one_rps,
+        "many_rps": many_rps,
+        "many_vs_one": round(many_rps / one_rps, 3) if one_rps else None,
+        "errors": sum(r.errors for r in one + many),
+    }
+
+
+def main() -> int:
+    options = Options.from_env(dict(os.environ))
+    ensure_tools()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    results: dict[str, Any] = {
+        "meta": {
+            "started": started,
+            "rounds": options.rounds,
+            "seconds_loaded": options.seconds,
+            "seconds_single": options.seconds_single,
+            "connections": options.connections,
+            "cpus": os.cpu_count(),
+            "options": options.__dict__,
+        }
+    }
+    began = time.monotonic()
+    failed: BaseException | None = None
+    with tempfile.TemporaryDirectory(prefix="bff-bench-") as workdir:
+        stack = Stack(Path(workdir))
+        try:
+            bench(options, stack, results)
+        except BaseException as exc:  # report what was measured, then fail
+            failed = exc
+            results["error"] = f"{type(exc).__name__}: {exc}"
+            for name in ("bff-1w", "bff-2w", "provider", "nginx"):
+                with contextlib.suppress(OSError):
+                    tail = stack.log_tail(name)
+                    if tail:
+                        log(f"--- {name} log tail ---\n{tail}")
+        finally:
+            stack.stop()
+    results["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"bench-{started.replace(':', '')}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(build_table(results))
+    print(f"results: {path} ({results['meta']['elapsed_s']} s)")
+    if failed is not None:
+        log(f"failed: {results['error']}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

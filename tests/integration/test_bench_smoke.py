@@ -1,0 +1,140 @@
+"""The benchmark's pure parts (bench/wrk.py's parser, bench/report.py's summary, target
+checks and table): always run, no nginx or wrk needed. `make bench` runs the real thing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.report import build_table, check_targets, percentile, summarise
+from bench.wrk import WrkResult, parse_wrk
+
+
+def _line(**over: int) -> str:
+    doc = {
+        "requests": 50_000,
+        "duration_us": 5_000_000,
+        "bytes": 1,
+        "connect": 0,
+        "read": 0,
+        "write": 0,
+        "status": 0,
+        "timeout": 0,
+        "p50_us": 1200,
+        "p90_us": 2500,
+        "p99_us": 9000,
+        "max_us": 20000,
+        "mean_us": 1300.5,
+    }
+    doc.update(over)
+    return "BENCH_JSON " + json.dumps(doc)
+
+
+def _result(rps: float, p50: float, errors: int = 0) -> WrkResult:
+    return WrkResult(
+        requests=int(rps),
+        seconds=1.0,
+        rps=rps,
+        p50_ms=p50,
+        p90_ms=p50 * 2,
+        p99_ms=p50 * 4,
+        max_ms=p50 * 8,
+        errors=errors,
+        non_2xx=0,
+    )
+
+
+def test_parse_wrk_reads_the_summary_line_among_wrk_output() -> None:
+    output = f"Running 5s test @ http://127.0.0.1:1/api\n  2 threads\n{_line(status=3, read=2)}\n"
+    result = parse_wrk(output)
+    assert result.requests == 50_000
+    assert result.rps == 10_000.0
+    assert (result.p50_ms, result.p99_ms) == (1.2, 9.0)
+    assert result.errors == 5
+    assert result.non_2xx == 3
+
+
+def test_parse_wrk_without_a_summary_is_an_error() -> None:
+    with pytest.raises(ValueError, match="BENCH_JSON"):
+        parse_wrk("wrk: connection refused\n")
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = list(range(1, 201))
+    assert percentile(samples, 50) == 100
+    assert percentile(samples, 99) == 198
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_summary_medians_ratios_table_and_targets() -> None:
+    loaded = {
+        "direct": [_result(100_000, 0.5), _result(90_000, 0.6), _result(95_000, 0.4)],
+        "nginx-proxy": [_result(50_000, 1.0)] * 3,
+        "bff-1w": [_result(3_000, 20.0), _result(2_000, 30.0), _result(3_500, 18.0)],
+        "bff-2w": [_result(4_500, 14.0, errors=1)] * 3,
+    }
+    single = {
+        "direct": [_result(10_000, 0.05)] * 3,
+        "nginx-proxy": [_result(8_000, 0.08)] * 3,
+        "bff-1w": [_result(2_000, 0.40)] * 3,
+        "bff-2w": [_result(2_000, 0.30)] * 3,
+    }
+    summary = summarise(loaded, single)
+    assert summary["direct"]["rps"] == 95_000
+    assert summary["bff-1w"]["rps"] == 3_000
+    assert summary["bff-1w"]["x_nginx_proxy"] == 0.06
+    assert summary["bff-1w"]["added_c1_p50_ms"] == 0.35
+    assert summary["bff-2w"]["errors"] == 3
+    results = {
+        "meta": {"started": "now", "rounds": 3},
+        "summary": summary,
+        "store_commands": {
+            "per_request": 1.0,
+            "requests": 10,
+            "failed": 0,
+            "by_command": {"getex": 10},
+        },
+        "refresh_storm": [
+            {
+                "target": "bff-1w",
+                "requests": 200,
+                "grants": 1,
+                "p50_ms": 80.0,
+                "p99_ms": 120.0,
+                "max_ms": 130.0,
+                "errors": 0,
+                "provider_latency_ms": 50,
+            },
+        ],
+        "session_scale": {
+            "target": "bff-1w",
+            "sessions": 100_000,
+            "distinct": 1000,
+            "create_s": 9.0,
+            "bytes_per_session": 2000,
+            "one_rps": 3000.0,
+            "many_rps": 2900.0,
+            "many_vs_one": 0.967,
+            "errors": 0,
+        },
+        "leak": {
+            "target": "bff-1w",
+            "requests": 100_000,
+            "errors": 0,
+            "rss_before_kib": 70_000,
+            "rss_after_kib": 70_500,
+            "growth_kib_per_100k": 500,
+        },
+    }
+    checks = {label: met for label, met, _ in check_targets(results)}
+    assert checks["bff-1w >= 0.05x nginx-proxy, 0 errors"] is True
+    assert checks["bff-2w >= 0.08x nginx-proxy, 0 errors"] is False  # errors
+    assert checks["bff-1w added p50 at 1 connection <= 0.3 ms"] is False
+    assert checks["1 store command per proxied request"] is True
+    assert checks["refresh storm (bff-1w): 1 grant, p99 < 200 ms"] is True
+    assert checks["Redis memory per session <= 1024 B"] is False
+    assert checks["RSS growth < 2 MiB per 100k requests"] is True
+    table = build_table(results)
+    for text in ("nginx-proxy", "bff-2w", "0.0600", "refresh storm", "session scale", "[FAIL]"):
+        assert text in table
