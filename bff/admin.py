@@ -82,15 +82,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _revoke(settings: Settings, service: SessionService, hashes: list[str]) -> int:
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
-        oidc = OidcClient(
-            issuer=settings.issuer,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            redirect_uri=settings.redirect_uri,
-            scopes=settings.scopes,
-            resource=settings.resource,
-            http=http,
-        )
+        oidc = OidcClient.from_settings(settings, http=http)
         revoked = 0
         for h in hashes:
             session = await service.load_by_hash(h)

@@ -118,16 +118,7 @@ def create_app(
     session_store = store or create_store(settings, clock=clock)
     keys = KeyRing(settings.secret_keys)
     signer = CookieSigner(keys.signing_keys)
-    oidc = OidcClient(
-        issuer=settings.issuer,
-        client_id=settings.client_id,
-        client_secret=settings.client_secret,
-        redirect_uri=settings.redirect_uri,
-        scopes=settings.scopes,
-        resource=settings.resource,
-        http=http_client,
-        clock=clock,
-    )
+    oidc = OidcClient.from_settings(settings, http=http_client, clock=clock)
     sessions = SessionService(
         store=session_store,
         keys=keys,

@@ -24,6 +24,7 @@ from urllib.parse import quote_plus, urlsplit
 import httpx
 from authlib.common.urls import add_params_to_uri
 
+from .config import Settings
 from .errors import IdpRejected, IdpUnavailable
 from .jwt_validation import (
     SUPPORTED_ALGS,
@@ -149,6 +150,22 @@ def _form_encode(value: str) -> str:
 
 class OidcClient:
     """One confidential client at one provider. Holds the metadata and JWKS caches."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, http: httpx.AsyncClient, clock: Callable[[], float] = time.time
+    ) -> OidcClient:
+        """The client bff's configuration describes (the app and the admin CLI share it)."""
+        return cls(
+            issuer=settings.issuer,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            redirect_uri=settings.redirect_uri,
+            scopes=settings.scopes,
+            resource=settings.resource,
+            http=http,
+            clock=clock,
+        )
 
     def __init__(
         self,
