@@ -20,6 +20,16 @@ CLIENT_SECRET = "client-secret-value-123"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 
 
+class Clock:
+    """An injected clock that tests move forward instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeIdp:
     """respx routes for one provider. `tokens` decides what the token endpoint answers."""
 

@@ -12,17 +12,9 @@ from bff.app import create_app
 from bff.config import load_settings
 from bff.store.memory import MemoryStore
 from tests.browser import Browser
-from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp, query
+from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp, query
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_settings(**env: str) -> Any:

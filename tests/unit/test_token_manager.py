@@ -20,17 +20,9 @@ from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
 from bff.token_manager import Bearer, NoToken, TokenFailure, TokenManager
 from bff.tokens import TokenSet
-from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp
+from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Instance:
