@@ -32,6 +32,7 @@ DEFAULT_SCOPES = "openid profile email offline_access"
 STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 RESERVED_PREFIXES = ("/bff", "/healthz", "/readyz", "/metrics")
 TokenMode = Literal["user", "optional", "none"]
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -55,6 +56,7 @@ class Settings:
     secret_keys: tuple[str, ...] = field(repr=False)
     scopes: str = DEFAULT_SCOPES
     resource: str | None = None
+    prompt: str | None = None
     public_url: str = "http://localhost:8000"
     session_store: str = "memory://"
     store_prefix: str = "bff"
@@ -374,6 +376,15 @@ def load_settings(
     resource = c.text("resource") or None
     if resource:
         _check_url(c, resource, "BFF_RESOURCE")
+    # Some providers grant offline_access (a refresh token) only with prompt=consent
+    # (OIDC Core §11); a fixed, validated value, never free-form parameters.
+    prompt = c.text("prompt") or None
+    if prompt and not set(prompt.split()) <= PROMPTS:
+        c.problems.append(
+            f"BFF_PROMPT: {prompt!r} is not one of {', '.join(sorted(PROMPTS))} (space separated)"
+        )
+    if prompt and "none" in prompt.split() and len(prompt.split()) > 1:
+        c.problems.append("BFF_PROMPT: none cannot be combined with other values")
     public_url = (c.text("public_url", "http://localhost:8000") or "").rstrip("/")
     _check_url(c, public_url, "BFF_PUBLIC_URL", allow_path=False, https_unless_loopback=True)
     secure = public_url.startswith("https://")
@@ -451,6 +462,7 @@ def load_settings(
         secret_keys=secret_keys,
         scopes=scopes,
         resource=resource,
+        prompt=prompt,
         public_url=public_url,
         session_store=store,
         store_prefix=store_prefix,

@@ -163,6 +163,7 @@ class OidcClient:
             redirect_uri=settings.redirect_uri,
             scopes=settings.scopes,
             resource=settings.resource,
+            prompt=settings.prompt,
             http=http,
             clock=clock,
         )
@@ -180,6 +181,7 @@ class OidcClient:
         clock: Callable[[], float] = time.time,
         jwks_cooldown: float = 30.0,
         jwks_max_age: float = 3600.0,
+        prompt: str | None = None,
     ) -> None:
         self._issuer = issuer
         self._client_id = client_id
@@ -187,6 +189,7 @@ class OidcClient:
         self._redirect_uri = redirect_uri
         self._scopes = scopes
         self._resource = resource
+        self._prompt = prompt
         self._http = http
         self._clock = clock
         self._metadata: ProviderMetadata | None = None
@@ -263,6 +266,8 @@ class OidcClient:
         }
         if self._resource:
             params["resource"] = self._resource
+        if self._prompt:
+            params["prompt"] = self._prompt
         par = metadata.pushed_authorization_request_endpoint
         if par is None:
             return str(add_params_to_uri(metadata.authorization_endpoint, list(params.items())))

@@ -177,3 +177,11 @@ def test_unreadable_toml_named(tmp_path) -> None:
         read_toml(str(bad))
     with pytest.raises(ConfigError, match="cannot be read"):
         read_toml(str(tmp_path / "missing.toml"))
+
+
+def test_prompt_setting() -> None:
+    assert load_settings({**BASE, "BFF_PROMPT": "consent"}).prompt == "consent"
+    assert load_settings(BASE).prompt is None
+    found = problems({**BASE, "BFF_PROMPT": "consent&evil=1"})
+    assert any(p.startswith("BFF_PROMPT") for p in found)
+    assert any("cannot be combined" in p for p in problems({**BASE, "BFF_PROMPT": "none login"}))

@@ -588,3 +588,18 @@ async def test_relogin_drops_the_old_session_even_without_strict_cookie_on_callb
     assert r.status_code == 302
     r = await env.browser.get("/bff/user", csrf=True, headers={"Cookie": f"bff-session={first}"})
     assert r.status_code == 401
+
+
+async def test_configured_prompt_is_sent_to_the_provider(clock: Clock) -> None:
+    e = Env(FakeIdp(clock=clock), clock, MemoryStore(clock=clock), BFF_PROMPT="consent")
+    try:
+        r = await e.browser.get("/bff/login")
+        assert query(r.headers["location"])["prompt"] == "consent"
+    finally:
+        await e.aclose()
+    plain = Env(FakeIdp(clock=clock), clock, MemoryStore(clock=clock))
+    try:
+        r = await plain.browser.get("/bff/login")
+        assert "prompt" not in query(r.headers["location"])
+    finally:
+        await plain.aclose()
