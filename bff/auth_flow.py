@@ -206,15 +206,12 @@ class LoginFlow:
         return login
 
     # ---- /bff/logout -----------------------------------------------------------------
-    async def logout(self, ref: SessionRef | None, session: Session | None) -> str:
+    async def logout(self, ref: SessionRef, session: Session) -> str:
         """Delete, revoke (bounded, best effort), then where to send the browser."""
-        id_token = None
-        if ref is not None:
-            await self._sessions.delete(ref.hash, session)
-        if session is not None:
-            id_token = session.tokens.id_token
-            if session.tokens.refresh_token:
-                await self.revoke_quietly(session.tokens.refresh_token)
+        await self._sessions.delete(ref.hash, session)
+        if session.tokens.refresh_token:
+            await self.revoke_quietly(session.tokens.refresh_token)
+        id_token = session.tokens.id_token
         fallback = self._settings.post_logout_redirect
         metadata = self._oidc.metadata_or_none
         if metadata is None:

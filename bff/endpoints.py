@@ -181,16 +181,15 @@ async def logout(request: Request) -> Response:
             )
         return response
     target = await rt.flow.logout(ref, session)
-    if session is not None and ref is not None:
-        audit(
-            "logout",
-            outcome="success",
-            now=rt.clock(),
-            sub=session.sub,
-            session=short_hash(ref.hash),
-            client_ip=_client_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
+    audit(
+        "logout",
+        outcome="success",
+        now=rt.clock(),
+        sub=session.sub,
+        session=short_hash(ref.hash),
+        client_ip=_client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
     response = RedirectResponse(target, status_code=302)
     response.headers.append(
         "set-cookie", expire_cookie(s.cookie_name, secure=s.secure, samesite=s.cookie_samesite)

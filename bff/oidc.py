@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import json
 import logging
 import random
@@ -24,7 +23,7 @@ from urllib.parse import quote_plus, urlsplit
 import httpx
 from authlib.common.urls import add_params_to_uri
 
-from .config import Settings
+from .config import Settings, is_loopback_host
 from .errors import IdpRejected, IdpUnavailable
 from .jwt_validation import (
     SUPPORTED_ALGS,
@@ -42,15 +41,6 @@ MAX_RESPONSE_BYTES = 256 * 1024  # discovery, JWKS, token answers: nothing legit
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 §5.2 charset
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def is_allowed_endpoint(url: str) -> bool:
     """https, or plain http only on localhost / 127.0.0.0/8 / [::1]; no credentials or fragment."""
     try:
@@ -61,7 +51,7 @@ def is_allowed_endpoint(url: str) -> bool:
         return False
     if not host or parts.username is not None or parts.fragment:
         return False
-    return parts.scheme == "https" or (parts.scheme == "http" and _loopback(host))
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from bff.audit import audit
+from bff.audit import AuditEvent, audit
 from bff.errors import FATAL_REFRESH_ERRORS, IdpError, IdpRejected, StoreUnavailable
 from bff.oidc import OidcClient
 from bff.session import Session, short_hash
@@ -276,9 +276,9 @@ class TokenManager:
         self._audit("refresh_failed", session, ref, reason)
         await self._sessions.delete(ref.hash, session)
 
-    def _audit(self, event: str, session: Session, ref: SessionRef, outcome: str) -> None:
+    def _audit(self, event: AuditEvent, session: Session, ref: SessionRef, outcome: str) -> None:
         audit(
-            "refresh" if event == "refresh" else "refresh_failed",
+            event,
             outcome=outcome,
             now=self._clock(),
             sub=session.sub,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
-import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -45,6 +44,8 @@ from provider_http import (  # noqa: E402
     to_response,
 )
 from provider_models import ClientConfig, ProviderConfig, Session, User  # noqa: E402
+
+from bff.config import is_loopback_host  # noqa: E402  (the same rule as the BFF's)
 
 __all__ = ["ClientConfig", "ProviderConfig", "create_provider_app", "main"]
 
@@ -253,15 +254,6 @@ _BANNER = """
 """
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Development OpenID provider (NOT for production)")
     p.add_argument("--host", default="127.0.0.1", help="loopback address only")
@@ -284,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn  # only the CLI needs it
 
     args = _parse_args(argv)
-    if not _is_loopback(args.host):
+    if not is_loopback_host(args.host):
         print(f"refusing --host {args.host}: the dev provider binds loopback only", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
