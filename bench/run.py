@@ -142,25 +142,32 @@ async def refresh_storm(
     secret_key: str,
     concurrency: int,
     latency_ms: int,
+    warm_cookie: str,
 ) -> dict[str, Any]:
     """`concurrency` simultaneous requests of one session whose access token has just
-    expired: refresh grants counted at the provider, latency per request."""
-    store = RedisStore.from_url(redis_url)
-    try:
-        await expire_access_token(service(store, secret_key), cookie)
-    finally:
-        await store.aclose()
+    expired: refresh grants counted at the provider, latency per request.
+
+    The storm measures the refresh, not TCP set-up: first `concurrency` simultaneous
+    requests of another session (`warm_cookie`) open every connection on both hops
+    (wrk -> bff, as the side-by-side runs' warm-up does, and bff -> upstream, whose
+    pool a busy bff keeps warm); only once they have all been answered does the storm
+    session's access token expire."""
     headers = {"cookie": cookie, "x-csrf": "1"}
-    health = url.rsplit("/api/", 1)[0] + "/healthz"
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        # Open every connection first, so the storm measures the bff, not TCP set-up.
+        warm = {"cookie": warm_cookie, "x-csrf": "1"}
+
         async def ping() -> None:
-            async with http.get(health) as answer:
+            async with http.get(url, headers=warm) as answer:
                 await answer.read()
 
         await asyncio.gather(*(ping() for _ in range(concurrency)))
+        store = RedisStore.from_url(redis_url)
+        try:
+            await expire_access_token(service(store, secret_key), cookie)
+        finally:
+            await store.aclose()
         async with http.get(f"{provider}/_dev/stats") as answer:
             before = (await answer.json())["refresh_grants"]
         start = asyncio.Event()
@@ -311,6 +318,7 @@ def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
                     secret_key=secret_key,
                     concurrency=options.storm,
                     latency_ms=options.token_latency_ms,
+                    warm_cookie=cookie,
                 )
             )
         )

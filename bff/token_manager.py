@@ -53,7 +53,9 @@ REFRESH_TIMEOUT = 15.0  # the provider call, bounded well inside the lease
 LOCK_LEASE_MS = 45_000  # > REFRESH_TIMEOUT + store retries: never expires mid-refresh
 LOCK_WAIT_SECONDS = 20.0  # a waiter gives up with 503 + Retry-After, never a logout
 RECENT_SECONDS = 5.0  # how long a finished refresh's outcome is shared in-process
-_POLL_START, _POLL_MAX = 0.02, 0.25
+# Another instance's refresh usually ends within one provider round trip: poll often at
+# first (one task per session per process polls, however many requests wait), then less.
+_POLL_START, _POLL_GROWTH, _POLL_MAX = 0.005, 1.5, 0.05
 _SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
 _LEASE_MARGIN = 5.0  # seconds of the lease kept free for releasing the lock
 
@@ -195,7 +197,7 @@ class TokenManager:
             if time.monotonic() >= deadline:
                 return _BUSY
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+            delay = min(delay * _POLL_GROWTH, _POLL_MAX)
             current = await self._sessions.load(ref)
             if current is None:
                 return _EXPIRED
