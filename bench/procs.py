@@ -161,6 +161,16 @@ class Stack:
         _wait_port(port, process, "redis-server", 10)
         return port
 
+    def ceiling(self, *, upstream: str, redis_url: str) -> int:
+        """bench/ceiling.py: uvicorn + one GETEX + one aiohttp hop, nothing else."""
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+        env.update(BENCH_UPSTREAM=upstream, BENCH_REDIS=redis_url)
+        argv = [str(BIN / "python"), str(ROOT / "bench" / "ceiling.py"), str(port)]
+        process = self._start("ceiling", argv, env=env)
+        _wait_port(port, process, "ceiling", 20)
+        return port
+
     def provider(self, *, redirect_uris: list[str], token_latency_ms: int) -> str:
         port = free_port()
         argv = [

@@ -10,7 +10,8 @@ from bench.wrk import WrkResult
 
 __all__ = ["TARGETS", "build_table", "check_targets", "percentile", "summarise"]
 
-TARGETS = ("direct", "nginx-proxy", "bff-1w", "bff-2w")
+# stack-ceiling: bench/ceiling.py, what uvicorn + one GETEX + one aiohttp hop cost alone
+TARGETS = ("direct", "nginx-proxy", "stack-ceiling", "bff-1w", "bff-2w")
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -169,6 +170,13 @@ def build_table(results: Mapping[str, Any]) -> str:
             f"leak check ({leak['target']}): RSS {leak['rss_before_kib']:,} KiB -> "
             f"{leak['rss_after_kib']:,} KiB over {leak['requests']:,} requests "
             f"({leak['growth_kib_per_100k']} KiB per 100k)"
+        )
+    ceiling = results.get("summary", {}).get("stack-ceiling", {}).get("added_c1_p50_ms")
+    bff = results.get("summary", {}).get("bff-1w", {}).get("added_c1_p50_ms")
+    if ceiling is not None and bff is not None:
+        lines.append(
+            f"added p50 at 1 connection: the stack alone (uvicorn + GETEX + aiohttp) "
+            f"{ceiling:.3f} ms; bff-1w {bff:.3f} ms, {bff - ceiling:+.3f} ms over the stack"
         )
     checks = check_targets(results)
     if checks:

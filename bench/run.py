@@ -228,6 +228,7 @@ def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
         redirect_uris=[f"http://127.0.0.1:{p}/bff/callback" for p in ports.values()],
         token_latency_ms=options.token_latency_ms,
     )
+    ceiling_port = stack.ceiling(upstream=f"http://127.0.0.1:{direct_port}", redis_url=redis_url)
     secret_key = secrets.token_urlsafe(32)
     procs = {}
     for name, workers in (("bff-1w", 1), ("bff-2w", 2)):
@@ -239,6 +240,7 @@ def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
             "BFF_SESSION_STORE": redis_url,
             "BFF_PUBLIC_URL": f"http://127.0.0.1:{ports[name]}",
             "BFF_ROUTES": f"/api=http://127.0.0.1:{direct_port}",
+            "BFF_ACCESS_LOG": "false",  # as nginx's `access_log off` here
         }
         procs[name] = stack.bff(name, port=ports[name], workers=workers, env=env)
     log("everything started; logging in through the provider")
@@ -246,6 +248,7 @@ def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
     urls = {
         "direct": f"http://127.0.0.1:{direct_port}/api/bench",
         "nginx-proxy": f"http://127.0.0.1:{proxy_port}/api/bench",
+        "stack-ceiling": f"http://127.0.0.1:{ceiling_port}/api/bench",
         "bff-1w": f"http://127.0.0.1:{ports['bff-1w']}/api/bench",
         "bff-2w": f"http://127.0.0.1:{ports['bff-2w']}/api/bench",
     }

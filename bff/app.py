@@ -196,7 +196,7 @@ def create_app(
         fallback=app,
     )
     # Outermost, so request ids, security headers and the access log cover the proxy too.
-    outer: ASGIApp = RequestContextMiddleware(proxy)
+    outer: ASGIApp = RequestContextMiddleware(proxy, access_log=settings.access_log)
     if settings.trusted_proxies:
         # uvicorn's own parser sets client and scheme from a trusted ingress's headers;
         # the socket peer is remembered first for the proxy's X-Forwarded-* decisions.

@@ -73,6 +73,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    access_log: bool = True
 
     @property
     def secure(self) -> bool:
@@ -452,6 +453,10 @@ def load_settings(
             "use redis:// with --workers > 1"
         )
     routes = _parse_routes(c)
+    # Off where the ingress already logs every request (as nginx's `access_log off`):
+    # one log line per request is a measurable share of the proxy hop.
+    access = c.raw("access_log")
+    access_log = True if access is None else c.flag(access[0], access[1], True)
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -479,4 +484,5 @@ def load_settings(
         host=host,
         port=port,
         workers=workers,
+        access_log=access_log,
     )

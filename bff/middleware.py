@@ -28,9 +28,16 @@ _BFF_ONLY = [
 class RequestContextMiddleware:
     """Sets `scope["state"]["request_id"]`, echoes it, adds security headers, logs access."""
 
-    def __init__(self, app: ASGIApp, *, own_prefixes: tuple[str, ...] = ("/bff/",)) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        own_prefixes: tuple[str, ...] = ("/bff/",),
+        access_log: bool = True,
+    ) -> None:
         self.app = app
         self.own_prefixes = own_prefixes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,14 +65,19 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            _access.info(
-                "%s %s %s %.1fms rid=%s",
-                scope["method"],
-                scope["path"][:256].encode("unicode_escape").decode("ascii"),
-                status or "-",
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
+            if self.access_log:
+                self._log(scope, status, started, request_id)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+        _access.info(
+            "%s %s %s %.1fms rid=%s",
+            scope["method"],
+            scope["path"][:256].encode("unicode_escape").decode("ascii"),
+            status or "-",
+            (time.perf_counter() - started) * 1000,
+            request_id,
+        )
 
 
 class DirectPeerMiddleware:

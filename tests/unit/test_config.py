@@ -185,3 +185,11 @@ def test_prompt_setting() -> None:
     found = problems({**BASE, "BFF_PROMPT": "consent&evil=1"})
     assert any(p.startswith("BFF_PROMPT") for p in found)
     assert any("cannot be combined" in p for p in problems({**BASE, "BFF_PROMPT": "none login"}))
+
+
+def test_access_log_setting() -> None:
+    assert load_settings(BASE).access_log is True
+    assert load_settings({**BASE, "BFF_ACCESS_LOG": "false"}).access_log is False
+    assert load_settings(BASE, {"access_log": False}).access_log is False
+    found = problems({**BASE, "BFF_ACCESS_LOG": "sometimes"})
+    assert any(p.startswith("BFF_ACCESS_LOG") for p in found)

@@ -603,3 +603,17 @@ async def test_configured_prompt_is_sent_to_the_provider(clock: Clock) -> None:
         assert "prompt" not in query(r.headers["location"])
     finally:
         await plain.aclose()
+
+
+@pytest.mark.parametrize(("setting", "lines"), [("true", 1), ("false", 0)])
+async def test_access_log_follows_its_setting(
+    clock: Clock, caplog: pytest.LogCaptureFixture, setting: str, lines: int
+) -> None:
+    e = Env(FakeIdp(clock=clock), clock, MemoryStore(clock=clock), BFF_ACCESS_LOG=setting)
+    try:
+        with caplog.at_level(logging.INFO, logger="bff.access"):
+            r = await e.browser.get("/healthz")
+        assert r.status_code == 200
+        assert len([x for x in caplog.records if x.name == "bff.access"]) == lines
+    finally:
+        await e.aclose()
