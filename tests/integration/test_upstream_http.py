@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bff import upstream_http
+from bff.upstream import UpstreamPool
 from bff.upstream_http import (
     InvalidRequest,
     OriginPool,
@@ -670,6 +671,19 @@ async def test_tcp_nodelay_is_set_on_upstream_sockets() -> None:
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         pool.close()
+
+
+async def test_upstream_pool_keeps_one_pool_per_origin_and_closes_them() -> None:
+    async with ScriptedUpstream(serve_ok) as a, ScriptedUpstream(serve_ok) as b:
+        pool = UpstreamPool(timeout=2)
+        for origin in (a.origin, b.origin, a.origin):
+            response = await pool.request(origin, "GET", "/x", [], None)
+            assert await read_all(response) == b"ok"
+            response.release()
+        await pool.aclose()
+        assert await eventually(lambda: a.peers[0].closed_by_client, 2)
+        assert await eventually(lambda: b.peers[0].closed_by_client, 2)
+    assert (len(a.peers), len(b.peers)) == (1, 1)
 
 
 # --- TLS ------------------------------------------------------------------------------
