@@ -237,6 +237,9 @@ class _Connection(asyncio.Protocol):
         exchange = self.exchange
         assert exchange is not None
         status = self._parser.get_status_code()
+        if not 100 <= status <= 599:  # llhttp takes any 3 digits; no ASGI server sends them
+            exchange.fail(UpstreamUnavailable(f"upstream answered status {status}"))
+            return
         if status < 200:
             if status == 101:
                 exchange.fail(UpstreamUnavailable("upstream switched protocols"))
