@@ -20,6 +20,7 @@ Its errors are ours already:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -140,8 +141,9 @@ class UpstreamPool:
     def _pool(self, origin: str) -> OriginPool:
         pool = self._pools.get(origin)
         if pool is None or pool.loop is not asyncio.get_running_loop():
-            if pool is not None:
-                pool.close()
+            if pool is not None:  # made in another loop (tests): that loop may be closed
+                with contextlib.suppress(RuntimeError):
+                    pool.close()
             pool = OriginPool(origin, timeout=self.timeout, limit=self._limit)
             self._pools[origin] = pool
         return pool

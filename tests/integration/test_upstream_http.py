@@ -212,6 +212,33 @@ async def test_a_failing_request_body_aborts_the_exchange() -> None:
     assert up.requests == []
 
 
+async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused() -> None:
+    # An upstream may refuse a body it has not read (413, 401): its answer is the answer.
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.reader.readuntil(b"\r\n\r\n")
+            peer.send(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+            await peer.until_closed()
+            return
+        await serve_ok(peer)
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        await asyncio.sleep(0.3)
+        yield b"y" * 1000
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        started = time.monotonic()
+        response, body = await fetch(pool, "/up", "POST", [], slow())
+        assert (response.status, body) == (413, b"big!")
+        assert time.monotonic() - started < 0.25  # not after the upload
+        assert await eventually(lambda: up.peers[0].closed_by_client)
+        assert (await fetch(pool))[1] == b"ok"
+        pool.close()
+    assert len(up.peers) == 2
+
+
 # --- the answer as read ---------------------------------------------------------------
 
 
