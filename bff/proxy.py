@@ -19,9 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import aiohttp
 from starlette.types import ASGIApp, Receive, Scope, Send
-from yarl import URL
 
 from bff.cookies import find_cookie
 from bff.endpoints import Runtime
@@ -43,6 +41,7 @@ from bff.upstream import (
     BodyStream,
     DisconnectWatch,
     UpstreamPool,
+    UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -182,12 +181,12 @@ class ProxyApp:
             # token = "optional" without a usable session: forwarded without a bearer
         request_id = state.get("request_id") if state else None
         query: bytes = scope["query_string"]
-        target = route.origin + route.target(path)
+        target = route.target(path)
         exchange = _Exchange(
             app=self,
             route=route,
             method=method,
-            url=URL(f"{target}?{safe_query(query)}" if query else target, encoded=True),
+            target=f"{target}?{safe_query(query)}" if query else target,
             inbound=inbound,
             headers=outbound_headers(
                 inbound,
@@ -210,7 +209,7 @@ class _Exchange:
     app: ProxyApp
     route: Route
     method: str
-    url: URL
+    target: str  # path and query, canonical: sent byte for byte after the route's origin
     inbound: Inbound = field(repr=False)
     headers: list[tuple[str, str]] = field(repr=False)  # holds the bearer
     ref: SessionRef | None
@@ -237,13 +236,11 @@ class _Exchange:
         finally:
             watch.stop()
 
-    async def _send_request(
-        self, stream: BodyStream | None, send: Send
-    ) -> aiohttp.ClientResponse | None:
+    async def _send_request(self, stream: BodyStream | None, send: Send) -> UpstreamResponse | None:
         pool, origin = self.app._upstreams, self.route.origin
         try:
             body = stream.chunks() if stream is not None else None
-            return await pool.request(origin, self.method, self.url, self.headers, body)
+            return await pool.request(origin, self.method, self.target, self.headers, body)
         except (UpstreamUnavailable, UpstreamTimeout) as exc:
             if stream is not None and stream.client_gone:
                 return None  # nobody left to answer
@@ -276,9 +273,7 @@ class _Exchange:
         finally:
             response.release()
 
-    async def _retry(
-        self, response: aiohttp.ClientResponse, send: Send
-    ) -> aiohttp.ClientResponse | None:
+    async def _retry(self, response: UpstreamResponse, send: Send) -> UpstreamResponse | None:
         """The upstream refused our token: refresh once (unless someone already did) and
         send the request again; only idempotent requests without a body. Releases
         `response` unless it is returned."""
@@ -306,19 +301,19 @@ class _Exchange:
 
     async def _stream(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         send: Send,
         watch: DisconnectWatch,
         stream: BodyStream | None,
     ) -> None:
         headers = filter_response_headers(response.raw_headers, self.app._rules)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        read, content = self.app._upstreams.read, response.content
-        chunk = await read(response)
-        if not content.at_eof() and (stream is None or stream.done):
+        read, at_eof = response.readany, response.at_eof
+        chunk = await read()
+        if not at_eof() and (stream is None or stream.done):
             watch.start()  # a longer body: stop reading it as soon as the browser leaves
-        while not content.at_eof():
+        while not at_eof():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = await read(response)
+            chunk = await read()
         watch.stop()  # from here a disconnect cannot cancel the final send
         await send({"type": "http.response.body", "body": chunk, "more_body": False})

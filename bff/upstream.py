@@ -1,12 +1,16 @@
-"""The upstream hop: one long-lived aiohttp session per upstream origin.
+"""The upstream hop: one keep-alive pool per upstream origin, on the lean HTTP/1.1
+client of `bff.upstream_http` (asyncio Protocols + httptools), plus the browser-side
+helpers of an exchange: its request body as a stream, and disconnect detection.
 
-aiohttp, not httpx, because this is the hot path (DESIGN.md "The hot path": ~19,000
-req/s against ~500 for httpx 0.28's pool at 64 concurrent requests, encode/httpx#3215).
-Each session is built for a proxy (THREATS.md invariant 3, DESIGN.md rule 9): no cookie
-jar (a shared jar carries one user's upstream cookie into another user's request,
-gradio GHSA-2mr9-9r47-px2g), no redirects, no decompression, no automatic headers,
+Not aiohttp (measured, issue 6): its ClientSession costs ~138 us per sequential loopback
+GET, a bare Protocol on httptools ~72 us, and the hop is most of the proxy's added
+latency. Not httpx either (DESIGN.md "The hot path": ~500 req/s for httpx 0.28's pool
+at 64 concurrent requests, encode/httpx#3215). The client is built for a proxy
+(THREATS.md invariant 3, DESIGN.md rule 9): no cookie jar (a shared jar carries one
+user's upstream cookie into another user's request, gradio GHSA-2mr9-9r47-px2g), no
+redirects, no decompression, no automatic headers but `Host` and body framing,
 explicit timeouts (never a bound on a whole streamed exchange) and connection limits.
-aiohttp errors are translated here, where they enter:
+Its errors are ours already:
 
     BffError
     ├── UpstreamUnavailable   refused, unreachable, reset, malformed answer  -> 502
@@ -16,36 +20,24 @@ aiohttp errors are translated here, where they enter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
-from bff.errors import BffError
+from bff.upstream_http import OriginPool, UpstreamResponse, UpstreamTimeout, UpstreamUnavailable
 
 __all__ = [
     "BodyStream",
     "ClientGone",
     "DisconnectWatch",
     "UpstreamPool",
+    "UpstreamResponse",
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
-
-_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
-_READ_BUFSIZE = 1 << 18  # per-connection read buffer: bounds memory, keeps syscalls few
-
-
-class UpstreamUnavailable(BffError):
-    """The upstream refused the connection, could not be reached, or broke the exchange."""
-
-
-class UpstreamTimeout(BffError):
-    """The upstream did not connect, answer or send its next chunk within the timeout."""
 
 
 class ClientGone(Exception):
@@ -134,76 +126,43 @@ class DisconnectWatch:
 
 
 class UpstreamPool:
-    """Sessions per origin, created lazily inside the running loop; `aclose` on shutdown."""
+    """One connection pool per origin, created lazily inside the running loop (at most
+    `limit_per_host` connections each, idle ones closed after 30 s); `aclose` on
+    shutdown."""
 
     def __init__(self, *, timeout: float, limit_per_host: int = 256) -> None:
+        # connect includes waiting for a pooled connection; the same bound applies to
+        # the response headers and every gap between two body chunks, never to a whole
+        # (streamed) exchange.
         self.timeout = timeout
         self._limit = limit_per_host
-        # connect includes waiting for a pooled connection; sock_read covers the response
-        # headers and every gap between two body chunks; total=None: streams are unbounded.
-        self._timeouts = aiohttp.ClientTimeout(
-            total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
-        )
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._pools: dict[str, OriginPool] = {}
 
-    def _session(self, origin: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(origin)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit,
-                keepalive_timeout=30,
-                ttl_dns_cache=60,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                skip_auto_headers=_AUTO_HEADERS,
-                timeout=self._timeouts,
-                read_bufsize=_READ_BUFSIZE,
-                trust_env=False,
-                raise_for_status=False,
-            )
-            self._sessions[origin] = session
-        return session
+    def _pool(self, origin: str) -> OriginPool:
+        pool = self._pools.get(origin)
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            if pool is not None:  # made in another loop (tests): that loop may be closed
+                with contextlib.suppress(RuntimeError):
+                    pool.close()
+            pool = OriginPool(origin, timeout=self.timeout, limit=self._limit)
+            self._pools[origin] = pool
+        return pool
 
     async def request(
         self,
         origin: str,
         method: str,
-        url: URL,
+        target: str,
         headers: list[tuple[str, str]],
         body: AsyncIterator[bytes] | None,
-    ) -> aiohttp.ClientResponse:
-        """Send the request (body streamed) and return once the response headers are in.
-        The caller must `release()` the response, whatever happens next."""
-        try:
-            return await self._session(origin).request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                compress=None,
-                expect100=False,
-            )
-        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-            raise UpstreamTimeout(f"upstream {origin} timed out") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnavailable(f"upstream {origin} failed ({type(exc).__name__})") from exc
-
-    @staticmethod
-    async def read(response: aiohttp.ClientResponse) -> bytes:
-        """The next chunk of the response body as it arrives (b"" at the end)."""
-        try:
-            return await response.content.readany()
-        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-            raise UpstreamTimeout("upstream body timed out") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnavailable(f"upstream body failed ({type(exc).__name__})") from exc
+    ) -> UpstreamResponse:
+        """Send `method target` (path and query, already canonical: sent byte for byte)
+        with exactly `headers` (plus `Host` and body framing), the body streamed; return
+        once the response headers are in. The caller must `release()` the response,
+        whatever happens next; its body comes through `readany()` until `at_eof()`."""
+        return await self._pool(origin).request(method, target, headers, body)
 
     async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()

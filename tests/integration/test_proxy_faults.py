@@ -10,6 +10,7 @@ import pytest
 
 from bff.store.memory import MemoryStore
 from tests.integration.proxy_env import free_port, make_settings, mint_session, serve
+from tests.integration.scripted_upstream import Peer, ScriptedUpstream
 from tests.integration.upstream_server import UpstreamServer, running_upstream
 
 pytestmark = pytest.mark.anyio
@@ -123,3 +124,31 @@ async def test_stalled_or_abandoned_upload_never_holds_the_upstream(
             assert up.aborted == ["/api/up", "/api/up"]
             assert up.received == []  # no body was ever complete upstream
             assert (await client.get("/api/ok", headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"",  # closed without a word
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    ],
+    ids=["closed", "malformed", "upgrade"],
+)
+async def test_an_upstream_that_closes_or_answers_garbage_is_502(
+    cookie_store: tuple[MemoryStore, dict[str, str]], answer: bytes
+) -> None:
+    store, headers = cookie_store
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.send(answer)
+
+    async with ScriptedUpstream(handler) as up:
+        settings = make_settings([{"prefix": "/api", "upstream": up.origin}])
+        async with serve(settings, store) as url, httpx.AsyncClient(base_url=url) as client:
+            r = await client.get("/api/x", headers=headers)
+            assert r.status_code == 502
+            assert r.json()["error"] == "upstream_unavailable"
+            assert "upgrade" not in r.headers
+    assert len(up.requests) == 1  # a fresh connection's failure is never retried

@@ -1,0 +1,777 @@
+"""The upstream client (bff.upstream_http) against scripted loopback upstreams sending
+exact bytes: request framing and hygiene, response framing, keep-alive and its limits,
+the stale-connection retry, timeouts, cancellation and backpressure. Every test runs on
+asyncio and on uvloop (what `bff serve` uses)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bff import upstream_http
+from bff.upstream import UpstreamPool
+from bff.upstream_http import (
+    InvalidRequest,
+    OriginPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream, serve_ok
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+async def read_all(response: UpstreamResponse) -> bytes:
+    chunks = [await response.readany()]
+    while not response.at_eof():
+        chunks.append(await response.readany())
+    return b"".join(chunks)
+
+
+async def fetch(
+    pool: OriginPool,
+    target: str = "/x",
+    method: str = "GET",
+    headers: list[tuple[str, str]] | None = None,
+    body: AsyncIterator[bytes] | None = None,
+) -> tuple[UpstreamResponse, bytes]:
+    response = await pool.request(method, target, headers or [], body)
+    try:
+        return response, await read_all(response)
+    finally:
+        response.release()
+
+
+async def parts(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def eventually(condition: Any, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def answering(answer: bytes) -> Any:
+    """A keep-alive upstream giving every request the same answer."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.send(answer)
+
+    return handler
+
+
+# --- the request as sent --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "added"),
+    [
+        ("GET", [("x-a", "1"), ("X-B", "two words")], b""),
+        ("HEAD", [], b""),
+        ("OPTIONS", [], b""),
+        ("POST", [("content-type", "text/plain")], b"Content-Length: 0\r\n"),
+        ("DELETE", [], b"Content-Length: 0\r\n"),
+        ("PATCH", [], b"Content-Length: 0\r\n"),
+        ("PUT", [("content-length", "0")], b""),
+    ],
+)
+async def test_the_request_is_sent_exactly_with_host_first_and_nothing_ambient(
+    method: str, headers: list[tuple[str, str]], added: bytes
+) -> None:
+    # What aiohttp sent for the same call: Host (the upstream's own) first, the caller's
+    # headers in order, `Content-Length: 0` for a bodiless method that carries a body.
+    async with ScriptedUpstream(answering(OK)) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        await pool.request(method, "/a%2Fb/c?x=1&y=%20&z=/../", headers, None)
+        pool.close()
+    own = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers)
+    line = method.encode() + b" /a%2Fb/c?x=1&y=%20&z=/../ HTTP/1.1\r\n"
+    host = f"Host: 127.0.0.1:{up.port}\r\n".encode()
+    assert up.requests[0].head == line + host + own + added + b"\r\n"
+
+
+async def test_a_callers_host_is_kept_and_header_bytes_pass_as_latin1() -> None:
+    async with ScriptedUpstream(answering(OK)) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        # headers arrive latin-1 decoded from the browser's bytes: the same bytes leave
+        headers = [("Host", "api.internal"), ("x-name", "caf\xc3\xa9\tb\xff")]
+        await fetch(pool, headers=headers)
+        pool.close()
+    assert up.requests[0].head == (
+        b"GET /x HTTP/1.1\r\nHost: api.internal\r\nx-name: caf\xc3\xa9\tb\xff\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        ("GET", "/x", [("x-a", "1\r\nX-Injected: 1")]),
+        ("GET", "/x", [("x-a", "1\nX-Injected: 1")]),
+        ("GET", "/x", [("x-a", "1\rX-Injected: 1")]),
+        ("GET", "/x", [("x-a", "a\x00b")]),
+        ("GET", "/x", [("x-a", "a\x7fb")]),
+        ("GET", "/x", [("x-a", "\u2028")]),  # not latin-1: no byte to send it as
+        ("GET", "/x", [("x-a\r\nx-b", "1")]),
+        ("GET", "/x", [("x a", "1")]),
+        ("GET", "/x", [("x-a:", "1")]),
+        ("GET", "/x", [("", "1")]),
+        ("GET", "/x", [("Transfer-Encoding", "chunked")]),  # the client owns framing
+        ("GET", "/x", [("content-length", "1, 1")]),
+        ("GET", "/x", [("content-length", "-1")]),
+        ("GET", "/x", [("content-length", "1")]),  # a length, but no body
+        ("GET", "/x", [("content-length", "0"), ("Content-Length", "0")]),
+        ("GET", "/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /y", []),
+        ("GET", "/x\n", []),
+        ("GET", "/x y", []),
+        ("GET", "http://evil.example/x", []),
+        ("GET /y HTTP/1.1\r\n\r\nGET", "/x", []),
+    ],
+)
+async def test_control_characters_and_foreign_framing_are_refused_before_sending(
+    method: str, target: str, headers: list[tuple[str, str]]
+) -> None:
+    async with ScriptedUpstream(serve_ok) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        with pytest.raises(InvalidRequest):
+            await pool.request(method, target, headers, None)
+        pool.close()
+    assert up.peers == []  # nothing left, not even a connection
+
+
+async def test_a_body_without_length_goes_chunked_one_with_length_as_it_is() -> None:
+    async with ScriptedUpstream(answering(OK)) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        await fetch(pool, "/c", "POST", [("x-a", "1")], parts(b"hello", b"", b"world!"))
+        headers = [("content-length", "11")]
+        await fetch(pool, "/l", "PUT", headers, parts(b"hello", b"world!"))
+        pool.close()
+    chunked, sized = up.requests
+    host = f"Host: 127.0.0.1:{up.port}\r\n".encode()
+    assert chunked.head == (
+        b"POST /c HTTP/1.1\r\n" + host + b"x-a: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    assert chunked.body == b"5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n"
+    assert sized.head == b"PUT /l HTTP/1.1\r\n" + host + b"content-length: 11\r\n\r\n"
+    assert sized.body == b"helloworld!"
+    assert len(up.peers) == 1  # both on one kept-alive connection
+
+
+@pytest.mark.parametrize("declared", ["5", "20"])
+async def test_a_body_that_does_not_match_its_length_never_completes_upstream(
+    declared: str,
+) -> None:
+    async with ScriptedUpstream(serve_ok) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        with pytest.raises(UpstreamUnavailable):
+            await fetch(pool, "/l", "POST", [("content-length", declared)], parts(b"0123456789"))
+        assert await eventually(lambda: up.peers[0].closed_by_client)
+        pool.close()
+    assert up.requests == []
+
+
+async def test_a_failing_request_body_aborts_the_exchange() -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"first"
+        raise ConnectionError("the browser left")
+
+    async with ScriptedUpstream(serve_ok) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("POST", "/up", [], failing())
+        assert await eventually(lambda: up.peers[0].closed_by_client)
+        pool.close()
+    assert up.requests == []
+
+
+async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused() -> None:
+    # An upstream may refuse a body it has not read (413, 401): its answer is the answer.
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.reader.readuntil(b"\r\n\r\n")
+            peer.send(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+            await peer.until_closed()
+            return
+        await serve_ok(peer)
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        await asyncio.sleep(0.3)
+        yield b"y" * 1000
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        started = time.monotonic()
+        response, body = await fetch(pool, "/up", "POST", [], slow())
+        assert (response.status, body) == (413, b"big!")
+        assert time.monotonic() - started < 0.25  # not after the upload
+        assert await eventually(lambda: up.peers[0].closed_by_client)
+        assert (await fetch(pool))[1] == b"ok"
+        pool.close()
+    assert len(up.peers) == 2
+
+
+# --- the answer as read ---------------------------------------------------------------
+
+
+async def test_chunked_answers_are_decoded_and_the_connection_reused() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n"
+        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    async with ScriptedUpstream(answering(answer)) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        for _ in range(2):
+            response, body = await fetch(pool)
+            assert response.status == 200
+            assert response.raw_headers == [(b"Transfer-Encoding", b"chunked"), (b"X-Up", b"1")]
+            assert body == b"hello world"
+        pool.close()
+    assert len(up.peers) == 1
+
+
+async def test_interim_answers_are_skipped() -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok"
+    )
+    async with ScriptedUpstream(answering(answer)) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        for _ in range(2):
+            response, body = await fetch(pool)
+            assert response.status == 201
+            assert response.raw_headers == [(b"Content-Length", b"2"), (b"X-Final", b"1")]
+            assert body == b"ok"
+        pool.close()
+    assert len(up.peers) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "answer"),
+    [
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\n\r\n"),
+    ],
+)
+async def test_head_204_and_304_answers_have_no_body(method: str, answer: bytes) -> None:
+    # The next answer on the same connection must not be taken for this one's body.
+    async def handler(peer: Peer) -> None:
+        while (request := await peer.request()) is not None:
+            peer.send(answer if b"/first" in request.line else OK)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=1, limit=4)
+        response, body = await fetch(pool, "/first", method)
+        assert body == b"" and response.at_eof()
+        response, body = await fetch(pool, "/then")
+        assert (response.status, body) == (200, b"ok")
+        pool.close()
+    assert len(up.peers) == 1
+
+
+async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean_eof() -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.send(b"HTTP/1.1 200 OK\r\n\r\nuntil the")
+        await peer.drain()
+        await asyncio.sleep(0.05)
+        peer.send(b" end")
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        _, body = await fetch(pool)
+        assert body == b"until the end"
+        await fetch(pool)  # a new connection: that one is gone
+        pool.close()
+    assert len(up.peers) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+    ],
+)
+async def test_an_answer_cut_short_is_an_error_not_a_short_body(answer: bytes) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.send(answer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        response = await pool.request("GET", "/x", [], None)
+        try:
+            with pytest.raises(UpstreamUnavailable):
+                await read_all(response)
+        finally:
+            response.release()
+        pool.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "then_close"),
+    [
+        (b"", True),  # closed without a word (a fresh connection: never retried)
+        (b"HTTP/1.1 200 OK\r\nContent-Le", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", False),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n", False),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", False),
+        (b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 200 + b"Content-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 300_000, False),
+    ],
+    ids=[
+        "closed",
+        "cut-head",
+        "two-lengths",
+        "length-and-chunked",
+        "bare-lf",
+        "obs-fold",
+        "nul",
+        "not-http",
+        "status-099",
+        "status-600",
+        "upgrade",
+        "too-many-headers",
+        "head-too-large",
+        "head-endless",
+    ],
+)
+async def test_no_answer_or_a_malformed_one_is_unavailable(answer: bytes, then_close: bool) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.send(answer)
+        await peer.drain()
+        if not then_close:
+            await peer.until_closed()
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("GET", "/x", [], None)
+        if not then_close:  # the client gave up on it by itself
+            assert await eventually(lambda: up.peers[0].closed_by_client)
+        pool.close()
+    assert len(up.requests) == 1  # never sent twice
+
+
+# --- keep-alive -----------------------------------------------------------------------
+
+
+async def test_a_connection_is_reused_after_a_clean_exchange() -> None:
+    async with ScriptedUpstream(serve_ok) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        for _ in range(3):
+            response, body = await fetch(pool)
+            assert (response.status, body) == (200, b"ok")
+        pool.close()
+    assert (len(up.peers), len(up.requests)) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+    ids=["connection-close", "http-1.0"],
+)
+async def test_an_answer_that_ends_keep_alive_is_never_reused(answer: bytes) -> None:
+    async with ScriptedUpstream(answering(answer)) as up:  # keeps it open all the same
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        for _ in range(2):
+            _, body = await fetch(pool)
+            assert body == b"ok"
+        assert await eventually(lambda: up.peers[0].closed_by_client)  # by us
+        pool.close()
+    assert len(up.peers) == 2
+
+
+async def test_released_before_the_end_the_connection_is_closed_not_reused() -> None:
+    async def handler(peer: Peer) -> None:
+        request = await peer.request()
+        if request is not None and b"/partial" in request.line:
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            await peer.until_closed()
+            return
+        peer.send(OK)
+        await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        response = await pool.request("GET", "/partial", [], None)
+        assert await response.readany() == b"0123456789"
+        response.release()
+        assert await eventually(lambda: up.peers[0].closed_by_client)
+        await fetch(pool)
+        pool.close()
+    assert len(up.peers) == 2
+
+
+async def test_unasked_bytes_after_an_answer_close_the_connection() -> None:
+    # A second answer nobody asked for must never become the next request's answer.
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!"
+
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.request()
+            peer.send(OK + smuggled)  # in the same packet
+            await peer.until_closed()
+        elif peer.index == 1:
+            await peer.request()
+            peer.send(OK)
+            await peer.drain()
+            await asyncio.sleep(0.1)
+            peer.send(smuggled)  # later, while the connection is idle
+            await peer.until_closed()
+        else:
+            await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        assert (await fetch(pool))[1] == b"ok"
+        assert (await fetch(pool))[1] == b"ok"  # not "evil!"
+        await asyncio.sleep(0.3)
+        assert (await fetch(pool))[1] == b"ok"
+        pool.close()
+    assert len(up.peers) == 3
+
+
+async def test_idle_connections_are_closed_after_the_keepalive_period() -> None:
+    async with ScriptedUpstream(serve_ok) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4, keepalive=0.2)
+        await fetch(pool)
+        started = time.monotonic()
+        assert await eventually(lambda: up.peers[0].closed_by_client, 3)
+        assert 0.1 < time.monotonic() - started < 2
+        await fetch(pool)
+        pool.close()
+    assert len(up.peers) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "retried"),
+    [
+        ("GET", None, True),
+        ("HEAD", None, True),
+        ("DELETE", None, True),
+        ("POST", None, False),
+        ("PATCH", None, False),
+        ("PUT", b"body", False),
+    ],
+)
+async def test_a_stale_pooled_connection_is_retried_once_only_when_that_is_safe(
+    method: str, body: bytes | None, retried: bool
+) -> None:
+    # The first connection answers once, then takes the next request and closes without
+    # a word: what an upstream's keep-alive timeout does when it races our request.
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.request()
+            peer.send(OK)
+            await peer.request()
+            return
+        await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        await fetch(pool, "/warm")
+        content = parts(body) if body is not None else None
+        headers = [("content-length", str(len(body)))] if body is not None else []
+        if retried:
+            response, _ = await fetch(pool, "/again", method, headers, content)
+            assert response.status == 200
+        else:
+            with pytest.raises(UpstreamUnavailable):
+                await fetch(pool, "/again", method, headers, content)
+        pool.close()
+    assert len(up.requests) == (3 if retried else 2)
+    assert len(up.peers) == (2 if retried else 1)
+
+
+async def test_a_stale_connection_is_not_retried_once_the_answer_began() -> None:
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.request()
+            peer.send(OK)
+            await peer.request()
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-Le")
+            return
+        await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        await fetch(pool)
+        with pytest.raises(UpstreamUnavailable):
+            await fetch(pool)
+        pool.close()
+    assert len(up.requests) == 2
+
+
+async def test_the_pool_never_opens_more_than_its_limit() -> None:
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await asyncio.sleep(0.05)
+            peer.send(OK)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=5, limit=2)
+        results = await asyncio.gather(*(fetch(pool) for _ in range(8)))
+        assert [body for _, body in results] == [b"ok"] * 8
+        pool.close()
+    assert len(up.peers) == 2
+    assert len(up.requests) == 8
+
+
+async def test_waiting_for_a_pool_slot_is_bounded_by_the_connect_timeout() -> None:
+    async def handler(peer: Peer) -> None:  # holds its connection with a slow stream
+        await peer.request()
+        peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(20):
+            peer.send(b"1\r\nx\r\n")
+            await asyncio.sleep(0.1)
+        peer.send(b"0\r\n\r\n")
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=0.3, limit=1)
+        streaming = await pool.request("GET", "/slow", [], None)
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            async with asyncio.timeout(5):
+                await pool.request("GET", "/waits", [], None)
+        assert 0.25 < time.monotonic() - started < 1.5
+        assert await read_all(streaming) == b"x" * 20  # 2 s in all: not bounded as a whole
+        streaming.release()
+        pool.close()
+    assert len(up.peers) == 1
+
+
+async def test_connecting_to_nothing_is_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refused
+        pool = OriginPool(f"http://127.0.0.1:{port}", timeout=2, limit=4)
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("GET", "/x", [], None)
+        pool.close()
+
+
+# --- timeouts, cancellation, backpressure ---------------------------------------------
+
+
+async def test_headers_that_never_come_time_out() -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.until_closed()
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=0.3, limit=4)
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            async with asyncio.timeout(5):  # (a TimeoutError of its own is no pass)
+                await pool.request("GET", "/x", [], None)
+        assert 0.25 < time.monotonic() - started < 1.5
+        assert await eventually(lambda: up.peers[0].closed_by_client)
+        pool.close()
+
+
+async def test_each_gap_between_chunks_is_bounded_never_the_whole_body() -> None:
+    async def handler(peer: Peer) -> None:
+        while (request := await peer.request()) is not None:
+            gap = 0.6 if b"/stall" in request.line else 0.1
+            peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(6):
+                peer.send(b"1\r\nx\r\n")
+                await peer.drain()
+                await asyncio.sleep(gap)
+            peer.send(b"0\r\n\r\n")
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=0.3, limit=4)
+        _, body = await fetch(pool, "/drip")  # 0.6 s in all, each gap 0.1 s
+        assert body == b"x" * 6
+        response = await pool.request("GET", "/stall", [], None)
+        try:
+            assert await response.readany() == b"x"
+            with pytest.raises(UpstreamTimeout):
+                async with asyncio.timeout(5):
+                    await response.readany()
+        finally:
+            response.release()
+        pool.close()
+
+
+async def test_a_cancelled_exchange_closes_its_connection() -> None:
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.request()
+            await peer.until_closed()
+            return
+        await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=5, limit=1)
+        task = asyncio.create_task(pool.request("GET", "/x", [], None))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await eventually(lambda: up.peers[0].closed_by_client, 2)
+        _, body = await fetch(pool)  # its slot (limit=1) is free again
+        assert body == b"ok"
+        pool.close()
+    assert len(up.peers) == 2
+
+
+async def test_a_reader_slower_than_the_upstream_pauses_it() -> None:
+    size = 32 << 20
+    block = b"\xa5" * (64 << 10)
+    written: list[int] = [0]
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // len(block)):
+            peer.send(block)
+            await peer.drain()
+            written[0] += len(block)
+        await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=5, limit=4)
+        response = await pool.request("GET", "/big", [], None)
+        await asyncio.sleep(0.5)  # nobody reads: what piles up?
+        assert response.buffered <= 2 * upstream_http._READ_LIMIT
+        assert written[0] < size  # the upstream is held back (kernel buffers aside)
+        total = 0
+        while not response.at_eof():
+            total += len(await response.readany())
+            assert response.buffered <= 2 * upstream_http._READ_LIMIT
+        assert total == size
+        response.release()
+        await fetch(pool)  # and the connection was reused
+        pool.close()
+    assert len(up.peers) == 1
+
+
+async def test_tcp_nodelay_is_set_on_upstream_sockets() -> None:
+    async with ScriptedUpstream(serve_ok) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)
+        await fetch(pool)
+        (conn,) = pool._idle
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        pool.close()
+
+
+async def test_upstream_pool_keeps_one_pool_per_origin_and_closes_them() -> None:
+    async with ScriptedUpstream(serve_ok) as a, ScriptedUpstream(serve_ok) as b:
+        pool = UpstreamPool(timeout=2)
+        for origin in (a.origin, b.origin, a.origin):
+            response = await pool.request(origin, "GET", "/x", [], None)
+            assert await read_all(response) == b"ok"
+            response.release()
+        await pool.aclose()
+        assert await eventually(lambda: a.peers[0].closed_by_client, 2)
+        assert await eventually(lambda: b.peers[0].closed_by_client, 2)
+    assert (len(a.peers), len(b.peers)) == (1, 1)
+
+
+# --- TLS ------------------------------------------------------------------------------
+
+
+def tls_pair(tmp_path: Any) -> tuple[ssl.SSLContext, bytes]:
+    """A server context with a certificate for 127.0.0.1, and that certificate (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bff test upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, pem
+
+
+async def test_https_upstreams_are_verified_against_the_system_cas(tmp_path: Any) -> None:
+    server, _ = tls_pair(tmp_path)
+    async with ScriptedUpstream(serve_ok, tls=server) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4)  # the default: system CAs
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("GET", "/x", [], None)
+        pool.close()
+    assert up.requests == []
+
+
+async def test_https_exchanges_keep_alive_like_plain_ones(tmp_path: Any) -> None:
+    server, pem = tls_pair(tmp_path)
+    trusting = ssl.create_default_context(cadata=pem.decode())
+    async with ScriptedUpstream(serve_ok, tls=server) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=4, tls=trusting)
+        for _ in range(2):
+            response, body = await fetch(pool)
+            assert (response.status, body) == (200, b"ok")
+        pool.close()
+    assert len(up.peers) == 1
+    assert up.requests[0].head == f"GET /x HTTP/1.1\r\nHost: 127.0.0.1:{up.port}\r\n\r\n".encode()
