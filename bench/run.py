@@ -208,14 +208,17 @@ async def create_sessions(
     try:
         before = int((await client.info("memory"))["used_memory"])
         began = time.perf_counter()
-        cookies = await bulk_create(
-            service(store, secret_key), client, cookie, count, cookies_wanted=distinct
-        )
+        try:
+            cookies = await bulk_create(
+                service(store, secret_key), cookie, count, cookies_wanted=distinct
+            )
+        finally:
+            # Closed before measuring: the bulk connections' query buffers are not sessions.
+            await store.aclose()
         elapsed = time.perf_counter() - began
         after = int((await client.info("memory"))["used_memory"])
     finally:
         await client.aclose()
-        await store.aclose()
     return cookies, after - before, elapsed
 
 

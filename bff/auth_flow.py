@@ -23,7 +23,13 @@ from bff.errors import BadRequest, IdpError, IdpRejected, IdpUnavailable, TokenV
 from bff.oidc import OidcClient
 from bff.pkce import code_challenge, new_code_verifier, new_nonce, new_state
 from bff.redirects import is_local_path
-from bff.session import LoginState, Session, decode_login_state, encode_login_state
+from bff.session import (
+    LoginState,
+    Session,
+    decode_login_state,
+    encode_login_state,
+    shown_claims,
+)
 from bff.session_service import SessionRef, SessionService
 
 __all__ = [
@@ -38,8 +44,6 @@ LOGIN_STATE_TTL = 600  # seconds a login may take, and the binding cookie's Max-
 REVOKE_TIMEOUT = 3.0
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_PARAM = 4096
-# Claims that describe the token rather than the user: not shown on /bff/user.
-_HIDDEN_CLAIMS = frozenset({"nonce", "at_hash", "c_hash", "s_hash", "jti"})
 _log = logging.getLogger("bff.auth")
 
 
@@ -173,7 +177,7 @@ class LoginFlow:
             claims = await self._oidc.validate_id_token(tokens.id_token, nonce=login.nonce)
         except TokenValidationError as exc:
             raise BadRequest(f"the ID token is not valid: {exc}", code="invalid_id_token") from None
-        shown = {k: v for k, v in claims.items() if k not in _HIDDEN_CLAIMS}
+        shown = shown_claims(claims)  # what /bff/user shows; the record derives it again
         # Drop whatever session this browser had: one browser, one fresh session.
         replaced = {login.previous} if login.previous else set()
         if previous is not None:

@@ -7,12 +7,13 @@ by their *session hash* (hex SHA-256 prefix of the id, see `bff.session`).
 Key layout (Redis; the memory store mirrors it):
     {prefix}:{<hash>}:s          the session blob, TTL = min(idle, remaining lifetime)
     {prefix}:{<hash>}:lock       the refresh lock of that session (same slot)
-    {prefix}:sub:{<sub digest>}  sorted set of session hashes of one user, score = absolute expiry
-    {prefix}:sid:{<sid digest>}  the same for one provider session (`sid` claim)
+    {prefix}:ix:{<bucket>}       index bucket (one of 2,048): sorted set, member = tag of a
+                                 `sub` or `sid` value + session hash, score = absolute expiry
     {prefix}:login:{<digest>}    a pending login transaction (single use, 10 min)
     {prefix}:once:{<digest>}     a replay-cache entry (back-channel logout `jti`)
 Keys written or read together share a hash tag, so the layout works on Redis Cluster;
-nothing needs a cross-slot transaction.
+nothing needs a cross-slot transaction. The index buckets are shared by many users, so an
+index entry costs about 32 bytes instead of a key of its own (see `bff.store.redis`).
 """
 
 from __future__ import annotations

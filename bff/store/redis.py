@@ -20,7 +20,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,14 @@ __all__ = ["RedisStore"]
 
 _ERRORS = (RedisError, OSError)  # OSError covers TimeoutError and raw socket failures
 _HASH_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
+_HEX_RE = re.compile(r"[0-9a-f]+")
+# The index's bucket count is part of the key layout: a store with another count would
+# look for existing entries in the wrong buckets. 2,048 buckets keep about 100,000
+# sessions (two entries each) in listpack-encoded sets; beyond that, buckets convert to
+# skiplists one by one (about 100 B per entry instead of 32), unless Redis is configured
+# with a higher zset-max-listpack-entries.
+_INDEX_BUCKETS = 2048
+_TAG_LEN = 8
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
 _HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING vets it
 _SCAN_COUNT = 1000
@@ -83,6 +91,43 @@ def _check_ttl(ttl: int, what: str = "ttl") -> None:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+class _IndexSlot:
+    """Where one `sub` or `sid` value lives in the index: its bucket and its member tag.
+
+    The index is `_INDEX_BUCKETS` sorted sets (Redis keeps each a compact listpack while it
+    holds at most `zset-max-listpack-entries`, 128 by default, members of at most 64 bytes).
+    A member is the value's 8-byte tag followed by a session hash, 24 bytes for the usual
+    32-hex hash; its score is the session's absolute expiry. Tag and bucket come from
+    different bits of SHA-256(kind, value): 74 bits tell two values apart (an accidental
+    match is about as likely as guessing a 74-bit key; finding one on purpose takes ~2^74
+    hashes, and provider-assigned `sub` / `sid` values are not the attacker's to choose).
+    """
+
+    __slots__ = ("bucket", "tag")
+
+    def __init__(self, kind: str, value: str) -> None:
+        digest = hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
+        self.bucket = int.from_bytes(digest[8:10], "big") % _INDEX_BUCKETS
+        self.tag = digest[:7] + bytes((digest[7] & 0xFE,))  # the low bit tells the hash form
+
+    def member(self, session_hash: str) -> bytes:
+        if len(session_hash) % 2 == 0 and _HEX_RE.fullmatch(session_hash):
+            return self.tag + bytes.fromhex(session_hash)  # half the size
+        return self.tag[:7] + bytes((self.tag[7] | 1,)) + session_hash.encode("ascii")
+
+    def session_hash(self, member: bytes) -> str | None:
+        """The session hash in one of this value's members; None for another value's."""
+        if len(member) <= _TAG_LEN or member[:7] != self.tag[:7]:
+            return None
+        flag = member[7] ^ self.tag[7]
+        if flag == 0:
+            return member[_TAG_LEN:].hex()
+        if flag == 1:
+            session_hash = member[_TAG_LEN:].decode("ascii", "replace")
+            return session_hash if _HASH_RE.fullmatch(session_hash) else None
+        return None
 
 
 def _glob_escape(text: str) -> str:
@@ -207,36 +252,47 @@ class RedisStore:
     def _lock_key(self, session_hash: str) -> str:
         return f"{self._prefix}:{{{_check_hash(session_hash)}}}:lock"
 
-    def _index_keys(self, index: IndexEntry) -> list[str]:
-        keys = [self._index_key("sub", index.sub)]
+    def _index_slots(self, index: IndexEntry) -> list[_IndexSlot]:
+        slots = [_IndexSlot("sub", index.sub)]
         if index.idp_sid is not None:
-            keys.append(self._index_key("sid", index.idp_sid))
-        return keys
+            slots.append(_IndexSlot("sid", index.idp_sid))
+        return slots
 
-    def _index_key(self, kind: str, value: str) -> str:
-        return f"{self._prefix}:{kind}:{{{_digest(value)}}}"
+    def _bucket_key(self, slot: _IndexSlot) -> str:
+        return f"{self._prefix}:ix:{{{slot.bucket:03x}}}"
 
     # --- sessions -------------------------------------------------------------------
     async def create_session(
         self, session_hash: str, blob: bytes, *, ttl: int, index: IndexEntry
     ) -> None:
-        """SET EX, then per index ZADD and push the index key's expiry out to its last member.
+        """SET EX, then its index entries; one pipeline, one round trip (see create_sessions)."""
+        await self.create_sessions([(session_hash, blob, ttl, index)])
 
-        One pipeline, one round trip, no MULTI. The session is written before its index
-        entries, so an index member whose session is missing is stale and may be pruned.
+    async def create_sessions(self, sessions: Sequence[tuple[str, bytes, int, IndexEntry]]) -> None:
+        """Store new sessions as `create_session` does each, all in one round trip (a bulk
+        load writes exactly what logins write).
+
+        Per session: SET EX, then per index entry ZADD to its bucket, ZREMRANGEBYSCORE of
+        the bucket's members past their expiry, and the bucket's expiry pushed out to its
+        last member's. One pipeline, no MULTI. A session is written before its index
+        entries, so an entry whose session is missing is stale and may be pruned.
         """
-        key = self._session_key(session_hash)
-        _check_ttl(ttl)
+        writes = []
+        for session_hash, blob, ttl, index in sessions:
+            _check_ttl(ttl)
+            writes.append((self._session_key(session_hash), session_hash, blob, ttl, index))
         now = time.time()
         with _Boundary("create_session"):
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.set(key, blob, ex=ttl)
-                for index_key in self._index_keys(index):
-                    pipe.zadd(index_key, {session_hash: index.expires_at})
-                    pipe.zremrangebyscore(index_key, "-inf", f"({now}")
-                    # NX covers a fresh key (GT treats "no expiry" as infinite); GT extends.
-                    pipe.expireat(index_key, index.expires_at, nx=True)
-                    pipe.expireat(index_key, index.expires_at, gt=True)
+                for key, session_hash, blob, ttl, index in writes:
+                    pipe.set(key, blob, ex=ttl)
+                    for slot in self._index_slots(index):
+                        bucket = self._bucket_key(slot)
+                        pipe.zadd(bucket, {slot.member(session_hash): index.expires_at})
+                        pipe.zremrangebyscore(bucket, "-inf", f"({now}")
+                        # NX covers a fresh key (GT treats "no expiry" as infinite); GT extends.
+                        pipe.expireat(bucket, index.expires_at, nx=True)
+                        pipe.expireat(bucket, index.expires_at, gt=True)
                 await pipe.execute()
 
     async def load_session(self, session_hash: str, *, ttl: int) -> bytes | None:
@@ -259,14 +315,14 @@ class RedisStore:
         return bool(done)
 
     async def delete_session(self, session_hash: str, *, index: IndexEntry | None) -> bool:
-        """DEL the session and its lock, ZREM it from its indexes (Redis drops empty sets)."""
+        """DEL the session and its lock, ZREM its index entries (Redis drops empty sets)."""
         key = self._session_key(session_hash)
         with _Boundary("delete_session"):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.delete(key)
                 pipe.delete(self._lock_key(session_hash))
-                for index_key in self._index_keys(index) if index is not None else []:
-                    pipe.zrem(index_key, session_hash)
+                for slot in self._index_slots(index) if index is not None else []:
+                    pipe.zrem(self._bucket_key(slot), slot.member(session_hash))
                 results: list[Any] = await pipe.execute()
         return bool(results[0])
 
@@ -279,36 +335,42 @@ class RedisStore:
 
     async def sessions_by_sub(self, sub: str) -> list[str]:
         """Hashes of the live sessions of one user."""
-        return await self._lookup(self._index_key("sub", sub))
+        return await self._lookup(_IndexSlot("sub", sub))
 
     async def sessions_by_idp_sid(self, idp_sid: str) -> list[str]:
         """Hashes of the live sessions of one provider session."""
-        return await self._lookup(self._index_key("sid", idp_sid))
+        return await self._lookup(_IndexSlot("sid", idp_sid))
 
-    async def _lookup(self, index_key: str) -> list[str]:
-        """Members not yet past their expiry whose session key still EXISTS; prune the rest.
+    async def _lookup(self, slot: _IndexSlot) -> list[str]:
+        """This value's members not yet past their expiry whose session key still EXISTS;
+        prune the bucket's expired members and this value's stale ones.
 
         The local clock bounds the range (a few seconds of skew only delays pruning: the
         EXISTS check is what decides).
         """
+        bucket = self._bucket_key(slot)
         now = time.time()
         with _Boundary("index_lookup"):
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zremrangebyscore(index_key, "-inf", f"({now}")
-                pipe.zrangebyscore(index_key, now, "+inf")
+                pipe.zremrangebyscore(bucket, "-inf", f"({now}")
+                pipe.zrangebyscore(bucket, now, "+inf")
                 _, raw_members = await pipe.execute()
-            members = [m.decode() if isinstance(m, bytes) else str(m) for m in raw_members]
-            members = [m for m in members if _HASH_RE.fullmatch(m)]
-            if not members:
+            found: dict[str, bytes] = {}
+            for member in raw_members:
+                raw = member if isinstance(member, bytes) else str(member).encode()
+                session_hash = slot.session_hash(raw)
+                if session_hash is not None:
+                    found[session_hash] = raw
+            if not found:
                 return []
             async with self._client.pipeline(transaction=False) as pipe:
-                for member in members:
-                    pipe.exists(self._session_key(member))
+                for session_hash in found:
+                    pipe.exists(self._session_key(session_hash))
                 exists: list[Any] = await pipe.execute()
-            live = [m for m, found in zip(members, exists, strict=True) if found]
-            dead = [m for m, found in zip(members, exists, strict=True) if not found]
+            live = [h for h, alive in zip(found, exists, strict=True) if alive]
+            dead = [found[h] for h, alive in zip(found, exists, strict=True) if not alive]
             if dead:
-                await self._client.zrem(index_key, *dead)
+                await self._client.zrem(bucket, *dead)
         return live
 
     async def all_sessions(self) -> AsyncIterator[str]:

@@ -41,6 +41,22 @@ async def keys_of(h: Harness, session_hash: str) -> list[str]:
     return [k for k in await h.raw_keys() if session_hash in k]
 
 
+def member_hash(member: bytes) -> str:
+    """The session hash an index member names: after its 8-byte tag, whose low bit says
+    whether the hash is stored as the bytes of its hex or as text."""
+    return member[8:].hex() if member[7] & 1 == 0 else member[8:].decode()
+
+
+async def index_buckets(h: Harness) -> dict[str, list[str]]:
+    """Redis only: each index bucket and the session hashes its members name."""
+    assert h.raw is not None
+    return {
+        key: [member_hash(m) for m in await h.raw.zrange(key, 0, -1)]
+        for key in await h.raw_keys()
+        if ":ix:" in key
+    }
+
+
 # --- sessions ---------------------------------------------------------------------------
 async def test_conforms_to_protocol(harness: Harness) -> None:
     assert isinstance(harness.store, SessionStore)
@@ -117,10 +133,10 @@ async def test_delete_removes_every_trace(harness: Harness) -> None:
     assert token is not None
     if harness.raw is not None:
         await s.release_lock(H1, token)
-        assert await keys_of(harness, H1) == []  # session, lock and sid index all gone
-        for key in await harness.raw_keys():
-            if ":sub:" in key or ":sid:" in key:
-                assert await harness.raw.zscore(key, H1) is None
+        assert await keys_of(harness, H1) == []  # session and lock gone
+        buckets = await index_buckets(harness)
+        assert buckets  # H2's entries
+        assert all(H1 not in hashes for hashes in buckets.values())
 
 
 async def test_delete_without_index_leaves_no_live_entry(harness: Harness) -> None:
@@ -147,11 +163,12 @@ async def test_indexes_return_only_live_sessions(harness: Harness) -> None:
     assert await s.sessions_by_idp_sid("idp-sid-1") == [H3]
     assert await s.sessions_by_sub("someone-else") == []
     if harness.raw is not None:
-        for key in await harness.raw_keys():
-            if ":sub:" in key or ":sid:" in key:
-                assert await harness.raw.zrange(key, 0, -1) == [H3.encode()]
-                # the index key lives as long as its longest-lived member, no longer
-                assert 2990 <= await harness.raw.ttl(key) <= 3000
+        buckets = await index_buckets(harness)
+        assert buckets
+        for key, hashes in buckets.items():
+            assert set(hashes) == {H3}  # the others were pruned
+            # a bucket lives as long as its longest-lived member, no longer
+            assert 2990 <= await harness.raw.ttl(key) <= 3000
 
 
 async def test_index_keys_take_any_provider_string(harness: Harness) -> None:
@@ -170,6 +187,54 @@ async def test_index_keys_take_any_provider_string(harness: Harness) -> None:
         for key in await harness.raw_keys():
             assert odd not in key
             assert key.count("{") == key.count("}") == 1  # exactly one hash tag each
+
+
+async def test_index_keeps_users_and_sessions_apart(harness: Harness) -> None:
+    s = harness.store
+    hashes = [f"{i:032x}" for i in range(1, 6)]
+    await s.create_session(hashes[0], b"a", ttl=100, index=entry(harness, "alice", "sid-a"))
+    await s.create_session(hashes[1], b"a", ttl=100, index=entry(harness, "alice", "sid-a"))
+    await s.create_session(hashes[2], b"a", ttl=100, index=entry(harness, "alice", None))
+    await s.create_session(hashes[3], b"b", ttl=100, index=entry(harness, "bob", "sid-b"))
+    await s.create_session(hashes[4], b"b", ttl=100, index=entry(harness, "sid-a", "alice"))
+    assert sorted(await s.sessions_by_sub("alice")) == hashes[:3]
+    assert sorted(await s.sessions_by_idp_sid("sid-a")) == hashes[:2]
+    assert await s.sessions_by_sub("bob") == [hashes[3]]
+    assert await s.sessions_by_sub("sid-a") == [hashes[4]]  # a sub is not a sid
+    assert await s.sessions_by_idp_sid("alice") == [hashes[4]]
+    assert await s.delete_session(hashes[1], index=entry(harness, "alice", "sid-a"))
+    assert sorted(await s.sessions_by_sub("alice")) == [hashes[0], hashes[2]]
+    assert await s.sessions_by_idp_sid("sid-a") == [hashes[0]]
+    for h, sub, sid in (
+        (hashes[0], "alice", "sid-a"),
+        (hashes[2], "alice", None),
+        (hashes[3], "bob", "sid-b"),
+        (hashes[4], "sid-a", "alice"),
+    ):
+        assert await s.delete_session(h, index=entry(harness, sub, sid))
+    assert await s.sessions_by_sub("alice") == []
+    assert await s.sessions_by_idp_sid("sid-b") == []
+    if harness.raw is not None:
+        assert await index_buckets(harness) == {}  # every entry went with its session
+
+
+async def test_index_entry_past_its_absolute_expiry_is_never_returned(harness: Harness) -> None:
+    s = harness.store
+    # The session key outlives its recorded absolute expiry here: the index must still
+    # stop at that expiry (and it goes on pruning expired entries on every write).
+    await s.create_session(H1, b"1", ttl=100, index=entry(harness, "carol", "sid-c", life=1))
+    await s.create_session(H2, b"2", ttl=100, index=entry(harness, "carol", "sid-c", life=100))
+    await harness.advance(1.2)
+    assert await s.load_session(H1, ttl=100) == b"1"
+    assert await s.sessions_by_sub("carol") == [H2]
+    assert await s.sessions_by_idp_sid("sid-c") == [H2]
+    if harness.raw is not None:
+        assert {h for hs in (await index_buckets(harness)).values() for h in hs} == {H2}
+        await s.create_session(H3, b"3", ttl=100, index=entry(harness, "dave", None, life=1))
+        await harness.advance(1.2)
+        await s.create_session(H1 + "0", b"4", ttl=100, index=entry(harness, "dave", None))
+        buckets = await index_buckets(harness)  # the write pruned dave's expired entry
+        assert H3 not in {h for hs in buckets.values() for h in hs}
 
 
 # --- login transactions -----------------------------------------------------------------
@@ -447,3 +512,54 @@ async def test_load_session_is_one_command(
         if deltas[-1] == (2, 1):
             break
     assert deltas[-1] == (2, 1), deltas
+
+
+@pytest.mark.redis
+async def test_create_session_is_one_round_trip(
+    redis_harness: Harness, counting_store: tuple[RedisStore, dict[str, int]]
+) -> None:
+    store, counts = counting_store
+    ix = IndexEntry(sub="u", idp_sid="s", expires_at=int(time.time()) + 100)
+    await store.create_session(H1, b"warm-up", ttl=100, index=ix)  # connection set up
+    counts.update(sent=0, read=0)
+    await store.create_session(H2, b"x", ttl=100, index=ix)
+    assert counts["sent"] == 1  # one pipeline: the SET and every index command together
+    assert await store.sessions_by_idp_sid("s") in ([H1, H2], [H2, H1])
+
+
+@pytest.mark.redis
+async def test_index_entries_are_small_and_sessions_fit_their_size_class(
+    redis_harness: Harness, redis_url: str
+) -> None:
+    """A session of the usual size (a sealed format-2 record of the development provider's
+    tokens is at most 762 bytes) plus its two index entries stays well under 1 KiB."""
+    from bff.store.redis import _IndexSlot
+
+    raw = redis_harness.raw
+    assert raw is not None
+    prefix = "t" + uuid.uuid4().hex[:2]  # as long as "bff": key names count too
+    store = RedisStore.from_url(redis_url, prefix=prefix)
+    target = _IndexSlot("sub", "user-0").bucket
+    subs = []  # users whose entries share one bucket (1 in 2,048)
+    for i in range(1_000_000):
+        if _IndexSlot("sub", f"user-{i}").bucket == target:
+            subs.append(f"user-{i}")
+            if len(subs) == 100:
+                break
+    expires_at = int(time.time()) + 3600
+    hashes = [f"{i + 1:032x}" for i in range(len(subs))]
+    try:
+        for session_hash, sub in zip(hashes, subs, strict=True):
+            ix = IndexEntry(sub=sub, idp_sid=None, expires_at=expires_at)
+            await store.create_session(session_hash, b"v" * 762, ttl=100, index=ix)
+        bucket = f"{prefix}:ix:{{{target:03x}}}"
+        assert await raw.object("encoding", bucket) == b"listpack"
+        per_entry = (await raw.memory_usage(bucket, samples=0) or 0) / len(subs)
+        assert per_entry < 40  # a 24-byte member and its score, in a shared set
+        session = await raw.memory_usage(f"{prefix}:{{{hashes[0]}}}:s", samples=0) or 0
+        assert session <= 856  # the 768-byte allocation class, key and object headers
+        # + the key's expiry entry and hash-table slots (about 60 bytes, not in MEMORY USAGE)
+        assert session + 64 + 2 * per_entry < 1024
+    finally:
+        await raw.delete(f"{prefix}:ix:{{{target:03x}}}", *(f"{prefix}:{{{h}}}:s" for h in hashes))
+        await store.aclose()

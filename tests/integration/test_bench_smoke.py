@@ -142,3 +142,56 @@ def test_summary_medians_ratios_table_and_targets() -> None:
         assert text in table
     # The stack's own cost, measured beside bff, puts the added-latency figure in context.
     assert "the stack alone (uvicorn + GETEX + aiohttp) 0.250 ms; bff-1w 0.350 ms, +0.100" in table
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_bulk_sessions_are_what_logins_would_write(redis_url: str) -> None:
+    """bench/sessions.py::bulk_create: each bulk session is a login of its own user (own
+    sub, sid, tokens; claims derived from its own ID token), written by the store itself,
+    and as compact as a real login's record."""
+    import uuid
+
+    import redis.asyncio
+    from joserfc.jwk import RSAKey
+
+    from bench.sessions import bulk_create, service
+    from bff.store.redis import RedisStore
+    from tests.unit.test_session_record import dev_tokens, login_session
+
+    prefix = f"bfftest-{uuid.uuid4().hex}"
+    store = RedisStore.from_url(redis_url, prefix=prefix)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    sessions = service(store, "bench-secret-" + "x" * 32)
+    try:
+        template = login_session(dev_tokens(RSAKey.generate_key(2048, parameters={"kid": "k"})))
+        ref, _ = await sessions.create(
+            tokens=template.tokens, claims=template.claims, user_agent=template.user_agent
+        )
+        cookies = await bulk_create(
+            sessions, f"bff-session={sessions.cookie_value(ref)}", 30, cookies_wanted=3, batch=7
+        )
+        assert len(cookies) == 3
+        seen_sids = set()
+        for i, cookie in enumerate(cookies):
+            bulk_ref = sessions.ref_from_cookie(cookie.partition("=")[2])
+            assert bulk_ref is not None
+            session = await sessions.load(bulk_ref)
+            assert session is not None
+            assert session.sub == session.claims["sub"] == f"bench-user-{i}"
+            assert session.idp_sid == session.claims["sid"]
+            assert session.tokens.access_token != template.tokens.access_token
+            seen_sids.add(session.idp_sid)
+            assert await store.sessions_by_sub(f"bench-user-{i}") == [bulk_ref.hash]
+            assert await store.sessions_by_idp_sid(str(session.idp_sid)) == [bulk_ref.hash]
+            blob = await raw.get(f"{prefix}:{{{bulk_ref.hash}}}:s")
+            assert len(blob) <= 762  # claims derived, at_hash derived: a login's size
+        assert len(seen_sids) == 3
+        assert await store.sessions_by_sub("bench-user-29") != []
+        assert len([h async for h in store.all_sessions()]) == 31
+    finally:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+        await store.aclose()

@@ -13,6 +13,8 @@ LAYER0 = {
     "config",
     "tokens",
     "session",
+    "compact",
+    "compact_tables",
     "pkce",
     "cookies",
     "redirects",

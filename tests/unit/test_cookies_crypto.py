@@ -150,29 +150,3 @@ def test_find_cookie_refuses_utf8_lookalikes() -> None:
     for prefix in (em_space, zero_width):
         header = f"__Host-bff-session=V; {prefix}__Host-bff-session=W"
         assert find_cookie([header], "__Host-bff-session") is None
-
-
-def test_session_record_is_compressed_and_old_records_still_read() -> None:
-    import json
-    import zlib
-
-    tokens = TokenSet(access_token="eyJ" + "a" * 700, expires_at=100, id_token="eyJ" + "b" * 700)
-    s = Session(
-        sub="alice",
-        idp_sid=None,
-        claims={"sub": "alice", "name": "Alice"},
-        tokens=tokens,
-        created_at=1,
-        expires_at=2,
-    )
-    record = encode_session(s)
-    assert record[:1] == b"z"
-    plain = zlib.decompress(record[1:])
-    assert len(record) < len(plain)
-    assert json.loads(plain)["sub"] == "alice"
-    assert decode_session(record) == s
-    assert decode_session(plain) == s  # records written before compression
-    with pytest.raises(ValueError):
-        decode_session(b"z" + zlib.compress(b"{" + b" " * 300_000 + b"}"))  # inflation cap
-    with pytest.raises(ValueError):
-        decode_session(b"z" + b"not zlib")
