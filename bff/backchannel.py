@@ -46,6 +46,8 @@ async def backchannel_logout(
         session = await sessions.load_by_hash(session_hash)
         if session is not None and isinstance(sub, str) and session.sub != sub:
             continue  # both given: both must match
+        if session is not None and isinstance(sid, str) and sid and session.idp_sid != sid:
+            continue  # the index matches on a hash tag: the session itself must agree
         if await sessions.delete(session_hash, session):
             ended += 1
             audit(

@@ -24,7 +24,13 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from bff.upstream_http import OriginPool, UpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from bff.upstream_http import (
+    InvalidRequest,
+    OriginPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 __all__ = [
     "BodyStream",
@@ -160,7 +166,12 @@ class UpstreamPool:
         with exactly `headers` (plus `Host` and body framing), the body streamed; return
         once the response headers are in. The caller must `release()` the response,
         whatever happens next; its body comes through `readany()` until `at_eof()`."""
-        return await self._pool(origin).request(method, target, headers, body)
+        try:
+            return await self._pool(origin).request(method, target, headers, body)
+        except InvalidRequest as exc:
+            # Unreachable through the header rules and uvicorn's parser; should it ever
+            # happen, a 502 without a traceback, nothing sent.
+            raise UpstreamUnavailable(f"request not sent upstream ({exc})") from None
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}

@@ -224,6 +224,12 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.complete:
+            # A second answer in the same read as a complete one (response splitting,
+            # an upstream bug): it would be taken for the next request's answer.
+            self.broken = True
+            raise HttpParserError("upstream sent an answer nobody asked for")
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -236,6 +242,9 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         assert exchange is not None
+        if exchange.complete:  # never let a later head overwrite a finished answer
+            self.broken = True
+            return
         status = self._parser.get_status_code()
         if not 100 <= status <= 599:  # llhttp takes any 3 digits; no ASGI server sends them
             exchange.fail(UpstreamUnavailable(f"upstream answered status {status}"))
@@ -247,6 +256,10 @@ class _Connection(asyncio.Protocol):
                 exchange.interim = True  # 100 Continue, 103 Early Hints: not the answer
             return
         exchange.status = status
+        # Answered before the whole request body went out (401, 413...): whatever the
+        # upstream makes of the rest of the body, this connection can never be trusted
+        # with another request (nginx checks request_body_sent the same way).
+        exchange.early = not exchange.sent
         exchange.raw_headers = self._headers
         self._headers = []  # chunk trailers, if any, land here and are dropped
         exchange.headers_done = True
@@ -338,6 +351,7 @@ class UpstreamResponse:
         "buffer",
         "buffered",
         "complete",
+        "early",
         "failure",
         "head_request",
         "headers_done",
@@ -367,6 +381,7 @@ class UpstreamResponse:
         self.keep_alive = False
         self.received = False  # any byte of the answer
         self.sent = False  # the whole request
+        self.early = False  # the answer began before the whole request was sent
         self.failure: UpstreamUnavailable | UpstreamTimeout | None = None
         self.writer: asyncio.Task[None] | None = None
 
@@ -473,6 +488,7 @@ class UpstreamResponse:
             and self.keep_alive
             and self.failure is None
             and self.sent
+            and not self.early
             and writer_ok
             and not conn.broken
             and not conn.closed

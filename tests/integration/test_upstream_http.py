@@ -775,3 +775,70 @@ async def test_https_exchanges_keep_alive_like_plain_ones(tmp_path: Any) -> None
         pool.close()
     assert len(up.peers) == 1
     assert up.requests[0].head == f"GET /x HTTP/1.1\r\nHost: 127.0.0.1:{up.port}\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"HTTP/1.1 302 Found\r\nLocation: https://evil.example/\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: https://evil.example/\r\nX-J: ",  # a head begun
+        b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+    ],
+)
+async def test_a_second_answer_in_the_same_read_never_reaches_anyone(extra: bytes) -> None:
+    # Response splitting in the same packet: the first answer stands, the injected one
+    # (complete, bodiless, or only begun) neither replaces it nor becomes the next
+    # request's answer, and the connection is never reused.
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.request()
+            peer.send(OK + extra)
+            while await peer.request() is not None:
+                peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nuser-B")
+        else:
+            await serve_ok(peer)
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=1)
+        first, data = await fetch(pool)
+        assert (first.status, data) == (200, b"ok")
+        second, data = await fetch(pool)
+        assert (second.status, data) == (200, b"ok")  # a fresh connection's own answer
+        pool.close()
+    assert len(up.peers) == 2
+
+
+async def test_a_connection_answered_before_its_request_body_was_sent_is_not_reused() -> None:
+    # An early 401 while the body is still on its way: the rest of the body could be
+    # read as a request of its own (smuggled), whose answer must never reach the next user.
+    smuggled = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
+
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.reader.readuntil(b"\r\n\r\n")
+            peer.send(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno")
+            while data := await peer.reader.read(65536):
+                if b"GET /admin" in data:
+                    peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nADMIN")
+        else:
+            await serve_ok(peer)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"xyz"
+        await asyncio.sleep(0.2)  # the rest arrives after the answer
+        yield smuggled
+
+    async with ScriptedUpstream(handler) as up:
+        pool = OriginPool(up.origin, timeout=2, limit=1)
+        length = str(3 + len(smuggled))
+        answer = await pool.request("POST", "/upload", [("Content-Length", length)], body())
+        data = b""
+        while not answer.at_eof():
+            data += await answer.readany()
+        assert (answer.status, data) == (401, b"no")
+        await asyncio.sleep(0.4)  # the upload has finished meanwhile
+        answer.release()
+        after, data = await fetch(pool)
+        assert (after.status, data) == (200, b"ok")  # not "ADMIN"
+        pool.close()
+    assert len(up.peers) == 2
