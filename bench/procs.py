@@ -140,10 +140,10 @@ class Stack:
         _wait_port(proxy, process, "nginx", 10)
         return direct, proxy
 
-    def redis(self) -> int:
+    def redis(self, name: str = "redis") -> int:
         port = free_port()
         process = self._start(
-            "redis",
+            name,
             [
                 "redis-server",
                 "--port",

@@ -200,21 +200,38 @@ async def refresh_storm(
 
 
 async def create_sessions(
-    redis_url: str, secret_key: str, cookie: str, count: int, distinct: int
+    redis_url: str,
+    secret_key: str,
+    cookie: str,
+    count: int,
+    distinct: int,
+    *,
+    into_url: str | None = None,
 ) -> tuple[list[str], int, float]:
-    """Bulk-create `count` sessions; (cookies of `distinct` of them, bytes, seconds)."""
-    store = RedisStore.from_url(redis_url)
-    client = redis.asyncio.Redis.from_url(redis_url)
+    """Bulk-create `count` sessions from the logged-in one (in `redis_url`), written into
+    `into_url` (default: the same Redis); (cookies of `distinct` of them, the growth of
+    that Redis's `used_memory`, seconds). The memory figure means something only on a
+    Redis nobody else uses meanwhile: each client connection costs Redis ~38 KB, and
+    bff's pooled connections open and close as they please."""
+    source = RedisStore.from_url(redis_url)
+    target = RedisStore.from_url(into_url) if into_url else None
+    client = redis.asyncio.Redis.from_url(into_url or redis_url)
     try:
         before = int((await client.info("memory"))["used_memory"])
         began = time.perf_counter()
         try:
             cookies = await bulk_create(
-                service(store, secret_key), cookie, count, cookies_wanted=distinct
+                service(source, secret_key),
+                cookie,
+                count,
+                cookies_wanted=distinct,
+                into=service(target, secret_key) if target else None,
             )
         finally:
-            # Closed before measuring: the bulk connections' query buffers are not sessions.
-            await store.aclose()
+            # Closed before measuring: the bulk connections' buffers are not sessions.
+            await source.aclose()
+            if target is not None:
+                await target.aclose()
         elapsed = time.perf_counter() - began
         after = int((await client.info("memory"))["used_memory"])
     finally:
@@ -330,7 +347,15 @@ def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
         )
 
     log(f"session scale: creating {options.sessions:,} sessions")
-    cookies, used, create_s = asyncio.run(
+    # Memory: the same bulk write into a second private redis-server that only the
+    # writer connects to. Requests/s: the sessions written into bff's own Redis.
+    scratch_url = f"redis://127.0.0.1:{stack.redis('redis-memory')}/0"
+    _, used, _ = asyncio.run(
+        create_sessions(
+            redis_url, secret_key, cookie, options.sessions, options.distinct, into_url=scratch_url
+        )
+    )
+    cookies, _, create_s = asyncio.run(
         create_sessions(redis_url, secret_key, cookie, options.sessions, options.distinct)
     )
     many_file = stack.dir / "cookies-many.txt"

@@ -131,14 +131,17 @@ async def bulk_create(
     *,
     cookies_wanted: int,
     batch: int = 2000,
+    into: SessionService | None = None,
 ) -> list[str]:
     """`count` sessions of distinct users, each what a login of that user would store: the
     logged-in session's record with that user's `sub`, `sid`, tokens and claims, sealed
     under its own id and written with its index entries by `RedisStore.create_sessions`,
     `batch` sessions per round trip. Returns `name=value` cookies for the first
-    `cookies_wanted`."""
+    `cookies_wanted`. `into`: write them there instead (another store), not where the
+    template session lives."""
     ref, template = await _load(sessions, template_cookie)
     name = template_cookie.partition("=")[0]
+    sessions = into or sessions
     store = sessions.store
     assert isinstance(store, RedisStore)
     cookies: list[str] = []
