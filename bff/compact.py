@@ -283,9 +283,10 @@ class _Cursor:
 class Reader:
     """Reads a `Writer` stream back; ValueError on anything malformed."""
 
-    __slots__ = ("_data", "_first", "_last_int", "_raw", "_seen", "_shape")
+    __slots__ = ("_data", "_first", "_hashes", "_last_int", "_raw", "_seen", "_shape")
 
     def __init__(self, stream: bytes) -> None:
+        self._hashes: dict[int, str | None] = {}  # as the Writer: each length hashed once
         inflater = zlib.decompressobj(-15, zdict=_ZDICT)
         body = _Cursor(inflater.decompress(stream, MAX_INFLATED))
         if not inflater.eof:
@@ -369,7 +370,10 @@ class Reader:
                 raise ValueError("reference to an unknown value")
             return self._seen[ref]
         if tag == _AT_HASH:
-            hashed = _at_hash(self._first or "", self._data.varint())
+            length = self._data.varint()
+            if length not in self._hashes:  # a record full of at_hash values costs one hash
+                self._hashes[length] = _at_hash(self._first or "", length)
+            hashed = self._hashes[length]
             if not self._first or hashed is None:
                 raise ValueError("at_hash without a token")
             return hashed

@@ -409,3 +409,21 @@ def test_truncated_or_flipped_records_never_raise_anything_else(rsa: RSAKey) -> 
         broken[rng.randrange(len(broken))] ^= 1 << rng.randrange(8)
         with contextlib.suppress(ValueError):  # a flip in a signature still decodes
             decode_session(bytes(broken))
+
+
+def test_a_record_full_of_at_hash_values_hashes_the_access_token_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A provider's ID token with thousands of claims equal to at_hash must not make every
+    # decode hash a large access token thousands of times (the Writer caches; so must the
+    # Reader).
+    access = jws({"alg": "RS256"}, {"sub": "alice", "pad": "p" * 4000})
+    at_hash = b64(hashlib.sha256(access.encode()).digest()[:16])
+    id_token = jws({"alg": "RS256"}, {"sub": "alice", **{f"c{i}": at_hash for i in range(500)}})
+    record = encode_session(with_tokens(access, id_token))
+    calls = []
+    real = compact._at_hash
+    monkeypatch.setattr(compact, "_at_hash", lambda t, n: calls.append(n) or real(t, n))
+    decoded = decode_session(record)
+    assert decoded.tokens.id_token == id_token
+    assert len(calls) <= 1
