@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bff import upstream_http
+from bff import upstream_wire
 from bff.upstream import UpstreamPool
 from bff.upstream_http import (
     InvalidRequest,
@@ -680,12 +680,12 @@ async def test_a_reader_slower_than_the_upstream_pauses_it() -> None:
         pool = OriginPool(up.origin, timeout=5, limit=4)
         response = await pool.request("GET", "/big", [], None)
         await asyncio.sleep(0.5)  # nobody reads: what piles up?
-        assert response.buffered <= 2 * upstream_http._READ_LIMIT
+        assert response.buffered <= 2 * upstream_wire.READ_LIMIT
         assert written[0] < size  # the upstream is held back (kernel buffers aside)
         total = 0
         while not response.at_eof():
             total += len(await response.readany())
-            assert response.buffered <= 2 * upstream_http._READ_LIMIT
+            assert response.buffered <= 2 * upstream_wire.READ_LIMIT
         assert total == size
         response.release()
         await fetch(pool)  # and the connection was reused
