@@ -90,11 +90,14 @@ def check_targets(results: Mapping[str, Any]) -> list[tuple[str, bool | None, st
         )
     scale = results.get("session_scale")
     if scale:
+        # The issue sets this target at 100k sessions: with fewer, the index's fixed
+        # 2,048 shared buckets weigh more per session (BENCH_QUICK writes 10k).
+        at_scale = scale["sessions"] >= 100_000
         checks.append(
             (
-                "Redis memory per session <= 1024 B",
-                scale["bytes_per_session"] <= 1024,
-                f"{scale['bytes_per_session']} B",
+                "Redis memory per session <= 1024 B (at 100,000 sessions)",
+                scale["bytes_per_session"] <= 1024 if at_scale else None,
+                f"{scale['bytes_per_session']} B at {scale['sessions']:,} sessions",
             )
         )
         checks.append(

@@ -135,7 +135,10 @@ def test_summary_medians_ratios_table_and_targets() -> None:
     assert checks["bff-1w added p50 at 1 connection <= 0.3 ms"] is False
     assert checks["1 store command per proxied request"] is True
     assert checks["refresh storm (bff-1w): 1 grant, p99 < 200 ms"] is True
-    assert checks["Redis memory per session <= 1024 B"] is False
+    assert checks["Redis memory per session <= 1024 B (at 100,000 sessions)"] is False
+    fewer = {**results, "session_scale": {**results["session_scale"], "sessions": 10_000}}
+    quick = {label: met for label, met, _ in check_targets(fewer)}
+    assert quick["Redis memory per session <= 1024 B (at 100,000 sessions)"] is None
     assert checks["RSS growth < 2 MiB per 100k requests"] is True
     table = build_table(results)
     for text in ("nginx-proxy", "bff-2w", "0.0600", "refresh storm", "session scale", "[FAIL]"):
