@@ -101,6 +101,14 @@ def _at_hash(token: str, length: int) -> str | None:
     return _b64url(digest[: len(digest) // 2])
 
 
+def _first_token_hash(hashes: dict[int, str | None], first: str | None, length: int) -> str | None:
+    """`_at_hash` of the record's first token, once per length and record (Writer and
+    Reader alike: a record full of at_hash values must not hash a large token each time)."""
+    if length not in hashes:
+        hashes[length] = _at_hash(first, length) if first else None
+    return hashes[length]
+
+
 _COMPACT_JSON = {
     flag: json.JSONEncoder(separators=(",", ":"), ensure_ascii=flag) for flag in (False, True)
 }
@@ -214,9 +222,7 @@ class Writer:
             self._text(_dumps(value, ascii_only=ascii_only))
 
     def _at_hash(self, length: int) -> str | None:
-        if length not in self._hashes:
-            self._hashes[length] = _at_hash(self._first, length) if self._first else None
-        return self._hashes[length]
+        return _first_token_hash(self._hashes, self._first, length)
 
     def _string(self, value: str) -> None:
         ref = self._seen.get(value)
@@ -286,7 +292,7 @@ class Reader:
     __slots__ = ("_data", "_first", "_hashes", "_last_int", "_raw", "_seen", "_shape")
 
     def __init__(self, stream: bytes) -> None:
-        self._hashes: dict[int, str | None] = {}  # as the Writer: each length hashed once
+        self._hashes: dict[int, str | None] = {}  # at_hash values of the first token
         inflater = zlib.decompressobj(-15, zdict=_ZDICT)
         body = _Cursor(inflater.decompress(stream, MAX_INFLATED))
         if not inflater.eof:
@@ -370,11 +376,8 @@ class Reader:
                 raise ValueError("reference to an unknown value")
             return self._seen[ref]
         if tag == _AT_HASH:
-            length = self._data.varint()
-            if length not in self._hashes:  # a record full of at_hash values costs one hash
-                self._hashes[length] = _at_hash(self._first or "", length)
-            hashed = self._hashes[length]
-            if not self._first or hashed is None:
+            hashed = _first_token_hash(self._hashes, self._first, self._data.varint())
+            if hashed is None:
                 raise ValueError("at_hash without a token")
             return hashed
         if tag == _JSON:
