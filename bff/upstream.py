@@ -1,20 +1,8 @@
 """The upstream hop: one keep-alive pool per upstream origin, on the lean HTTP/1.1
-client of `bff.upstream_http` (asyncio Protocols + httptools), plus the browser-side
-helpers of an exchange: its request body as a stream, and disconnect detection.
-
-Not aiohttp (measured, issue 6): its ClientSession costs ~138 us per sequential loopback
-GET, a bare Protocol on httptools ~72 us, and the hop is most of the proxy's added
-latency. Not httpx either (DESIGN.md "The hot path": ~500 req/s for httpx 0.28's pool
-at 64 concurrent requests, encode/httpx#3215). The client is built for a proxy
-(THREATS.md invariant 3, DESIGN.md rule 9): no cookie jar (a shared jar carries one
-user's upstream cookie into another user's request, gradio GHSA-2mr9-9r47-px2g), no
-redirects, no decompression, no automatic headers but `Host` and body framing,
-explicit timeouts (never a bound on a whole streamed exchange) and connection limits.
-Its errors are ours already:
-
-    BffError
-    ├── UpstreamUnavailable   refused, unreachable, reset, malformed answer  -> 502
-    └── UpstreamTimeout       no connection / headers / next chunk in time   -> 504
+client of `bff.upstream_http` (why not aiohttp or httpx, and the rules it keeps for a
+proxy, are in its docstring), plus the browser-side helpers of an exchange: its request
+body as a stream, and disconnect detection. The client's errors (502 / 504, see
+`bff.upstream_wire`) are re-exported here.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 the parser uvicorn already uses), instead of aiohttp's general-purpose client.
 
 Why: the hop is most of the proxy's added latency; a sequential loopback GET costs
-~138 us through an aiohttp ClientSession and ~72 us on a bare Protocol (issue 6). It is
-built for a proxy and does nothing ambient (THREATS.md invariant 3, DESIGN.md rule 9):
+~138 us through an aiohttp ClientSession and ~72 us on a bare Protocol (issue 6); httpx
+0.28's pool manages ~500 req/s at 64 concurrent requests (DESIGN.md "The hot path",
+encode/httpx#3215). It is built for a proxy and does nothing ambient (THREATS.md
+invariant 3, DESIGN.md rule 9; a shared cookie jar carries one user's upstream cookie
+into another user's request, gradio GHSA-2mr9-9r47-px2g):
 
 - no cookie jar, no redirects, no decompression, no automatic headers except `Host`
   (the upstream's own, first, as aiohttp sent it) and the body framing: the caller's
@@ -13,20 +16,15 @@ built for a proxy and does nothing ambient (THREATS.md invariant 3, DESIGN.md ru
   refused when they hold a control character (CR, LF, NUL...: request smuggling).
 - responses parsed by llhttp in strict mode (duplicate or invalid Content-Length,
   TE + CL, bare LF, obs-fold are all errors); 1xx interim answers skipped, 101 refused.
-- bodies streamed both ways with backpressure: at most `upstream_wire.READ_LIMIT` body bytes are
-  queued per exchange before the upstream socket stops being read.
+- bodies streamed both ways with backpressure: at most `upstream_wire.READ_LIMIT` body
+  bytes are queued per exchange before the upstream socket stops being read.
 - timeouts on connecting (including the wait for a pool slot), on the response
   headers, and on every wait for the next body chunk; never on a whole exchange.
 - a connection goes back to the pool only after an exchange that ended cleanly; one
   that fails, is cancelled or released early is closed.
 
-`upstream_wire` holds one connection and its exchange; this module the pool and the
-request writing. Errors come from `upstream_wire` (re-exported here and by
-`bff.upstream`):
-
-    BffError
-    ├── UpstreamUnavailable   refused, unreachable, reset, malformed answer  -> 502
-    └── UpstreamTimeout       no connection / headers / next chunk in time   -> 504
+`upstream_wire` holds one connection and its exchange, and the errors (502 / 504,
+re-exported here and by `bff.upstream`); this module the pool and the request writing.
 """
 
 from __future__ import annotations
