@@ -67,6 +67,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_server_argv(port: int, directory: str) -> list[str]:
+    """A private redis-server on loopback that keeps nothing on disk (the benchmark's and
+    the tests' own, never the shared one)."""
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        directory,
+    ]
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -142,22 +160,7 @@ class Stack:
 
     def redis(self, name: str = "redis") -> int:
         port = free_port()
-        process = self._start(
-            name,
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-        )
+        process = self._start(name, redis_server_argv(port, str(self.dir)))
         _wait_port(port, process, "redis-server", 10)
         return port
 

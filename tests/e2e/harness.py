@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from bench.procs import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext
@@ -71,12 +72,6 @@ CLIENT_SECRET = "bff-e2e-secret-" + secrets.token_urlsafe(16)
 SECRET_KEY = "e2e-" + secrets.token_urlsafe(32)
 START_TIMEOUT = 30.0
 INSTALL_HINT = "run `bash tests/e2e/install.sh` (chromium, npm ci, playwright)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---- processes --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bench.procs import free_port, redis_server_argv
 from bff.app import create_app
 from bff.config import Settings, load_settings
 from bff.cookies import CookieSigner
@@ -42,12 +43,6 @@ __all__ = [
 ]
 
 BFF_BIN = Path(sys.executable).parent / "bff"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_settings(routes: list[dict[str, Any]], **env: str) -> Settings:
@@ -197,19 +192,7 @@ class PrivateRedis:
 
     def start(self) -> PrivateRedis:
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir.name,
-            ],
+            redis_server_argv(self.port, self.dir.name),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.procs import free_port
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
 
 BFF_BIN = Path(sys.executable).parent / "bff"
 SECRET_KEY = "serve-test-secret-key-0123456789-abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
