@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -42,7 +43,14 @@ from bff.store.factory import create_store
 from bff.token_manager import TokenManager
 from bff.upstream import UpstreamPool
 
-__all__ = ["create_app", "error_response"]
+__all__ = [
+    "ENDPOINT_METHODS",
+    "create_app",
+    "discovering",
+    "error_response",
+    "explicit_route",
+    "method_not_allowed",
+]
 
 _log = logging.getLogger("bff.app")
 _HTML_PATHS = ("/bff/login", "/bff/callback", "/bff/logout")
@@ -50,7 +58,8 @@ _HTML_PATHS = ("/bff/login", "/bff/callback", "/bff/logout")
 
 def _classify(exc: BffError) -> tuple[int, str, str, dict[str, str]]:
     if isinstance(exc, RequestRejected):
-        return exc.status, exc.code, exc.description, {}
+        extra = {} if exc.retry_after is None else {"retry-after": str(exc.retry_after)}
+        return exc.status, exc.code, exc.description, extra
     if isinstance(exc, StoreUnavailable):
         return (
             503,
@@ -95,6 +104,54 @@ async def _handle(request: Request, exc: Exception) -> Response:
     return error_response(request, exc)
 
 
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """Starlette's 405 (raised by a route for a method it does not list), as JSON."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": "method_not_allowed", "error_description": f"{request.method} is not allowed"},
+        status_code=405,
+        headers={**(exc.headers or {}), "cache-control": "no-store"},
+    )
+
+
+def explicit_route(
+    path: str, endpoint: Callable[[Request], Any], methods: tuple[str, ...]
+) -> Route:
+    """A route that serves exactly `methods`, answering 405 with `Allow` to the rest.
+
+    Starlette adds HEAD to every GET route; here HEAD is served only where it is listed,
+    so a HEAD (CORS-safelisted, sent by `fetch(..., {mode: "no-cors"})`) never reaches a
+    GET's or a POST's state change (THREATS.md invariant 13; issue 11 defect 2)."""
+    route = Route(path, endpoint, methods=list(methods))
+    route.methods = set(methods)
+    return route
+
+
+# The method table of every endpoint bff serves itself; nothing else reaches a handler.
+ENDPOINT_METHODS: dict[str, tuple[str, ...]] = {
+    "/bff/login": ("GET",),
+    "/bff/callback": ("GET",),
+    "/bff/user": ("GET",),
+    "/bff/logout": ("GET", "POST"),
+    "/bff/backchannel-logout": ("POST",),
+    "/healthz": ("GET", "HEAD"),
+    "/readyz": ("GET", "HEAD"),
+}
+
+
+@contextlib.asynccontextmanager
+async def discovering(oidc: OidcClient, *, enabled: bool) -> AsyncIterator[None]:
+    """Keep the provider's metadata loaded (in the background) for the block's duration."""
+    task = asyncio.create_task(oidc.discover_forever(), name="bff-discovery") if enabled else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def create_app(
     settings: Settings,
     *,
@@ -104,7 +161,6 @@ def create_app(
     discover_on_startup: bool = True,
     upstreams: UpstreamPool | None = None,
     upstream_connector_limit: int = 256,
-    metrics_dir: str | None = None,
 ) -> ASGIApp:
     """Build the app. Tests inject `http` (respx / MockTransport), `store`, `clock` and
     `upstreams` (then they close it). The request path: RequestContextMiddleware ->
@@ -136,7 +192,6 @@ def create_app(
         sessions=sessions,
         flow=flow,
         clock=clock,
-        metrics_dir=metrics_dir,
     )
     # Built once: route table, upstream sessions (opened lazily in the running loop).
     table = RouteTable(settings.routes)
@@ -154,37 +209,34 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task: asyncio.Task[None] | None = None
-        if discover_on_startup:
-            task = asyncio.create_task(oidc.discover_forever(), name="bff-discovery")
         try:
-            yield
+            async with discovering(oidc, enabled=discover_on_startup):
+                yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             if own_upstreams:
                 await upstream_pool.aclose()
             if own_http:
                 await http_client.aclose()
             await session_store.aclose()
 
+    handlers: dict[str, Callable[[Request], Any]] = {
+        "/bff/login": endpoints.login,
+        "/bff/callback": endpoints.callback,
+        "/bff/user": endpoints.user,
+        "/bff/logout": endpoints.logout,
+        "/bff/backchannel-logout": endpoints.backchannel,
+        "/healthz": endpoints.healthz,
+        # Status only: the reason (and /metrics) is on the admin listener (BFF_ADMIN_LISTEN).
+        "/readyz": endpoints.readyz,
+    }
     routes: list[Any] = [
-        Route("/bff/login", endpoints.login, methods=["GET"]),
-        Route("/bff/callback", endpoints.callback, methods=["GET"]),
-        Route("/bff/user", endpoints.user, methods=["GET"]),
-        Route("/bff/logout", endpoints.logout, methods=["GET", "POST"]),
-        Route("/bff/backchannel-logout", endpoints.backchannel, methods=["POST"]),
-        Route("/healthz", endpoints.healthz, methods=["GET"]),
-        Route("/readyz", endpoints.readyz, methods=["GET"]),
-        Route("/metrics", endpoints.metrics, methods=["GET"]),
+        explicit_route(path, handler, ENDPOINT_METHODS[path]) for path, handler in handlers.items()
     ]
     if settings.static_dir:
         routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True)))
     app = Starlette(
         routes=routes,
-        exception_handlers={BffError: _handle},
+        exception_handlers={BffError: _handle, 405: method_not_allowed},
         lifespan=lifespan,
     )
     app.state.bff = runtime

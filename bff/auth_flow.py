@@ -144,8 +144,12 @@ class LoginFlow:
         metadata = await self._oidc.metadata()
         iss = params.get("iss")
         # RFC 9207: a missing (when advertised) or foreign `iss` is a mix-up attempt.
+        # Compared as UTF-8 bytes: compare_digest refuses non-ASCII str (a 500 otherwise).
         if (metadata.iss_parameter_supported or iss is not None) and (
-            iss is None or not hmac.compare_digest(iss, metadata.issuer)
+            iss is None
+            or not hmac.compare_digest(
+                iss.encode("utf-8", "replace"), metadata.issuer.encode("utf-8", "replace")
+            )
         ):
             raise BadRequest(
                 "the authorization response names another issuer", code="invalid_issuer"

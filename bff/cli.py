@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import logging.config
@@ -10,7 +11,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from bff.config import Settings, load_settings, read_toml
 from bff.errors import ConfigError
@@ -72,10 +73,7 @@ def app_from_environment() -> Any:
 
     configure_logging()
     overrides = json.loads(os.environ.get("BFF_CLI_OVERRIDES", "{}"))
-    return create_app(
-        settings_from(os.environ, None, overrides),
-        metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
-    )
+    return create_app(settings_from(os.environ, None, overrides))
 
 
 def _report(error: ConfigError) -> int:
@@ -100,30 +98,56 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["BFF_CONFIG"] = os.path.abspath(args.config)
     os.environ["BFF_CLI_OVERRIDES"] = json.dumps(overrides)
-    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Each worker counts in its own files; /metrics merges them (prometheus_client).
+    if (settings.workers > 1 or settings.admin_address) and not os.environ.get(
+        "PROMETHEUS_MULTIPROC_DIR"
+    ):
+        # Each worker counts in its own files; the admin listener's /metrics merges them
+        # (prometheus_client). Set before anything imports prometheus_client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
+    from bff.listener import HeaderLimits, LimitedHttpToolsProtocol
+
+    admin = None
+    if settings.admin_address:
+        from bff.admin_listener import AdminListener
+
+        admin = AdminListener(settings, metrics_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        try:
+            admin.start()
+        except RuntimeError as exc:
+            print(f"bff: {exc}", file=sys.stderr)
+            return 1
     print(
         f"bff: serving on http://{settings.host}:{settings.port} "
-        f"({settings.workers} worker(s)), public URL {settings.public_url}",
+        f"({settings.workers} worker(s)), public URL {settings.public_url}"
+        + (f", admin on {settings.admin_listen}" if admin else ""),
         file=sys.stderr,
     )
-    uvicorn.run(
-        "bff.cli:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
-        # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
-        proxy_headers=False,
-        access_log=False,
-        server_header=False,
-        log_config=configure_logging(),
-        timeout_graceful_shutdown=10,
+    limits = HeaderLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_read_timeout=settings.header_read_timeout,
     )
+    try:
+        uvicorn.run(
+            "bff.cli:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            # httptools with a header-size and header-read-time bound (bff.listener);
+            # a partial of a module-level class, so it pickles into spawned workers.
+            http=cast(Any, functools.partial(LimitedHttpToolsProtocol, limits=limits)),
+            # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
+            # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
+            proxy_headers=False,
+            access_log=False,
+            server_header=False,
+            log_config=configure_logging(),
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if admin is not None:
+            admin.stop()
     return 0
 
 

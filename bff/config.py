@@ -9,6 +9,7 @@ Only the CLI reads `os.environ`; this module takes the environment as a paramete
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ __all__ = [
     "is_loopback_host",
     "load_settings",
     "read_toml",
+    "resource_problem",
+    "split_host_port",
 ]
 
 DEFAULT_SCOPES = "openid profile email offline_access"
@@ -34,6 +37,8 @@ RESERVED_PREFIXES = ("/bff", "/healthz", "/readyz", "/metrics")
 TokenMode = Literal["user", "optional", "none"]
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# RFC 3986 §3.1 scheme, then ':' and a non-empty rest of printable ASCII without spaces.
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,17 @@ class Settings:
     port: int = 8000
     workers: int = 1
     access_log: bool = True
+    # Bounds for the unauthenticated (THREATS.md invariant 14; issue 11 defects 3 and 4).
+    login_pending_max: int = 100  # pending logins per client address
+    login_pending_total: int = 10000  # pending logins in all, protecting the store
+    max_header_bytes: int = 32768  # request line + headers, per request
+    header_read_timeout: float = 10.0  # seconds from a request's first byte to its headers' end
+    admin_listen: str = ""  # HOST:PORT of the admin listener; empty: none
+
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        """(host, port) of the admin listener, or None when it is off."""
+        return split_host_port(self.admin_listen) if self.admin_listen else None
 
     @property
     def secure(self) -> bool:
@@ -143,6 +159,20 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def split_host_port(value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError when malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        host = host[1:-1]
+    if not host or any(ch.isspace() or ch in "/[]" for ch in host):
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host, int(port_text)
+
+
 def read_toml(path: str) -> dict[str, Any]:
     """Read a TOML config file; ConfigError naming the file when unreadable."""
     try:
@@ -204,6 +234,13 @@ class _Collector:
             return ""
         return value
 
+    def seconds(self, name: str, default: int) -> float:
+        """A duration that must be greater than 0."""
+        value = self.number(name, default, minimum=0, as_float=True)
+        if value == 0:
+            self.problems.append(f"BFF_{name.upper()}: must be greater than 0")
+        return float(value)
+
     def number(self, name: str, default: int, *, minimum: int, as_float: bool = False) -> Any:
         got = self.raw(name)
         if got is None:
@@ -253,6 +290,22 @@ def _check_url(
         c.problems.append(
             f"{source}: plain http is allowed only for localhost and loopback addresses"
         )
+
+
+def resource_problem(value: str) -> str | None:
+    """Why `value` is not an RFC 8707 §2 resource indicator (an absolute URI without a
+    fragment: `https://api.example.com`, `urn:example:api`, `api://orders`), or None."""
+    if not _ABSOLUTE_URI.fullmatch(value):
+        return (
+            f"{value!r} is not an absolute URI (RFC 8707 resource indicator), "
+            "e.g. https://api.example.com, urn:example:api or api://orders"
+        )
+    if "#" in value:
+        return f"{value!r} must not have a fragment (RFC 8707)"
+    parts = urlsplit(value)
+    if parts.scheme.lower() in ("http", "https") and not parts.hostname:
+        return f"{value!r} has no host"
+    return None
 
 
 def _parse_routes(c: _Collector) -> tuple[RouteConfig, ...]:
@@ -326,6 +379,12 @@ def _parse_route(c: _Collector, item: dict[str, Any], where: str) -> RouteConfig
             method_set = frozenset(m.upper() for m in methods)
             for bad in sorted(method_set - HTTP_METHODS):
                 c.problems.append(f"{where}.methods: unknown method {bad!r}")
+    resource = item.get("resource")
+    if "resource" in item and not (
+        isinstance(resource, str) and resource_problem(resource) is None
+    ):
+        why = resource_problem(resource) if isinstance(resource, str) else "must be a string"
+        c.problems.append(f"{where}.resource: {why}")
     for key in ("scopes", "resource"):
         if key in item:
             # Refused rather than ignored: an operator must never believe a route gets a
@@ -375,8 +434,9 @@ def load_settings(
     if "openid" not in scopes.split():
         c.problems.append("BFF_SCOPES: must include 'openid'")
     resource = c.text("resource") or None
-    if resource:
-        _check_url(c, resource, "BFF_RESOURCE")
+    problem = resource_problem(resource) if resource else None
+    if problem:
+        c.problems.append(f"BFF_RESOURCE: {problem}")
     # Some providers grant offline_access (a refresh token) only with prompt=consent
     # (OIDC Core §11); a fixed, validated value, never free-form parameters.
     prompt = c.text("prompt") or None
@@ -415,9 +475,7 @@ def load_settings(
     idle = c.number("session_idle_timeout", 1800, minimum=1)
     lifetime = c.number("session_max_lifetime", 86400, minimum=1)
     skew = c.number("refresh_skew", 30, minimum=0)
-    upstream_timeout = c.number("upstream_timeout", 30, minimum=0, as_float=True)
-    if upstream_timeout == 0:
-        c.problems.append("BFF_UPSTREAM_TIMEOUT: must be greater than 0")
+    upstream_timeout = c.seconds("upstream_timeout", 30)
     post_logout = c.text("post_logout_redirect", "/") or "/"
     if not is_local_path(post_logout):
         c.problems.append("BFF_POST_LOGOUT_REDIRECT: must be a local path such as /")
@@ -457,6 +515,20 @@ def load_settings(
     # one log line per request is a measurable share of the proxy hop.
     access = c.raw("access_log")
     access_log = True if access is None else c.flag(access[0], access[1], True)
+    login_pending_max = c.number("login_pending_max", 100, minimum=1)
+    login_pending_total = c.number("login_pending_total", 10000, minimum=1)
+    max_header_bytes = c.number("max_header_bytes", 32768, minimum=1024)
+    header_read_timeout = c.seconds("header_read_timeout", 10)
+    admin_listen = c.text("admin_listen", "") or ""
+    if admin_listen:
+        try:
+            admin_host, admin_port = split_host_port(admin_listen)
+        except ValueError as exc:
+            c.problems.append(f"BFF_ADMIN_LISTEN: {exc} (e.g. 127.0.0.1:9091; empty: off)")
+        else:
+            wildcard = {admin_host, host} & {"0.0.0.0", "::", ""}  # noqa: S104 - a comparison
+            if admin_port == port and (admin_host == host or wildcard):
+                c.problems.append(f"BFF_ADMIN_LISTEN: port {admin_port} is the main listener's")
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -477,7 +549,7 @@ def load_settings(
         idle_timeout=idle,
         max_lifetime=lifetime,
         refresh_skew=skew,
-        upstream_timeout=float(upstream_timeout),
+        upstream_timeout=upstream_timeout,
         post_logout_redirect=post_logout,
         static_dir=static_dir,
         trusted_proxies=tuple(proxies),
@@ -485,4 +557,9 @@ def load_settings(
         port=port,
         workers=workers,
         access_log=access_log,
+        login_pending_max=login_pending_max,
+        login_pending_total=login_pending_total,
+        max_header_bytes=max_header_bytes,
+        header_read_timeout=header_read_timeout,
+        admin_listen=admin_listen,
     )

@@ -1,4 +1,4 @@
-"""Thin Starlette handlers for /bff/*, /healthz and /readyz. Errors are raised, and
+"""Thin Starlette handlers for /bff/*, /healthz and the bare /readyz. Errors are raised, and
 rendered in one place by app.py."""
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
 from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
 from bff.headers import csrf_ok, header_values
-from bff.metrics import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
-from bff.metrics import render as render_metrics
 from bff.oidc import OidcClient
 from bff.session import Session, short_hash
 from bff.session_service import SessionRef, SessionService
+from bff.store import SessionStore
 
 __all__ = [
     "Runtime",
@@ -32,7 +31,8 @@ __all__ = [
     "login",
     "callback",
     "logout",
-    "metrics",
+    "readiness_problems",
+    "readiness_response",
     "readyz",
     "user",
 ]
@@ -49,7 +49,6 @@ class Runtime:
     sessions: SessionService
     flow: LoginFlow
     clock: Callable[[], float]
-    metrics_dir: str | None = None  # prometheus multiprocess directory (several workers)
 
 
 def _rt(request: Request) -> Runtime:
@@ -160,10 +159,13 @@ async def user(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     rt = _rt(request)
     s = rt.settings
-    if request.method == "POST" and not csrf_ok(request.scope["headers"]):
+    # Fail closed on the method (THREATS.md 13): a POST needs X-CSRF, anything else the
+    # session's sid. The route serves GET and POST only; this holds even if that changed.
+    by_post = request.method == "POST"
+    if by_post and not csrf_ok(request.scope["headers"]):
         raise CsrfRejected("X-CSRF: 1 header required")
     ref, session = await _current(request)
-    if request.method == "GET" and session is not None:
+    if not by_post and session is not None:
         assert ref is not None
         sid = _single_param(request, "sid")
         if sid != ref.logout_sid:
@@ -225,28 +227,36 @@ async def backchannel(request: Request) -> Response:
     return JSONResponse({}, status_code=200, headers=no_store)
 
 
-async def metrics(request: Request) -> Response:
-    body = render_metrics(_rt(request).metrics_dir)
-    return Response(body, media_type=METRICS_CONTENT_TYPE)
-
-
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    rt = _rt(request)
+async def readiness_problems(store: SessionStore, oidc: OidcClient) -> list[str]:
+    """Why this process is not ready (the store does not answer, no provider metadata);
+    empty when ready. The reasons are shown only on the admin listener."""
     problems: list[str] = []
     try:
-        await rt.sessions.store.ping()
+        await store.ping()
     except BffError as exc:
         problems.append(f"session store: {exc}")
-    if rt.oidc.metadata_or_none is None:
-        problems.append(f"provider metadata not loaded: {rt.oidc.last_error or 'pending'}")
+    if oidc.metadata_or_none is None:
+        problems.append(f"provider metadata not loaded: {oidc.last_error or 'pending'}")
+    return problems
+
+
+def readiness_response(problems: list[str], *, detailed: bool) -> Response:
     if problems:
+        reason = "; ".join(problems) if detailed else "not ready"
         return JSONResponse(
-            {"error": "not_ready", "error_description": "; ".join(problems)},
+            {"error": "not_ready", "error_description": reason},
             status_code=503,
-            headers={"retry-after": "5"},
+            headers={"retry-after": "5", "cache-control": "no-store"},
         )
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready"}, headers={"cache-control": "no-store"})
+
+
+async def readyz(request: Request) -> Response:
+    """The public, bare status: the reason may name internal hosts (issue 11 defect 13)."""
+    rt = _rt(request)
+    problems = await readiness_problems(rt.sessions.store, rt.oidc)
+    return readiness_response(problems, detailed=False)

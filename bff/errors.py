@@ -10,6 +10,7 @@
     └── RequestRejected             the browser's request is refused         -> 4xx
         ├── CsrfRejected            missing X-CSRF or cross-site             -> 403
         ├── NotAuthenticated        no live session                          -> 401
+        ├── TooManyRequests         a per-client bound is reached            -> 429
         └── BadRequest              malformed or forbidden input             -> 400
 
 Third-party exceptions (httpx, redis, joserfc) are translated where they enter;
@@ -30,6 +31,7 @@ __all__ = [
     "RequestRejected",
     "StoreUnavailable",
     "TokenValidationError",
+    "TooManyRequests",
     "FATAL_REFRESH_ERRORS",
 ]
 
@@ -79,6 +81,7 @@ class RequestRejected(BffError):
 
     status = 400
     code = "invalid_request"
+    retry_after: int | None = None  # seconds, sent as `Retry-After` when set
 
     def __init__(self, description: str, *, code: str | None = None) -> None:
         self.description = description
@@ -100,3 +103,14 @@ class CsrfRejected(RequestRejected):
 class NotAuthenticated(RequestRejected):
     status = 401
     code = "not_authenticated"
+
+
+class TooManyRequests(RequestRejected):
+    """A bound on what a client may make bff hold was reached; try again later."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, description: str, *, code: str | None = None, retry_after: int) -> None:
+        super().__init__(description, code=code)
+        self.retry_after = max(1, retry_after)

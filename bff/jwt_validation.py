@@ -83,7 +83,8 @@ def _b64url_json(segment: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(padded.encode("ascii"))
         return json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: deeply nested JSON (`[[[[…`) is malformed input, never a 500.
         return None
 
 
@@ -163,7 +164,7 @@ def verify_signature(token: str, key: Key, header: JwsHeader) -> dict[str, Any]:
         decoded = jwt.decode(token, key, registry=registry)
     except BadSignatureError:
         raise _fail("signature does not verify") from None
-    except (JoseError, ValueError, TypeError) as exc:
+    except (JoseError, ValueError, TypeError, RecursionError) as exc:
         raise _fail(f"token is malformed ({type(exc).__name__})") from None
     return dict(decoded.claims)
 

@@ -38,6 +38,9 @@ __all__ = ["MAX_RESPONSE_BYTES", "OidcClient", "ProviderMetadata", "is_allowed_e
 log = logging.getLogger("bff.oidc")
 
 MAX_RESPONSE_BYTES = 256 * 1024  # discovery, JWKS, token answers: nothing legitimate is bigger
+# What a provider answer that is not JSON raises; RecursionError: deeply nested JSON
+# (`[[[[…`), which must be a 502 like any other garbage, never a 500.
+_NOT_JSON = (ValueError, UnicodeDecodeError, RecursionError)
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 §5.2 charset
 
 
@@ -368,7 +371,7 @@ class OidcClient:
         if 400 <= status < 500:
             try:
                 doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except _NOT_JSON:
                 doc = None
             error = doc.get("error") if isinstance(doc, dict) else None
             if isinstance(error, str) and _ERROR_CODE.fullmatch(error):
@@ -404,7 +407,7 @@ class OidcClient:
         body = await self._send("GET", metadata.jwks_uri, what="JWKS")
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except _NOT_JSON:
             raise IdpUnavailable("JWKS answer is not JSON") from None
 
 
@@ -425,7 +428,7 @@ async def _read_capped(response: httpx.Response, what: str) -> bytes:
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except _NOT_JSON:
         raise IdpUnavailable(f"{what} answer is not JSON") from None
     if not isinstance(doc, dict):
         raise IdpUnavailable(f"{what} answer is not a JSON object")

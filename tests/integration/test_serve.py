@@ -112,12 +112,16 @@ def test_unreachable_provider_readyz_says_why() -> None:
         "BFF_CLIENT_ID": "c",
         "BFF_CLIENT_SECRET": "s",
         "BFF_SECRET_KEY": SECRET_KEY,
+        "BFF_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
     }
     proc, port = serve(env)
     try:
-        r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        # The reason is on the admin listener only (issue 11 defect 13).
+        r = httpx.get(f"http://{env['BFF_ADMIN_LISTEN']}/readyz", timeout=5)
         assert r.status_code == 503
         assert "provider metadata not loaded" in r.json()["error_description"]
+        r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert r.status_code == 503 and "provider" not in r.text
         r = httpx.get(f"http://127.0.0.1:{port}/bff/login", timeout=10)
         assert r.status_code == 502 and r.json()["error"] == "idp_unavailable"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200

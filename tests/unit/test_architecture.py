@@ -25,7 +25,16 @@ LAYER0 = {
     "metrics",
     "__init__",
 }
-LAYER2 = {"middleware", "endpoints", "proxy", "app", "cli"}
+LAYER2 = {
+    "middleware",
+    "endpoints",
+    "proxy",
+    "app",
+    "cli",
+    "listener",
+    "admin_app",
+    "admin_listener",
+}
 
 
 def module_name(path: Path) -> str:

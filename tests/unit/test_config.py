@@ -193,3 +193,43 @@ def test_access_log_setting() -> None:
     assert load_settings(BASE, {"access_log": False}).access_log is False
     found = problems({**BASE, "BFF_ACCESS_LOG": "sometimes"})
     assert any(p.startswith("BFF_ACCESS_LOG") for p in found)
+
+
+# Issue 11 defect 1: RFC 8707 §2 allows any absolute URI without a fragment.
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "urn:example:api",
+        "api://orders",
+        "https://api.example.com",
+        "https://api.example.com/v1?x=1",
+    ],
+)
+def test_resource_accepts_any_absolute_uri(resource: str) -> None:
+    assert load_settings({**BASE, "BFF_RESOURCE": resource}).resource == resource
+
+
+@pytest.mark.parametrize(
+    ("resource", "fragment"),
+    [
+        ("/api", "not an absolute URI"),
+        ("orders", "not an absolute URI"),
+        ("api.example.com/x", "not an absolute URI"),
+        ("https://api.example.com#frag", "fragment"),
+        ("urn:example:api#x", "fragment"),
+        ("urn:with space", "not an absolute URI"),
+        ("https:///nohost", "no host"),
+    ],
+)
+def test_resource_refuses_relative_or_fragment_naming_the_setting(
+    resource: str, fragment: str
+) -> None:
+    found = problems({**BASE, "BFF_RESOURCE": resource})
+    assert any(p.startswith("BFF_RESOURCE:") and fragment in p for p in found), found
+
+
+def test_route_resource_is_checked_as_a_resource_indicator() -> None:
+    found = problems(
+        BASE, {"routes": [{"prefix": "/a", "upstream": "http://o", "resource": "rel"}]}
+    )
+    assert any(p.startswith("routes[0].resource:") and "absolute URI" in p for p in found), found

@@ -10,6 +10,7 @@ import pytest
 
 from bff.app import create_app
 from bff.config import load_settings
+from bff.metrics import render as render_metrics
 from bff.store.memory import MemoryStore
 from tests.browser import Browser
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp, query
@@ -409,7 +410,8 @@ async def test_idle_timeout_and_absolute_cap(clock: Clock) -> None:
 async def test_health_and_readiness(env: Env) -> None:
     assert (await env.browser.get("/healthz")).status_code == 200
     r = await env.browser.get("/readyz")
-    assert r.status_code == 503 and "provider metadata" in r.json()["error_description"]
+    # The public status carries no reason (issue 11 defect 13): the admin listener does.
+    assert r.status_code == 503 and r.json()["error_description"] == "not ready"
     await env.start_login()  # loads metadata
     assert (await env.browser.get("/readyz")).status_code == 200
 
@@ -543,15 +545,14 @@ def _counter(text: str, event: str, outcome: str) -> float:
 
 
 async def test_metrics_count_logins_and_logouts(env: Env) -> None:
-    before = (await env.browser.get("/metrics")).text
+    # /metrics is served by the admin listener (tests/security/test_admin_listener.py).
+    before = render_metrics(None).decode()
     await env.login()
     await env.browser.post("/bff/logout", csrf=True)
-    r = await env.browser.get("/metrics")
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/plain")
-    assert _counter(r.text, "login", "success") == _counter(before, "login", "success") + 1
-    assert _counter(r.text, "logout", "success") == _counter(before, "logout", "success") + 1
-    assert "alice" not in r.text  # no user data in labels
+    text = render_metrics(None).decode()
+    assert _counter(text, "login", "success") == _counter(before, "login", "success") + 1
+    assert _counter(text, "logout", "success") == _counter(before, "logout", "success") + 1
+    assert "alice" not in text  # no user data in labels
 
 
 async def test_https_issuer_may_not_advertise_plain_http_endpoints(clock: Clock) -> None:

@@ -1,0 +1,84 @@
+"""CSRF and methods, attacked: every endpoint bff serves itself decides by an explicit
+method table (THREATS.md invariant 13). Issue 11 defect 2: Starlette added HEAD to GET
+routes and `HEAD /bff/logout` (CORS-safelisted: `fetch(url, {method: "HEAD", mode:
+"no-cors", credentials: "include"})` from any same-site page) ended the session with
+neither `sid` nor `X-CSRF`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bff.app import ENDPOINT_METHODS
+from tests.security.edge_env import Env, memory_env
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    async with memory_env() as e:
+        yield e
+
+
+PROBED = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+EXPECTED = {
+    "/bff/login": {"GET"},
+    "/bff/callback": {"GET"},
+    "/bff/user": {"GET"},
+    "/bff/logout": {"GET", "POST"},
+    "/bff/backchannel-logout": {"POST"},
+    "/healthz": {"GET", "HEAD"},
+    "/readyz": {"GET", "HEAD"},
+}
+
+
+def test_the_method_table_is_the_reviewed_one() -> None:
+    assert {path: set(methods) for path, methods in ENDPOINT_METHODS.items()} == EXPECTED
+
+
+async def test_head_logout_without_sid_or_csrf_keeps_the_session(env: Env) -> None:
+    """Issue 11 defect 2 itself: the exact request a same-site page can make."""
+    await env.login()
+    r = await env.browser.request("HEAD", "/bff/logout")
+    assert r.status_code == 405
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert "set-cookie" not in r.headers
+    assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
+    assert env.idp.revocations == []
+
+
+async def test_head_login_and_callback_store_and_consume_nothing(env: Env) -> None:
+    r = await env.browser.request("HEAD", "/bff/login")
+    assert r.status_code == 405 and "set-cookie" not in r.headers
+    assert env.store._logins == {}  # nothing stored for a HEAD
+    params = await env.start_login()
+    r = await env.browser.request(
+        "HEAD", "/bff/callback", params={"code": "c", "state": params["state"]}
+    )
+    assert r.status_code == 405
+    # The state was not consumed by the HEAD: the real callback still completes.
+    r = await env.login()
+    assert r.status_code == 302
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+@pytest.mark.parametrize("method", PROBED)
+async def test_every_unlisted_method_is_405_with_allow(env: Env, path: str, method: str) -> None:
+    if method in EXPECTED[path]:
+        return
+    await env.login()
+    r = await env.browser.request(method, path, csrf=True)
+    assert r.status_code == 405, (method, path, r.status_code)
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == EXPECTED[path]
+    if method != "HEAD":
+        assert r.json()["error"] == "method_not_allowed"
+    assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
+
+
+async def test_post_logout_still_needs_csrf(env: Env) -> None:
+    await env.login()
+    r = await env.browser.post("/bff/logout")
+    assert r.status_code == 403 and r.json()["error"] == "csrf"
+    assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
