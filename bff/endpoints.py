@@ -86,6 +86,7 @@ async def login(request: Request) -> Response:
         return_url=_single_param(request, "returnUrl"),
         binding_cookie=_cookie(request, s.login_cookie_name),
         previous=rt.sessions.ref_from_cookie(_cookie(request, s.cookie_name)),
+        client=_client_ip(request),  # after BFF_TRUSTED_PROXIES (ProxyHeadersMiddleware)
     )
     response = RedirectResponse(start.redirect_to, status_code=302)
     # Lax, not Strict: the provider's redirect back to us is a cross-site navigation.

@@ -6,7 +6,7 @@ from urllib.parse import unquote
 
 __all__ = ["MAX_RETURN_URL", "is_local_path"]
 
-MAX_RETURN_URL = 2048
+MAX_RETURN_URL = 512  # SPEC: a returnUrl of at most 512 characters (issue 11 defect 3)
 
 
 def _has_control(text: str) -> bool:

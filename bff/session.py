@@ -73,6 +73,9 @@ class LoginState:
     # cross-site redirect back carries no SameSite=Strict cookie, so the callback would
     # otherwise never learn which session the new one replaces.
     previous: str | None = None
+    # The pending-login group (client address) this login is counted in, released on
+    # the callback even when the browser comes back from another address.
+    client_group: str | None = field(default=None, repr=False)
 
 
 # --- session records --------------------------------------------------------------------
@@ -271,6 +274,7 @@ def encode_login_state(s: LoginState) -> bytes:
         "iss": s.issuer,
         "ca": s.created_at,
         "p": s.previous,
+        "cg": s.client_group,
     }
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
@@ -288,6 +292,7 @@ def decode_login_state(data: bytes) -> LoginState:
             issuer=doc["iss"],
             created_at=doc["ca"],
             previous=doc.get("p"),
+            client_group=doc.get("cg"),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError("malformed login state") from exc

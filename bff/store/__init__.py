@@ -11,6 +11,8 @@ Key layout (Redis; the memory store mirrors it):
                                  `sub` or `sid` value + session hash, score = absolute expiry
     {prefix}:login:{<digest>}    a pending login transaction (single use, 10 min)
     {prefix}:once:{<digest>}     a replay-cache entry (back-channel logout `jti`)
+    {prefix}:pend:{<digest>}     a bounded group of pending work (sorted set: member =
+                                 digest of e.g. a login `state`, score = its expiry in ms)
 Keys written or read together share a hash tag, so the layout works on Redis Cluster;
 nothing needs a cross-slot transaction. The index buckets are shared by many users, so an
 index entry costs about 32 bytes instead of a key of its own (see `bff.store.redis`).
@@ -86,6 +88,19 @@ class SessionStore(Protocol):
 
     async def remember_once(self, key: str, *, ttl: int) -> bool:
         """True the first time `key` is seen within `ttl` seconds (`SET NX EX`)."""
+
+    # --- bounded pending work (one key per group: Cluster-safe) ---------------------
+    async def add_pending(
+        self, group: str, member: str, *, limit: int, ttl: int, evict_oldest: bool = False
+    ) -> int:
+        """Count `member` as pending in `group` for `ttl` seconds (entries past their
+        time no longer count). When `group` already counts `limit` other members: with
+        `evict_oldest` the oldest ones are dropped to make room, else nothing changes and
+        the answer is the seconds until the oldest one expires (at least 1). 0 when added.
+        Atomic (one Lua script on one key on Redis)."""
+
+    async def remove_pending(self, group: str, member: str) -> bool:
+        """Stop counting `member` in `group`; True if it was counted (not expired or evicted)."""
 
     # --- lifecycle ------------------------------------------------------------------
     async def ping(self) -> None:

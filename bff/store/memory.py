@@ -10,6 +10,7 @@ with several workers is refused at start-up, because each would hold its own ses
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import time
@@ -57,6 +58,8 @@ class MemoryStore:
         self._locks: dict[str, tuple[str, float]] = {}
         self._logins: dict[str, tuple[bytes, float]] = {}
         self._once: dict[str, float] = {}
+        # group digest -> {member digest: deadline}, in insertion order (oldest first)
+        self._pending: dict[str, dict[str, float]] = {}
         # (kind, sub or sid) -> {session hash: absolute expiry}
         self._index: dict[tuple[str, str], dict[str, int]] = {}
         self._last_sweep = clock()
@@ -82,6 +85,8 @@ class MemoryStore:
                 del table[key]
         for key in [k for k, deadline in self._once.items() if deadline <= now]:
             del self._once[key]
+        for group in list(self._pending):
+            self._live_pending(group, now)
         for name in list(self._index):
             self._prune(name, now)
 
@@ -228,6 +233,45 @@ class MemoryStore:
             return False
         self._once[name] = now + ttl
         return True
+
+    # --- bounded pending work -------------------------------------------------------
+    def _live_pending(self, group: str, now: float) -> dict[str, float]:
+        """The group's unexpired members (expired ones dropped; an empty group removed)."""
+        members = self._pending.get(group, {})
+        for member in [m for m, deadline in members.items() if deadline <= now]:
+            del members[member]
+        if not members:
+            self._pending.pop(group, None)
+        return members
+
+    async def add_pending(
+        self, group: str, member: str, *, limit: int, ttl: int, evict_oldest: bool = False
+    ) -> int:
+        """Count `member` in `group` unless `limit` others are (see `SessionStore`)."""
+        _check_ttl(ttl)
+        _check_ttl(limit, "limit")
+        now = self._clock()
+        self._maybe_sweep(now)
+        name, key = _digest(group), _digest(member)
+        members = self._live_pending(name, now)
+        if key not in members and len(members) >= limit:
+            if not evict_oldest:
+                return max(1, math.ceil(min(members.values()) - now))
+            while len(members) >= limit:
+                del members[next(iter(members))]  # insertion order: the oldest first
+        members.pop(key, None)  # re-added: now the newest
+        members[key] = now + ttl
+        self._pending[name] = members
+        return 0
+
+    async def remove_pending(self, group: str, member: str) -> bool:
+        """Stop counting `member` in `group`; True if it was counted."""
+        name = _digest(group)
+        members = self._live_pending(name, self._clock())
+        found = members.pop(_digest(member), None) is not None
+        if not members:
+            self._pending.pop(name, None)
+        return found
 
     # --- lifecycle ------------------------------------------------------------------
     async def ping(self) -> None:

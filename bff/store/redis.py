@@ -58,6 +58,50 @@ end
 return 0
 """
 
+# Bounded pending group (one sorted set; scores are expiry times in ms on Redis's clock).
+# ARGV: member, limit, ttl_ms, evict_oldest (1/0). Returns 0 when counted, else seconds
+# until the oldest member expires.
+_ADD_PENDING_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    local n = redis.call('ZCARD', KEYS[1])
+    if n >= limit then
+        if ARGV[4] ~= '1' then
+            local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+            return math.max(1, math.ceil((tonumber(oldest[2]) - now) / 1000))
+        end
+        redis.call('ZPOPMIN', KEYS[1], n - limit + 1)
+    end
+end
+-- Strictly increasing scores keep insertion order (the oldest is evicted first).
+local score = now + ttl
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) >= score and newest[1] ~= ARGV[1] then
+    score = tonumber(newest[2]) + 1
+end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], score - now)
+return 0
+"""
+# ARGV: member. 1 when it was counted and unexpired.
+_REMOVE_PENDING_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then
+    return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(score) <= now then
+    return 0
+end
+return 1
+"""
+
 
 class _Boundary:
     """`with _Boundary(op):` maps backend failures to `StoreUnavailable` (no generator: cheap)."""
@@ -205,6 +249,8 @@ class RedisStore:
         self._prefix = prefix
         self._session_head = f"{prefix}:{{".encode()
         self._release = client.register_script(_RELEASE_LUA)
+        self._add_pending = client.register_script(_ADD_PENDING_LUA)
+        self._remove_pending = client.register_script(_REMOVE_PENDING_LUA)
         pool = client.connection_pool
         self._hot = (
             _HotLane(
@@ -449,6 +495,29 @@ class RedisStore:
                 f"{self._prefix}:once:{{{_digest(key)}}}", b"1", nx=True, ex=ttl
             )
         return bool(first)
+
+    # --- bounded pending work -------------------------------------------------------
+    def _pending_key(self, group: str) -> str:
+        return f"{self._prefix}:pend:{{{_digest(group)}}}"
+
+    async def add_pending(
+        self, group: str, member: str, *, limit: int, ttl: int, evict_oldest: bool = False
+    ) -> int:
+        """One Lua script on the group's sorted set (see `_ADD_PENDING_LUA`)."""
+        _check_ttl(ttl)
+        _check_ttl(limit, "limit")
+        args: list[str | int] = [_digest(member)[:32], limit, ttl * 1000, int(evict_oldest)]
+        with _Boundary("add_pending"):
+            retry = await self._add_pending(keys=[self._pending_key(group)], args=args)
+        return int(retry)
+
+    async def remove_pending(self, group: str, member: str) -> bool:
+        """`ZREM` (in Lua, so an expired entry does not count as removed)."""
+        with _Boundary("remove_pending"):
+            found = await self._remove_pending(
+                keys=[self._pending_key(group)], args=[_digest(member)[:32]]
+            )
+        return bool(found)
 
     # --- lifecycle ------------------------------------------------------------------
     async def ping(self) -> None:

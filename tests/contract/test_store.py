@@ -298,6 +298,42 @@ async def test_remember_once(harness: Harness) -> None:
 
 
 # --- bytes, listing, arguments ----------------------------------------------------------
+async def test_pending_group_is_bounded_and_says_when_to_retry(harness: Harness) -> None:
+    """Issue 11 defect 3: pending logins per client address / in all are bounded."""
+    s = harness.store
+    for i in range(3):
+        assert await s.add_pending("client:203.0.113.7", f"state-{i}", limit=3, ttl=60) == 0
+    retry = await s.add_pending("client:203.0.113.7", "state-3", limit=3, ttl=60)
+    assert 1 <= retry <= 60
+    assert await s.add_pending("client:198.51.100.1}*", "state-3", limit=3, ttl=60) == 0
+    assert await s.add_pending("client:203.0.113.7", "state-0", limit=3, ttl=60) == 0  # again
+    assert await s.remove_pending("client:203.0.113.7", "state-1") is True
+    assert await s.remove_pending("client:203.0.113.7", "state-1") is False
+    assert await s.add_pending("client:203.0.113.7", "state-3", limit=3, ttl=60) == 0
+
+
+async def test_pending_entries_expire(harness: Harness) -> None:
+    s = harness.store
+    assert await s.add_pending("g", "a", limit=1, ttl=1) == 0
+    assert await s.add_pending("g", "b", limit=1, ttl=1) >= 1
+    await harness.advance(1.2)
+    assert await s.remove_pending("g", "a") is False  # expired: no longer counted
+    assert await s.add_pending("g", "b", limit=1, ttl=1) == 0
+
+
+async def test_pending_evicting_keeps_the_newest(harness: Harness) -> None:
+    s = harness.store
+    for i in range(5):
+        assert await s.add_pending("browser", f"s{i}", limit=3, ttl=60, evict_oldest=True) == 0
+    assert [await s.remove_pending("browser", f"s{i}") for i in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
 async def test_bytes_are_copied_never_shared(harness: Harness) -> None:
     s = harness.store
     blob = bytearray(b"original")

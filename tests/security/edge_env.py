@@ -12,11 +12,11 @@ from bff.store.memory import MemoryStore
 from tests.fake_idp import Clock, FakeIdp
 from tests.unit.test_endpoints import Env
 
-__all__ = ["Env", "memory_env"]
+__all__ = ["Env", "edge_env"]
 
 
 @contextlib.asynccontextmanager
-async def memory_env(store: Any = None, **env: str) -> AsyncIterator[Env]:
+async def edge_env(store: Any = None, **env: str) -> AsyncIterator[Env]:
     clock = Clock()
     e = Env(FakeIdp(clock=clock), clock, store or MemoryStore(clock=clock), **env)
     try:

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bff.app import ENDPOINT_METHODS
-from tests.security.edge_env import Env, memory_env
+from tests.security.edge_env import Env, edge_env
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    async with memory_env() as e:
+    async with edge_env() as e:
         yield e
 
 

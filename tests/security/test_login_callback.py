@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from tests.fake_idp import ISSUER, FakeIdp
-from tests.security.edge_env import Env, memory_env
+from tests.security.edge_env import Env, edge_env
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    async with memory_env() as e:
+    async with edge_env() as e:
         yield e
 
 
