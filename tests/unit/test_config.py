@@ -233,3 +233,56 @@ def test_route_resource_is_checked_as_a_resource_indicator() -> None:
         BASE, {"routes": [{"prefix": "/a", "upstream": "http://o", "resource": "rel"}]}
     )
     assert any(p.startswith("routes[0].resource:") and "absolute URI" in p for p in found), found
+
+
+def test_edge_bounds_have_documented_defaults() -> None:
+    s = load_settings(BASE)
+    assert (s.login_pending_max, s.login_pending_total) == (100, 10000)
+    assert (s.max_header_bytes, s.header_read_timeout) == (32768, 10.0)
+    assert s.admin_listen == "" and s.admin_address is None
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("127.0.0.1:9091", ("127.0.0.1", 9091)),
+        ("0.0.0.0:9091", ("0.0.0.0", 9091)),
+        ("[::1]:9091", ("::1", 9091)),
+        ("localhost:1", ("localhost", 1)),
+    ],
+)
+def test_admin_listen_is_host_and_port(value: str, address: tuple[str, int]) -> None:
+    assert load_settings({**BASE, "BFF_ADMIN_LISTEN": value}).admin_address == address
+
+
+@pytest.mark.parametrize(
+    "value", ["9091", "host:", ":9091", "host:99999", "host:port", "[::1:9091", "a b:1"]
+)
+def test_bad_admin_listen_is_named(value: str) -> None:
+    found = problems({**BASE, "BFF_ADMIN_LISTEN": value})
+    assert any(p.startswith("BFF_ADMIN_LISTEN:") for p in found), found
+
+
+def test_admin_listen_may_not_take_the_main_port() -> None:
+    found = problems({**BASE, "BFF_ADMIN_LISTEN": "0.0.0.0:8000"})
+    assert any("main listener" in p for p in found), found
+    assert load_settings({**BASE, "BFF_ADMIN_LISTEN": "127.0.0.2:8000"}).admin_listen
+
+
+def test_bad_edge_bounds_are_named() -> None:
+    found = problems(
+        {
+            **BASE,
+            "BFF_LOGIN_PENDING_MAX": "0",
+            "BFF_LOGIN_PENDING_TOTAL": "many",
+            "BFF_MAX_HEADER_BYTES": "100",
+            "BFF_HEADER_READ_TIMEOUT": "0",
+        }
+    )
+    for name in (
+        "BFF_LOGIN_PENDING_MAX",
+        "BFF_LOGIN_PENDING_TOTAL",
+        "BFF_MAX_HEADER_BYTES",
+        "BFF_HEADER_READ_TIMEOUT",
+    ):
+        assert any(p.startswith(name) for p in found), (name, found)
