@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import re
 import secrets
@@ -20,14 +19,8 @@ from dataclasses import dataclass
 from bff.config import Settings
 from bff.cookies import CookieSigner
 from bff.crypto import BlobError, KeyRing
-from bff.errors import (
-    BadRequest,
-    IdpError,
-    IdpRejected,
-    IdpUnavailable,
-    TokenValidationError,
-    TooManyRequests,
-)
+from bff.errors import BadRequest, IdpError, IdpRejected, IdpUnavailable, TokenValidationError
+from bff.login_bounds import PendingLogins, client_group
 from bff.oidc import OidcClient
 from bff.pkce import code_challenge, new_code_verifier, new_nonce, new_state
 from bff.redirects import MAX_RETURN_URL, is_local_path
@@ -41,20 +34,14 @@ from bff.session import (
 from bff.session_service import SessionRef, SessionService
 
 __all__ = [
-    "LOGIN_PENDING_PER_BROWSER",
     "LOGIN_STATE_TTL",
     "CallbackResult",
     "LoginFlow",
     "LoginStart",
     "ProviderErrorAnswer",
-    "client_group",
 ]
 
 LOGIN_STATE_TTL = 600  # seconds a login may take, and the binding cookie's Max-Age
-# Pending logins one browser (binding cookie) may hold: parallel tabs work, and a newer
-# login evicts the oldest (whose callback is then refused) rather than piling up state.
-LOGIN_PENDING_PER_BROWSER = 5
-_ALL_LOGINS = "login:all"
 REVOKE_TIMEOUT = 3.0
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_PARAM = 4096
@@ -85,24 +72,6 @@ def _binding_hash(binding: str) -> str:
     return hashlib.sha256(b"bff/login-binding\0" + binding.encode()).hexdigest()
 
 
-def client_group(address: str | None) -> str:
-    """The pending-login group of a client address: the address itself, or its /64 for
-    IPv6 (one subscriber usually holds a whole /64, so single addresses would not bound it)."""
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return "login:client:unknown"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return f"login:client:{ip.ipv4_mapped}"
-        return f"login:client:{ipaddress.ip_network((ip, 64), strict=False)}"
-    return f"login:client:{ip}"
-
-
-def _browser_group(binding_hash: str) -> str:
-    return f"login:browser:{binding_hash}"
-
-
 def _state_aad(state: str) -> bytes:
     return b"bff/login\0" + hashlib.sha256(state.encode()).digest()
 
@@ -124,6 +93,12 @@ class LoginFlow:
         self._keys = keys
         self._signer = signer
         self._clock = clock
+        self._pending = PendingLogins(
+            sessions.store,
+            per_client=settings.login_pending_max,
+            total=settings.login_pending_total,
+            ttl=LOGIN_STATE_TTL,
+        )
 
     # ---- /bff/login ------------------------------------------------------------------
     async def start(
@@ -149,42 +124,12 @@ class LoginFlow:
         state, nonce, verifier = new_state(), new_nonce(), new_code_verifier()
         group = client_group(client)
         # Bounded before anything is stored or sent to the provider (THREATS.md 14).
-        await self._admit(group, state)
+        await self._pending.admit(group, state)
         try:
             return await self._start(state, nonce, verifier, return_url, binding, group, previous)
         except BaseException:
-            await self._release(group, state)
+            await self._pending.release(group, state, quietly=True)
             raise
-
-    async def _admit(self, group: str, state: str) -> None:
-        store, s = self._sessions.store, self._settings
-        retry = await store.add_pending(
-            group, state, limit=s.login_pending_max, ttl=LOGIN_STATE_TTL
-        )
-        if retry:
-            raise TooManyRequests(
-                "too many pending logins from this address; finish one or try again later",
-                code="too_many_logins",
-                retry_after=retry,
-            )
-        retry = await store.add_pending(
-            _ALL_LOGINS, state, limit=s.login_pending_total, ttl=LOGIN_STATE_TTL
-        )
-        if retry:
-            await store.remove_pending(group, state)
-            _log.warning(
-                "the global bound of pending logins (%d) is reached", s.login_pending_total
-            )
-            raise TooManyRequests(
-                "too many pending logins; try again later",
-                code="too_many_logins",
-                retry_after=retry,
-            )
-
-    async def _release(self, group: str, state: str) -> None:
-        store = self._sessions.store
-        await store.remove_pending(group, state)
-        await store.remove_pending(_ALL_LOGINS, state)
 
     async def _start(
         self,
@@ -211,15 +156,8 @@ class LoginFlow:
             state=state, nonce=nonce, code_challenge=code_challenge(verifier)
         )
         blob = self._keys.seal(encode_login_state(login), aad=_state_aad(state))
-        store = self._sessions.store
-        await store.add_pending(
-            _browser_group(login.binding),
-            state,
-            limit=LOGIN_PENDING_PER_BROWSER,
-            ttl=LOGIN_STATE_TTL,
-            evict_oldest=True,
-        )
-        await store.put_login_state(state, blob, ttl=LOGIN_STATE_TTL)
+        await self._pending.track_browser(login.binding, state)
+        await self._sessions.store.put_login_state(state, blob, ttl=LOGIN_STATE_TTL)
         return LoginStart(redirect_to=url, binding_cookie=self._signer.sign_binding(binding))
 
     # ---- /bff/callback ---------------------------------------------------------------
@@ -298,7 +236,7 @@ class LoginFlow:
         except (BlobError, ValueError):
             raise BadRequest("unreadable login state", code="invalid_state") from None
         if login.client_group is not None:  # taken: no longer pending, whatever follows
-            await self._release(login.client_group, state)
+            await self._pending.release(login.client_group, state)
         if self._clock() - login.created_at > LOGIN_STATE_TTL:
             raise BadRequest("the login took too long; start again", code="invalid_state")
         binding = self._signer.unsign_binding(binding_cookie) if binding_cookie else None
@@ -306,7 +244,7 @@ class LoginFlow:
             raise BadRequest("this login was started in another browser", code="invalid_state")
         if login.issuer != self._settings.issuer:
             raise BadRequest("this login was started for another provider", code="invalid_state")
-        if not await self._sessions.store.remove_pending(_browser_group(login.binding), state):
+        if not await self._pending.still_tracked(login.binding, state):
             raise BadRequest(
                 "this login was replaced by newer logins in this browser; start again",
                 code="invalid_state",

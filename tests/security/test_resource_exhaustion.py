@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from bff.auth_flow import LOGIN_PENDING_PER_BROWSER
+from bff.login_bounds import LOGIN_PENDING_PER_BROWSER
 from bff.store.redis import RedisStore
 from tests.browser import Browser
 from tests.fake_idp import ISSUER
