@@ -53,6 +53,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._limits = limits
         self._in_headers = True  # reading a request line and headers (or awaiting one)
         self._header_bytes = 0
+        self._messages = 0  # requests completed on this connection
         self._header_timer: asyncio.TimerHandle | None = None
 
     # -- the header-read clock -------------------------------------------------------
@@ -96,12 +97,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().data_received(data)
             return
         # Feed exactly the budget: if the headers end inside it, the rest is body (or the
-        # next request) and goes on unchecked here; if not, they are too large.
+        # next request) and goes on; if not, they are too large. (A pipelined request
+        # that began inside the slice has its first bytes uncounted: at most 2x the bound.)
         self._header_bytes += budget
+        messages = self._messages
         super().data_received(data[:budget])
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return
-        if self._in_headers:
+        if self._in_headers and self._messages == messages:
             self._disarm_header_timer()
             self.transport.write(_TOO_LARGE)
             self.transport.close()
@@ -116,6 +119,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._messages += 1
         # The next request's count and clock start at its first byte (until then, after
         # the answer, uvicorn's keep-alive timeout bounds the idle connection).
         self._in_headers = True

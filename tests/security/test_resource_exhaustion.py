@@ -204,6 +204,23 @@ def test_a_huge_header_is_refused_and_not_kept_in_memory(served: tuple[Any, int]
     assert ok.startswith(b"HTTP/1.1 200")
 
 
+def test_pipelined_requests_under_the_bound_pass_even_beyond_it_together(
+    served: tuple[Any, int],
+) -> None:
+    """The bound is per request: three 15 KB requests in one write (45 KB) all pass."""
+    _, port = served
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 15000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(one * 3)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 3:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 200") == 3, answers[:200]
+
+
 def test_headers_trickled_slowly_are_cut_off_within_the_bound(served: tuple[Any, int]) -> None:
     _, port = served
     start = time.monotonic()
