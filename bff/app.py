@@ -16,9 +16,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bff import endpoints
@@ -122,9 +122,18 @@ def explicit_route(
     Starlette adds HEAD to every GET route; here HEAD is served only where it is listed,
     so a HEAD (CORS-safelisted, sent by `fetch(..., {mode: "no-cors"})`) never reaches a
     GET's or a POST's state change (THREATS.md invariant 13; issue 11 defect 2)."""
-    route = Route(path, endpoint, methods=list(methods))
+    route = _OwnPath(path, endpoint, methods=list(methods))
     route.methods = set(methods)
     return route
+
+
+class _OwnPath(Route):
+    """A route that owns its path for every method: an unlisted method is its 405, never
+    a fall-through to a later route (the SPA's static mount at `/` would serve it)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        return (Match.FULL if match is Match.PARTIAL else match), child
 
 
 # The method table of every endpoint bff serves itself; nothing else reaches a handler.

@@ -7,6 +7,7 @@ neither `sid` nor `X-CSRF`."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,19 @@ async def test_every_unlisted_method_is_405_with_allow(env: Env, path: str, meth
         assert r.json()["error"] == "method_not_allowed"
     if with_session:
         assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
+
+
+async def test_unlisted_methods_never_fall_through_to_the_static_mount(tmp_path: Path) -> None:
+    """With BFF_STATIC_DIR the SPA is mounted at `/`: an unlisted method on a /bff path
+    must still be that endpoint's 405, not a static-file answer (or a handler's)."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>spa</title>")
+    async with edge_env(BFF_STATIC_DIR=str(tmp_path)) as env:
+        await env.login()
+        for method, path in (("HEAD", "/bff/logout"), ("PUT", "/bff/login"), ("HEAD", "/bff/user")):
+            r = await env.browser.request(method, path)
+            assert r.status_code == 405, (method, path, r.status_code)
+        assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
+        assert (await env.browser.get("/")).status_code == 200  # the SPA is still served
 
 
 async def test_post_logout_still_needs_csrf(env: Env) -> None:
