@@ -16,6 +16,7 @@ import uvicorn
 
 from bff.admin_app import create_admin_app
 from bff.config import Settings
+from bff.listener import bounded_http_protocol
 
 __all__ = ["AdminListener"]
 
@@ -36,8 +37,8 @@ class AdminListener:
                 host=host,
                 port=port,
                 loop="asyncio",
-                http="h11",  # a few scrapes a minute: h11's header bound is built in
-                h11_max_incomplete_event_size=settings.max_header_bytes,
+                # The same header-size and header-read-time bounds as the main listener.
+                http=bounded_http_protocol(settings),
                 lifespan="on",
                 access_log=False,
                 server_header=False,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import logging.config
@@ -11,7 +10,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from bff.config import Settings, load_settings, read_toml
 from bff.errors import ConfigError
@@ -104,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         # Each worker counts in its own files; the admin listener's /metrics merges them
         # (prometheus_client). Set before anything imports prometheus_client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
-    from bff.listener import HeaderLimits, LimitedHttpToolsProtocol
+    from bff.listener import bounded_http_protocol
 
     admin = None
     if settings.admin_address:
@@ -122,10 +121,6 @@ def _serve(args: argparse.Namespace) -> int:
         + (f", admin on {settings.admin_listen}" if admin else ""),
         file=sys.stderr,
     )
-    limits = HeaderLimits(
-        max_header_bytes=settings.max_header_bytes,
-        header_read_timeout=settings.header_read_timeout,
-    )
     try:
         uvicorn.run(
             "bff.cli:app_from_environment",
@@ -134,9 +129,8 @@ def _serve(args: argparse.Namespace) -> int:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            # httptools with a header-size and header-read-time bound (bff.listener);
-            # a partial of a module-level class, so it pickles into spawned workers.
-            http=cast(Any, functools.partial(LimitedHttpToolsProtocol, limits=limits)),
+            # httptools with a header-size and header-read-time bound (bff.listener).
+            http=bounded_http_protocol(settings),
             # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
             # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
             proxy_headers=False,

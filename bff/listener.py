@@ -19,12 +19,15 @@ body that arrives with its headers in one read is never counted against them.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HeaderLimits", "LimitedHttpToolsProtocol"]
+from bff.config import Settings
+
+__all__ = ["HeaderLimits", "LimitedHttpToolsProtocol", "bounded_http_protocol"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +45,8 @@ _TIMEOUT = _refusal(b"408 Request Timeout")
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's HttpToolsProtocol plus a header-size and a header-read-time bound.
-
-    uvicorn builds protocols as `http(config=..., server_state=..., app_state=..., _loop=...)`,
-    so `bff serve` passes `functools.partial(LimitedHttpToolsProtocol, limits=...)` as `http`
-    (a partial of a module-level class pickles into spawned workers)."""
+    """uvicorn's HttpToolsProtocol plus a header-size and a header-read-time bound
+    (given to uvicorn by `bounded_http_protocol`)."""
 
     def __init__(self, *args: Any, limits: HeaderLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,3 +124,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # the answer, uvicorn's keep-alive timeout bounds the idle connection).
         self._in_headers = True
         self._header_bytes = 0
+
+
+def bounded_http_protocol(settings: Settings) -> Any:
+    """uvicorn's `http=` for a listener with the configured bounds: a partial of a
+    module-level class, so it pickles into spawned workers (uvicorn calls it with
+    `config=..., server_state=..., app_state=..., _loop=...`)."""
+    limits = HeaderLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_read_timeout=settings.header_read_timeout,
+    )
+    return functools.partial(LimitedHttpToolsProtocol, limits=limits)
