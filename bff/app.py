@@ -169,7 +169,6 @@ def create_app(
     clock: Callable[[], float] = time.time,
     discover_on_startup: bool = True,
     upstreams: UpstreamPool | None = None,
-    upstream_connector_limit: int = 256,
 ) -> ASGIApp:
     """Build the app. Tests inject `http` (respx / MockTransport), `store`, `clock` and
     `upstreams` (then they close it). The request path: RequestContextMiddleware ->
@@ -206,7 +205,9 @@ def create_app(
     table = RouteTable(settings.routes)
     own_upstreams = upstreams is None
     upstream_pool = upstreams or UpstreamPool(
-        timeout=settings.upstream_timeout, limit_per_host=upstream_connector_limit
+        timeout=settings.upstream_timeout,
+        limit_per_host=settings.upstream_max_connections,
+        queue_timeout=settings.upstream_queue_timeout,
     )
     token_manager = TokenManager(
         sessions=sessions,

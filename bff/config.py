@@ -51,6 +51,7 @@ class RouteConfig:
     retry_on_401: bool = False
     scopes: str | None = None
     resource: str | None = None
+    path_params: bool = False  # `;` path parameters pass (an upstream that uses them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,11 @@ class Settings:
     max_lifetime: int = 86400
     refresh_skew: int = 30
     upstream_timeout: float = 30.0
+    # Per worker: connections to one upstream origin; requests of one session in flight
+    # upstream; seconds a request waits for either before 503 upstream_busy.
+    upstream_max_connections: int = 256
+    upstream_max_connections_per_session: int = 32
+    upstream_queue_timeout: float = 1.0
     post_logout_redirect: str = "/"
     static_dir: str | None = None
     trusted_proxies: tuple[str, ...] = ()
@@ -131,6 +137,7 @@ def _route_dict(route: RouteConfig) -> dict[str, Any]:
         "token": route.token,
         "csrf": route.csrf,
         "retry_on_401": route.retry_on_401,
+        "path_params": route.path_params,
     }
     if route.methods is not None:
         d["methods"] = sorted(route.methods)
@@ -342,7 +349,17 @@ def _parse_routes(c: _Collector) -> tuple[RouteConfig, ...]:
 
 
 def _parse_route(c: _Collector, item: dict[str, Any], where: str) -> RouteConfig | None:
-    known = {"prefix", "upstream", "token", "csrf", "methods", "retry_on_401", "scopes", "resource"}
+    known = {
+        "prefix",
+        "upstream",
+        "token",
+        "csrf",
+        "methods",
+        "retry_on_401",
+        "scopes",
+        "resource",
+        "path_params",
+    }
     for key in sorted(set(item) - known):
         c.problems.append(f"{where}.{key}: unknown route setting")
     prefix, upstream = item.get("prefix"), item.get("upstream")
@@ -370,6 +387,7 @@ def _parse_route(c: _Collector, item: dict[str, Any], where: str) -> RouteConfig
         c.problems.append(f"{where}.token: must be user, optional or none")
     csrf = c.flag(item.get("csrf", True), f"{where}.csrf", True)
     retry = c.flag(item.get("retry_on_401", False), f"{where}.retry_on_401", False)
+    path_params = c.flag(item.get("path_params", False), f"{where}.path_params", False)
     methods = item.get("methods")
     method_set: frozenset[str] | None = None
     if methods is not None:
@@ -404,6 +422,7 @@ def _parse_route(c: _Collector, item: dict[str, Any], where: str) -> RouteConfig
         csrf=csrf,
         methods=method_set,
         retry_on_401=retry,
+        path_params=path_params,
         scopes=item.get("scopes"),
         resource=item.get("resource"),
     )
@@ -476,6 +495,9 @@ def load_settings(
     lifetime = c.number("session_max_lifetime", 86400, minimum=1)
     skew = c.number("refresh_skew", 30, minimum=0)
     upstream_timeout = c.seconds("upstream_timeout", 30)
+    max_connections = c.number("upstream_max_connections", 256, minimum=1)
+    per_session = c.number("upstream_max_connections_per_session", 32, minimum=1)
+    queue_timeout = c.number("upstream_queue_timeout", 1, minimum=0, as_float=True)
     post_logout = c.text("post_logout_redirect", "/") or "/"
     if not is_local_path(post_logout):
         c.problems.append("BFF_POST_LOGOUT_REDIRECT: must be a local path such as /")
@@ -550,6 +572,9 @@ def load_settings(
         max_lifetime=lifetime,
         refresh_skew=skew,
         upstream_timeout=upstream_timeout,
+        upstream_max_connections=max_connections,
+        upstream_max_connections_per_session=per_session,
+        upstream_queue_timeout=float(queue_timeout),
         post_logout_redirect=post_logout,
         static_dir=static_dir,
         trusted_proxies=tuple(proxies),

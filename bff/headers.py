@@ -68,6 +68,11 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"}
 # (nginx's proxy_hide_header defaults).
 # Clear-Site-Data: "cookies" would let an upstream wipe the BFF's session cookie.
 _RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"clear-site-data"}
+# A 1xx, 204 or 304 answer has no body whatever its framing headers say (RFC 9110 §6.4.1);
+# a Content-Length kept on one would make our own server wait for bytes that never come
+# (uvicorn drops the browser's connection), so it goes too (RFC 9110 §8.6 allows a 304 to
+# omit it).
+_BODILESS_DROP = _RESPONSE_DROP | {b"content-length"}
 
 # One dict lookup per request header; names not listed pass unless `_classify` objects.
 _KEEP, _DROP, _COOKIE, _LENGTH, _HOST, _CONNECTION, _CHUNKED = range(7)
@@ -129,14 +134,24 @@ class ForwardRules:
     cookie_names: frozenset[str]  # the BFF's own cookies, as `_cookie_key` gives them
     cookie_names_bytes: frozenset[bytes] = field(repr=False)
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # X-Forwarded-Host unless a trusted proxy says otherwise: the host[:port] of
+    # BFF_PUBLIC_URL, never the browser's unchecked Host (None: no X-Forwarded-Host).
+    public_host: str | None = None
 
     @classmethod
-    def create(cls, cookie_names: Iterable[str], trusted_proxies: Iterable[str]) -> ForwardRules:
+    def create(
+        cls,
+        cookie_names: Iterable[str],
+        trusted_proxies: Iterable[str],
+        *,
+        public_host: str | None = None,
+    ) -> ForwardRules:
         keys = frozenset(_cookie_key(n) for n in cookie_names)
         return cls(
             cookie_names=keys,
             cookie_names_bytes=frozenset(k.encode("utf-8") for k in keys),
             trusted=tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies),
+            public_host=public_host,
         )
 
     def trusts(self, peer: str | None) -> bool:
@@ -158,11 +173,11 @@ class Inbound:
     headers: list[tuple[str, str]] = field(repr=False)  # what may be forwarded as it is
     cookies: list[str] = field(repr=False)  # every Cookie header value (session lookup)
     forward_cookie: str | None = field(repr=False)  # without the BFF's cookies
-    host: str | None
+    hosts: int  # Host header lines: more than one is refused (RFC 9112 §3.2)
     has_body: bool
     forwarded_for: str | None = None  # from a trusted proxy only
     forwarded_proto: str | None = None
-    forwarded_host: str | None = None
+    forwarded_host: str | None = None  # a trusted proxy's, else the public URL's host
 
 
 def _strip_cookies(values: list[str], names: frozenset[str]) -> str | None:
@@ -193,7 +208,8 @@ def filter_request_headers(
     kept: list[tuple[str, str]] = []
     cookies: list[str] = []
     connection: set[str] | None = None
-    host = length = None
+    length = None
+    hosts = 0
     chunked = False
     xff: list[bytes] = []
     proto = fwd_host = None
@@ -210,7 +226,7 @@ def filter_request_headers(
             length = value
             kept.append(("content-length", value.decode("latin-1")))
         elif action == _HOST:
-            host = value
+            hosts += 1
         elif action == _CONNECTION:
             if value in _PLAIN_CONNECTION:
                 continue  # what browsers send: names nothing beyond the hop-by-hop set
@@ -239,11 +255,11 @@ def filter_request_headers(
         headers=kept,
         cookies=cookies,
         forward_cookie=_strip_cookies(cookies, rules.cookie_names) if forward_cookies else None,
-        host=host.decode("latin-1") if host is not None else None,
+        hosts=hosts,
         has_body=chunked or (length is not None and length.strip() != b"0"),
         forwarded_for=b", ".join(xff).decode("latin-1") if xff else None,
         forwarded_proto=proto.decode("latin-1") if proto is not None else None,
-        forwarded_host=fwd_host.decode("latin-1") if fwd_host is not None else None,
+        forwarded_host=fwd_host.decode("latin-1") if fwd_host is not None else rules.public_host,
     )
 
 
@@ -266,9 +282,8 @@ def outbound_headers(
     if chain:
         out.append(("X-Forwarded-For", chain))
     out.append(("X-Forwarded-Proto", inbound.forwarded_proto or scheme))
-    forwarded_host = inbound.forwarded_host or inbound.host
-    if forwarded_host:
-        out.append(("X-Forwarded-Host", forwarded_host))
+    if inbound.forwarded_host:
+        out.append(("X-Forwarded-Host", inbound.forwarded_host))
     out.append(("X-Request-ID", request_id))
     if bearer is not None:
         out.append(("Authorization", f"Bearer {bearer}"))
@@ -286,15 +301,17 @@ def _is_bff_cookie(set_cookie: bytes, names: ForwardRules) -> bool:
 
 
 def filter_response_headers(
-    raw: Iterable[tuple[bytes, bytes]], rules: ForwardRules
+    raw: Iterable[tuple[bytes, bytes]], rules: ForwardRules, *, bodiless: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """Upstream response headers for the browser: hop-by-hop ones (and those named in
-    `Connection`), Date and Server removed, and no Set-Cookie for a BFF cookie name."""
+    `Connection`), Date and Server removed, and no Set-Cookie for a BFF cookie name.
+    `bodiless` (a 1xx, 204 or 304 answer): no body framing at all, Content-Length too."""
     out: list[tuple[bytes, bytes]] = []
     connection: set[bytes] | None = None
+    drop = _BODILESS_DROP if bodiless else _RESPONSE_DROP
     for name, value in raw:
         name = name.lower()
-        if name in _RESPONSE_DROP:
+        if name in drop:
             if name == b"connection":
                 connection = connection or set()
                 connection.update(t.strip().lower() for t in value.split(b","))

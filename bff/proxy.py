@@ -9,6 +9,13 @@ and one pooled upstream request; everything else was prepared at start-up.
 
 `/api` never answers with a redirect of its own; an upstream's 3xx passes through, it is
 the upstream's answer. Requests under no route go to `fallback` (the Starlette app).
+
+Refused before anything else (SPEC.md "The proxy"): a request with two `Host` headers
+(400, anywhere), `TRACE`, `TRACK` and `CONNECT` (405: cross-site tracing would echo the
+injected bearer), a `;` path parameter on a route without `path_params = true` (400).
+A session has at most `upstream_max_connections_per_session` requests in flight
+upstream; past it, or when its origin's pool stays full for `upstream_queue_timeout`,
+the answer is 503 `upstream_busy` at once rather than a 504 after the full timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +47,8 @@ from bff.token_manager import Bearer, NoToken, TokenFailure, TokenManager
 from bff.upstream import (
     BodyStream,
     DisconnectWatch,
+    SessionSlots,
+    UpstreamBusy,
     UpstreamPool,
     UpstreamResponse,
     UpstreamTimeout,
@@ -52,6 +61,13 @@ _log = logging.getLogger("bff.proxy")
 _WATCH_DELAY = 1.0  # seconds before a request still waiting for its upstream watches for
 # a browser disconnect: fast requests never pay for the extra task
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_ORDINARY = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Never forwarded (THREATS.md invariant 13): TRACE echoes the request, bearer included, to
+# whoever can read the answer (cross-site tracing); TRACK is IIS's TRACE; CONNECT would
+# make the upstream a tunnel. Compared upper-cased: some servers read methods so.
+_REFUSED_METHODS = frozenset({"TRACE", "TRACK", "CONNECT"})
+_ALLOW_ANY = ", ".join(sorted(_ORDINARY)).encode("ascii")  # Allow of a route without `methods`
+_BODILESS = frozenset({204, 304})  # never a body (nor 1xx, which is never relayed)
 _PATH_SAFE = "/!$&'()*+,;=:@~"
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -70,12 +86,20 @@ def _answer(status: int, code: str, description: str, retry_after: int | None = 
 
 
 _BAD_PATH = _answer(400, "invalid_path", "the request path is not allowed")
+_PATH_PARAMS = _answer(400, "invalid_path", "path parameters (;) are not allowed on this route")
+_TWO_HOSTS = _answer(400, "invalid_request", "more than one Host header")
 _NOT_ALLOWED = _answer(405, "method_not_allowed", "method not allowed on this route")
 _CSRF = _answer(403, "csrf", "X-CSRF: 1 header required")
 _NOT_AUTHENTICATED = _answer(401, "not_authenticated", "no live session")
 _STORE_DOWN = _answer(503, "session_store_unavailable", "the session store is unavailable", 5)
 _UNAVAILABLE = _answer(502, "upstream_unavailable", "the upstream is unavailable", 5)
 _TIMEOUT = _answer(504, "upstream_timeout", "the upstream did not answer in time", 5)
+_ORIGIN_BUSY = _answer(
+    503, "upstream_busy", "every connection to the upstream is busy; try again", 1
+)
+_SESSION_BUSY = _answer(
+    503, "upstream_busy", "too many requests of this session are in flight upstream", 1
+)
 _STALLED = _answer(408, "request_timeout", "the request body stalled")
 _STORE_FAILURE = TokenFailure(
     503, "session_store_unavailable", "the session store is unavailable", 5
@@ -95,6 +119,10 @@ async def _send_answer(
     out = [*headers, extra] if extra is not None else list(headers)
     await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _host_lines(headers: list[tuple[bytes, bytes]]) -> int:
+    return sum(1 for name, _ in headers if name == b"host")
 
 
 class ProxyApp:
@@ -120,7 +148,13 @@ class ProxyApp:
         self._cookie = settings.cookie_name
         self._body_timeout = settings.upstream_timeout
         self._rules = ForwardRules.create(
-            (settings.cookie_name, settings.login_cookie_name), settings.trusted_proxies
+            (settings.cookie_name, settings.login_cookie_name),
+            settings.trusted_proxies,
+            public_host=urlsplit(settings.public_url).netloc,
+        )
+        self._slots = SessionSlots(
+            limit=settings.upstream_max_connections_per_session,
+            wait=settings.upstream_queue_timeout,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,6 +171,9 @@ class ProxyApp:
             return
         route = self._table.match(path)
         if route is None:
+            if _host_lines(scope["headers"]) > 1:
+                await _send_answer(send, _TWO_HOSTS)
+                return
             await self._fallback(scope, receive, send)
             return
         await self._proxy(scope, receive, send, route, path)
@@ -149,16 +186,25 @@ class ProxyApp:
         if config.methods is not None and method not in config.methods:
             await _send_answer(send, _NOT_ALLOWED, (b"allow", route.allow))
             return
-        raw_headers = scope["headers"]
-        if config.csrf and not csrf_ok(raw_headers):
-            await _send_answer(send, _CSRF)
+        if method not in _ORDINARY and method.upper() in _REFUSED_METHODS:
+            await _send_answer(send, _NOT_ALLOWED, (b"allow", _ALLOW_ANY))
             return
+        if path.params and not config.path_params:
+            await _send_answer(send, _PATH_PARAMS)
+            return
+        raw_headers = scope["headers"]
         client = scope.get("client")
         state = scope.get("state")
         # The socket peer: a trusted ingress is judged by its own address, not by the
         # client address uvicorn's ProxyHeadersMiddleware put in its place.
         peer = (state.get("direct_peer") if state else None) or (client[0] if client else None)
         inbound = filter_request_headers(raw_headers, self._rules, trusted=self._rules.trusts(peer))
+        if inbound.hosts > 1:  # which one did the browser mean? (RFC 9112 §3.2)
+            await _send_answer(send, _TWO_HOSTS)
+            return
+        if config.csrf and not csrf_ok(raw_headers):
+            await _send_answer(send, _CSRF)
+            return
         ref: SessionRef | None = None
         session: Session | None = None
         bearer: str | None = None
@@ -199,7 +245,19 @@ class ProxyApp:
             session=session,
             bearer=bearer,
         )
-        await exchange.run(receive, send)
+        if ref is None or session is None:  # no session: only its origin's pool bounds it
+            await exchange.run(receive, send)
+            return
+        try:
+            await self._slots.acquire(ref.hash)
+        except UpstreamBusy:
+            _log.warning("%s: a session's share of upstream requests is in use", config.prefix)
+            await _send_answer(send, _SESSION_BUSY)
+            return
+        try:
+            await exchange.run(receive, send)
+        finally:
+            self._slots.release(ref.hash)
 
 
 @dataclass(slots=True)
@@ -248,7 +306,11 @@ class _Exchange:
                 await _send_answer(send, _STALLED)
                 return None
             _log.warning("%s: %s", self.route.config.prefix, exc)
-            await _send_answer(send, _TIMEOUT if isinstance(exc, UpstreamTimeout) else _UNAVAILABLE)
+            if isinstance(exc, UpstreamBusy):
+                await _send_answer(send, _ORIGIN_BUSY)
+            else:
+                timeout = isinstance(exc, UpstreamTimeout)
+                await _send_answer(send, _TIMEOUT if timeout else _UNAVAILABLE)
             return None
 
     async def _run(self, send: Send, watch: DisconnectWatch, stream: BodyStream | None) -> None:
@@ -306,8 +368,11 @@ class _Exchange:
         watch: DisconnectWatch,
         stream: BodyStream | None,
     ) -> None:
-        headers = filter_response_headers(response.raw_headers, self.app._rules)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        status = response.status
+        headers = filter_response_headers(
+            response.raw_headers, self.app._rules, bodiless=status in _BODILESS
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         read, at_eof = response.readany, response.at_eof
         chunk = await read()
         if not at_eof() and (stream is None or stream.done):

@@ -10,6 +10,12 @@ canonical encoded form (what is sent): escapes of unreserved characters are deco
 every other escape is kept (upper-cased), so each segment means upstream exactly what
 it meant here.
 
+A `;` in a segment (raw or `%3B`) starts a path parameter, which servlet containers strip
+before they route: `/api/admin;x/y` is `/api/admin/y` to them. Routes are therefore
+matched on the segments without their parameters (`/api/admin;x/y` is decided by the
+`/api/admin` route, never by a shorter one), and the proxy refuses such a path unless
+that route sets `path_params = true`.
+
 The outbound target is always `route origin + mapped canonical path (+ raw query)`,
 never `urljoin`: nothing in a path or query can pick the host.
 """
@@ -53,6 +59,7 @@ class CanonicalPath:
     encoded: str  # the canonical form of the whole path, e.g. "/api/a%20b"
     segments: tuple[str, ...]  # decoded (latin-1) segments, for decisions
     encoded_segments: tuple[str, ...]  # the same segments in canonical encoded form
+    params: bool = False  # a `;` (path parameter) in some decoded segment
 
 
 def _check_segments(segments: Sequence[str]) -> None:
@@ -66,6 +73,8 @@ def _check_segments(segments: Sequence[str]) -> None:
         head = segment.partition(";")[0]
         if "." in head and not head.strip(". "):
             raise PathRejected("dot segment")
+        if not head and i != last:  # `/a/;x/b` is `/a//b` once the parameter is stripped
+            raise PathRejected("empty path segment")
         if "%" in segment and _DOUBLE.search(segment):
             raise PathRejected("double-encoded path")
 
@@ -77,7 +86,7 @@ def canonical_path(raw: bytes) -> CanonicalPath:
         text = raw.decode("ascii")
         parts = tuple(text[1:].split("/"))
         _check_segments(parts)
-        return CanonicalPath(text, parts, parts)
+        return CanonicalPath(text, parts, parts, ";" in text)
     if not raw.startswith(b"/"):
         raise PathRejected("not an origin-form path")
     decoded: list[str] = []
@@ -87,7 +96,8 @@ def canonical_path(raw: bytes) -> CanonicalPath:
         decoded.append(dec)
         encoded.append(enc)
     _check_segments(decoded)
-    return CanonicalPath("/" + "/".join(encoded), tuple(decoded), tuple(encoded))
+    params = any(";" in segment for segment in decoded)
+    return CanonicalPath("/" + "/".join(encoded), tuple(decoded), tuple(encoded), params)
 
 
 def _decode_segment(segment: bytes) -> tuple[str, str]:
@@ -191,6 +201,8 @@ class RouteTable:
 
     def match(self, path: CanonicalPath) -> Route | None:
         segments = path.segments
+        if path.params:  # matched as a servlet container routes it: parameters stripped
+            segments = tuple(segment.partition(";")[0] for segment in segments)
         for depth in self._depths:
             if len(segments) >= depth:
                 route = self._by_prefix.get(segments[:depth])

@@ -1,13 +1,15 @@
 """The upstream hop: one keep-alive pool per upstream origin, on the lean HTTP/1.1
 client of `bff.upstream_http` (why not aiohttp or httpx, and the rules it keeps for a
 proxy, are in its docstring), plus the browser-side helpers of an exchange: its request
-body as a stream, and disconnect detection. The client's errors (502 / 504, see
-`bff.upstream_wire`) are re-exported here.
+body as a stream, disconnect detection, and each session's share of the upstream
+connections. The client's errors (502 / 503 / 504, see `bff.upstream_wire`) are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from bff.upstream_http import (
     InvalidRequest,
     OriginPool,
+    UpstreamBusy,
     UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -24,6 +27,8 @@ __all__ = [
     "BodyStream",
     "ClientGone",
     "DisconnectWatch",
+    "SessionSlots",
+    "UpstreamBusy",
     "UpstreamPool",
     "UpstreamResponse",
     "UpstreamTimeout",
@@ -119,17 +124,86 @@ class DisconnectWatch:
             self._watcher.cancel()
 
 
+class SessionSlots:
+    """At most `limit` upstream exchanges of one session in flight at once (in this
+    process, whatever their origins), so that one session's slow uploads or slow reads
+    cannot take every connection to an origin (THREATS.md invariant 14). A request past
+    its share waits up to `wait` seconds for one of its session's exchanges to end, then
+    UpstreamBusy. Keys are session hashes; a key disappears with its last exchange."""
+
+    __slots__ = ("_held", "_limit", "_queues", "_wait")
+
+    def __init__(self, *, limit: int, wait: float) -> None:
+        self._limit = limit
+        self._wait = wait
+        self._held: dict[str, int] = {}
+        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    async def acquire(self, key: str) -> None:
+        held = self._held.get(key, 0)
+        if held < self._limit:
+            self._held[key] = held + 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(key, collections.deque()).append(waiter)
+        try:
+            async with asyncio.timeout(self._wait):
+                try:
+                    await waiter  # a finished exchange hands its slot over: count unchanged
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        self.release(key)  # handed over, but leaving: pass it on
+                    else:
+                        self._forget(key, waiter)
+                    raise
+        except TimeoutError:
+            raise UpstreamBusy(
+                f"a session already has {self._limit} upstream requests in flight"
+            ) from None
+
+    def release(self, key: str) -> None:
+        queue = self._queues.get(key)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not queue:
+                    del self._queues[key]
+                return
+        if queue is not None:
+            del self._queues[key]
+        held = self._held[key] - 1
+        if held:
+            self._held[key] = held
+        else:
+            del self._held[key]
+
+    def _forget(self, key: str, waiter: asyncio.Future[None]) -> None:
+        queue = self._queues.get(key)
+        if queue is not None:
+            with contextlib.suppress(ValueError):
+                queue.remove(waiter)
+            if not queue:
+                del self._queues[key]
+
+    def in_flight(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+
 class UpstreamPool:
     """One connection pool per origin, created lazily inside the running loop (at most
-    `limit_per_host` connections each, idle ones closed after 30 s); `aclose` on
-    shutdown."""
+    `limit_per_host` connections each, a request waiting at most `queue_timeout` seconds
+    for one; idle ones closed after 30 s); `aclose` on shutdown."""
 
-    def __init__(self, *, timeout: float, limit_per_host: int = 256) -> None:
-        # connect includes waiting for a pooled connection; the same bound applies to
-        # the response headers and every gap between two body chunks, never to a whole
-        # (streamed) exchange.
+    def __init__(
+        self, *, timeout: float, limit_per_host: int = 256, queue_timeout: float | None = None
+    ) -> None:
+        # connecting, the response headers and every gap between two body chunks are
+        # bounded by `timeout`, never a whole (streamed) exchange; the wait for a free
+        # connection by `queue_timeout` (default: `timeout`).
         self.timeout = timeout
         self._limit = limit_per_host
+        self._queue_timeout = queue_timeout
         self._pools: dict[str, OriginPool] = {}
 
     def _pool(self, origin: str) -> OriginPool:
@@ -138,7 +212,9 @@ class UpstreamPool:
             if pool is not None:  # made in another loop (tests): that loop may be closed
                 with contextlib.suppress(RuntimeError):
                     pool.close()
-            pool = OriginPool(origin, timeout=self.timeout, limit=self._limit)
+            pool = OriginPool(
+                origin, timeout=self.timeout, limit=self._limit, queue_timeout=self._queue_timeout
+            )
             self._pools[origin] = pool
         return pool
 

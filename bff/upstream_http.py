@@ -18,10 +18,12 @@ into another user's request, gradio GHSA-2mr9-9r47-px2g):
   TE + CL, bare LF, obs-fold are all errors); 1xx interim answers skipped, 101 refused.
 - bodies streamed both ways with backpressure: at most `upstream_wire.READ_LIMIT` body
   bytes are queued per exchange before the upstream socket stops being read.
-- timeouts on connecting (including the wait for a pool slot), on the response
-  headers, and on every wait for the next body chunk; never on a whole exchange.
-- a connection goes back to the pool only after an exchange that ended cleanly; one
-  that fails, is cancelled or released early is closed.
+- timeouts on connecting, on the response headers, and on every wait for the next body
+  chunk; never on a whole exchange. The wait for a pool slot has its own, shorter bound
+  (`queue_timeout`): a starved request fails fast (UpstreamBusy, 503) instead of queueing
+  for the whole timeout behind slow uploads or slow readers.
+- a connection goes back to the pool only after an exchange that ended cleanly (see
+  `UpstreamResponse.release`); one that fails, is cancelled or released early is closed.
 
 `upstream_wire` holds one connection and its exchange, and the errors (502 / 504,
 re-exported here and by `bff.upstream`); this module the pool and the request writing.
@@ -42,6 +44,7 @@ from bff.upstream_wire import (
     Connection,
     InvalidRequest,
     StaleConnection,
+    UpstreamBusy,
     UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -50,6 +53,7 @@ from bff.upstream_wire import (
 __all__ = [
     "InvalidRequest",
     "OriginPool",
+    "UpstreamBusy",
     "UpstreamResponse",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -98,7 +102,8 @@ def _name_kind(name: str) -> int:
 
 class OriginPool:
     """Keep-alive connections to one origin (`scheme://host[:port]`), at most `limit`
-    at a time; made inside the running loop that uses it."""
+    at a time (a request waits at most `queue_timeout` seconds for one); made inside the
+    running loop that uses it."""
 
     def __init__(
         self,
@@ -106,6 +111,7 @@ class OriginPool:
         *,
         timeout: float,
         limit: int,
+        queue_timeout: float | None = None,
         keepalive: float = _KEEPALIVE,
         tls: ssl.SSLContext | None = None,
     ) -> None:
@@ -123,6 +129,7 @@ class OriginPool:
         self.loop = asyncio.get_running_loop()
         self.timeout = timeout
         self._limit = limit
+        self._queue_timeout = timeout if queue_timeout is None else queue_timeout
         self._keepalive = keepalive
         self._host = host
         self._port = port
@@ -149,7 +156,9 @@ class OriginPool:
         while True:
             conn = await self._acquire(fresh)
             reused = conn.uses > 0
-            exchange = UpstreamResponse(conn, self.origin, head_request=method == "HEAD")
+            exchange = UpstreamResponse(
+                conn, self.origin, head_request=method == "HEAD", has_body=body is not None
+            )
             conn.start(exchange)
             if conn.closed:  # lost on its way from the pool: as if stale
                 exchange.on_eof(clean=False)
@@ -266,8 +275,7 @@ class OriginPool:
             conn.idle = False
             return conn
         try:
-            async with asyncio.timeout(self.timeout):  # a slot, then a connection
-                return await self._slot_or_connection(fresh)
+            return await self._slot_or_connection(fresh)
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {self.origin} timed out (connect)") from None
         except OSError as exc:  # refused, unreachable, DNS, TLS
@@ -276,6 +284,7 @@ class OriginPool:
             ) from exc
 
     async def _slot_or_connection(self, fresh: bool) -> Connection:
+        deadline: float | None = None  # of the wait for a slot, however often woken
         while True:
             if self._closed:
                 raise UpstreamUnavailable("upstream pool closed")
@@ -286,26 +295,39 @@ class OriginPool:
             if self._open >= self._limit and fresh and self._idle:
                 self._idle[0].close()  # the oldest idle one makes room for a fresh one
             if self._open < self._limit:
-                return await self._connect()
-            waiter: asyncio.Future[Connection | None] = self.loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                handed = await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    passed = waiter.result()  # woken, but leaving: pass it on
-                    if passed is not None:
-                        self.put(passed)
-                    else:
-                        self._wake()
-                else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
-                raise
+                async with asyncio.timeout(self.timeout):
+                    return await self._connect()
+            if deadline is None:
+                deadline = self.loop.time() + self._queue_timeout
+            handed = await self._wait_for_slot(deadline)
             if handed is not None and not fresh:
                 return handed
             if handed is not None:
                 self.put(handed)  # a fresh connection was wanted: keep this one pooled
+
+    async def _wait_for_slot(self, deadline: float) -> Connection | None:
+        """A connection handed over by `put`, or None when a slot came free."""
+        waiter: asyncio.Future[Connection | None] = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                try:
+                    return await waiter
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        passed = waiter.result()  # woken, but leaving: pass it on
+                        if passed is not None:
+                            self.put(passed)
+                        else:
+                            self._wake()
+                    else:
+                        with contextlib.suppress(ValueError):
+                            self._waiters.remove(waiter)
+                    raise
+        except TimeoutError:
+            raise UpstreamBusy(
+                f"upstream {self.origin}: all {self._limit} connections stayed busy"
+            ) from None
 
     async def _connect(self) -> Connection:
         self._open += 1

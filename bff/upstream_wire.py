@@ -7,6 +7,7 @@ Errors are this module's own (re-exported by `bff.upstream_http` and `bff.upstre
 
     BffError
     ├── UpstreamUnavailable   refused, unreachable, reset, malformed answer  -> 502
+    │   └── UpstreamBusy      no free connection slot within the queue wait  -> 503
     └── UpstreamTimeout       no connection / headers / next chunk in time   -> 504
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "ConnectionOwner",
     "InvalidRequest",
     "StaleConnection",
+    "UpstreamBusy",
     "UpstreamResponse",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -52,6 +54,11 @@ class ConnectionOwner(Protocol):
 
 class UpstreamUnavailable(BffError):
     """The upstream refused the connection, could not be reached, or broke the exchange."""
+
+
+class UpstreamBusy(UpstreamUnavailable):
+    """Every connection this request may use (its origin's, or its session's share) stayed
+    busy for the whole queue wait: answered at once instead of after the full timeout."""
 
 
 class UpstreamTimeout(BffError):
@@ -107,7 +114,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: UpstreamResponse | None = None
         self.closed = False
-        self.broken = False  # something arrived that no request asked for
+        self.broken = False  # its framing can no longer be trusted: never reused
         self.counted = True  # holds one of the pool's slots
         self.idle = False
         self.idle_until = 0.0
@@ -201,6 +208,11 @@ class Connection(asyncio.Protocol):
         if not 100 <= status <= 599:  # llhttp takes any 3 digits; no ASGI server sends them
             exchange.fail(UpstreamUnavailable(f"upstream answered status {status}"))
             return
+        if (status < 200 or status == 204) and _promises_body(self._headers):
+            # RFC 9110 §8.6, RFC 9112 §6.1: never Content-Length or Transfer-Encoding on a
+            # 1xx or 204. llhttp reads no body; should the upstream send one anyway, those
+            # bytes would be taken for the next request's answer: never reuse this socket.
+            self.broken = True
         if status < 200:
             if status == 101:
                 exchange.fail(UpstreamUnavailable("upstream switched protocols"))
@@ -290,6 +302,14 @@ class Connection(asyncio.Protocol):
         self._pool.lost(self)
 
 
+def _promises_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip(b" 0")):
+            return True
+    return False
+
+
 class UpstreamResponse:
     """One exchange: status and raw headers once `OriginPool.request` returns, then the
     body through `readany` until `at_eof`. The caller must `release()` it."""
@@ -305,6 +325,7 @@ class UpstreamResponse:
         "complete",
         "early",
         "failure",
+        "has_body",
         "head_request",
         "headers_done",
         "interim",
@@ -316,7 +337,9 @@ class UpstreamResponse:
         "writer",
     )
 
-    def __init__(self, conn: Connection, origin: str, *, head_request: bool) -> None:
+    def __init__(
+        self, conn: Connection, origin: str, *, head_request: bool, has_body: bool = False
+    ) -> None:
         self._conn: Connection | None = conn
         self._loop = conn._pool.loop
         self._origin = origin
@@ -327,6 +350,7 @@ class UpstreamResponse:
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.head_request = head_request
+        self.has_body = has_body  # the request carried a body
         self.headers_done = False
         self.interim = False
         self.complete = False
@@ -426,7 +450,14 @@ class UpstreamResponse:
 
     def release(self) -> None:
         """Done with the exchange: the connection goes back to the pool if it ended
-        cleanly, else it is closed. Idempotent."""
+        cleanly, else it is closed. Idempotent.
+
+        Clean: the whole request sent before the answer began, the whole answer read,
+        nothing unasked on the wire, and - when the request had a body - a 2xx or 3xx
+        answer. An upstream that refuses a request (401, 413...) may not have read its
+        body; the next request on that socket would be glued to the unread rest of it,
+        another user's bearer included (the request-smuggling family: CVE-2023-25690 in
+        Apache mod_proxy; nginx's `request_body_sent` rule)."""
         conn = self._conn
         if conn is None:
             return
@@ -443,6 +474,7 @@ class UpstreamResponse:
             and self.failure is None
             and self.sent
             and not self.early
+            and (not self.has_body or 200 <= self.status < 400)
             and writer_ok
             and not conn.broken
             and not conn.closed

@@ -25,6 +25,7 @@ from bff.upstream import UpstreamPool
 from bff.upstream_http import (
     InvalidRequest,
     OriginPool,
+    UpstreamBusy,
     UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -562,7 +563,7 @@ async def test_the_pool_never_opens_more_than_its_limit() -> None:
     assert len(up.requests) == 8
 
 
-async def test_waiting_for_a_pool_slot_is_bounded_by_the_connect_timeout() -> None:
+async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout() -> None:
     async def handler(peer: Peer) -> None:  # holds its connection with a slow stream
         await peer.request()
         peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -572,10 +573,10 @@ async def test_waiting_for_a_pool_slot_is_bounded_by_the_connect_timeout() -> No
         peer.send(b"0\r\n\r\n")
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=0.3, limit=1)
+        pool = OriginPool(up.origin, timeout=0.3, limit=1)  # queue_timeout: the timeout
         streaming = await pool.request("GET", "/slow", [], None)
         started = time.monotonic()
-        with pytest.raises(UpstreamTimeout):
+        with pytest.raises(UpstreamBusy):
             async with asyncio.timeout(5):
                 await pool.request("GET", "/waits", [], None)
         assert 0.25 < time.monotonic() - started < 1.5

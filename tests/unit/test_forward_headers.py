@@ -9,7 +9,9 @@ from bff.headers import (
     outbound_headers,
 )
 
-RULES = ForwardRules.create(["bff-session", "bff-session-login"], ["10.0.0.0/8"])
+RULES = ForwardRules.create(
+    ["bff-session", "bff-session-login"], ["10.0.0.0/8"], public_host="bff.example:8443"
+)
 
 
 def h(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
@@ -53,6 +55,7 @@ def test_hop_by_hop_and_connection_named_headers_are_dropped() -> None:
         "accept",
         "x-forwarded-for",
         "x-forwarded-proto",
+        "x-forwarded-host",
         "x-request-id",
         "authorization",
     ]
@@ -68,7 +71,8 @@ def test_authorization_host_and_request_id_are_replaced_by_ours() -> None:
     assert value(out, "authorization") == ["Bearer tok"]
     assert value(out, "x-request-id") == ["rid-1"]
     assert "host" not in names(out)  # the HTTP client sets the upstream's own host
-    assert value(out, "x-forwarded-host") == ["spa.example"]
+    # never the browser's Host: the public URL's
+    assert value(out, "x-forwarded-host") == ["bff.example:8443"]
     assert value(forward(("Authorization", "Bearer x"), bearer=None), "authorization") == []
 
 
@@ -100,7 +104,7 @@ def test_spoofed_forwarding_headers_from_untrusted_peers_are_dropped() -> None:
     out = forward(*spoofed)
     assert value(out, "x-forwarded-for") == ["192.0.2.7"]
     assert value(out, "x-forwarded-proto") == ["https"]
-    assert value(out, "x-forwarded-host") == ["spa.example"]
+    assert value(out, "x-forwarded-host") == ["bff.example:8443"]
     assert not {"forwarded", "x-real-ip", "x-forwarded-prefix"} & set(names(out))
     assert not any("_" in n for n in names(out))
 
