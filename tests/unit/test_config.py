@@ -286,3 +286,28 @@ def test_bad_edge_bounds_are_named() -> None:
         "BFF_HEADER_READ_TIMEOUT",
     ):
         assert any(p.startswith(name) for p in found), (name, found)
+
+
+def test_upstream_pool_settings_and_path_params() -> None:
+    s = load_settings(BASE)
+    assert s.upstream_max_connections == 256
+    assert s.upstream_max_connections_per_session == 32
+    assert s.upstream_queue_timeout == 1.0
+    route = {"prefix": "/api", "upstream": "http://orders:8080"}
+    s = load_settings(
+        {**BASE, "BFF_UPSTREAM_MAX_CONNECTIONS_PER_SESSION": "4"},
+        {
+            "upstream_queue_timeout": 0.5,
+            "routes": [{**route, "path_params": True}, {**route, "prefix": "/b"}],
+        },
+    )
+    assert s.upstream_max_connections_per_session == 4
+    assert s.upstream_queue_timeout == 0.5
+    assert [r.path_params for r in s.routes] == [True, False]
+    found = problems(
+        {**BASE, "BFF_UPSTREAM_MAX_CONNECTIONS": "0", "BFF_UPSTREAM_QUEUE_TIMEOUT": "-1"},
+        {"routes": [{**route, "path_params": "sometimes"}]},
+    )
+    assert any(p.startswith("BFF_UPSTREAM_MAX_CONNECTIONS: must be at least 1") for p in found)
+    assert any(p.startswith("BFF_UPSTREAM_QUEUE_TIMEOUT: must be at least 0") for p in found)
+    assert "routes[0].path_params: must be true or false" in found

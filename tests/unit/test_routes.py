@@ -132,3 +132,21 @@ def test_safe_query_is_byte_for_byte_except_unsendable_bytes() -> None:
 def test_unsafe_upstream_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"routes\[0\]\.upstream"):
         table(("/api", "http://h/v1/../admin"))
+
+
+def test_path_parameters_are_flagged_and_matched_as_servlets_route_them() -> None:
+    """`/api/admin;x/y` is `/api/admin/y` to a servlet container: the `/api/admin` route
+    decides it, never `/api` (CVE-2020-1957); the proxy refuses it unless that route sets
+    `path_params` (issue 11 defect 11)."""
+    t = table(("/api", "http://a:1"), ("/api/admin", "http://b:2"))
+    for raw in (b"/api/admin;x/y", b"/api/admin%3Bx/y", b"/api/admin%3bx", b"/api;v=1/admin"):
+        path = canonical_path(raw)
+        assert path.params, raw
+        route = t.match(path)
+        assert route is not None and route.config.prefix == "/api/admin", raw
+    assert target(t, b"/api/admin;x/y") == "http://b:2/api/admin;x/y"  # sent as received
+    assert not canonical_path(b"/api/admin/y").params
+    assert not canonical_path(b"/api/a%2Cb").params
+    for raw in (b"/api/;x/y", b"/api/%3Bx/y", b"/api/..;/admin", b"/api/.;x/admin"):
+        with pytest.raises(PathRejected):
+            canonical_path(raw)
