@@ -248,16 +248,18 @@ class ProxyApp:
         if ref is None or session is None:  # no session: only its origin's pool bounds it
             await exchange.run(receive, send)
             return
-        try:
-            await self._slots.acquire(ref.hash)
-        except UpstreamBusy:
-            _log.warning("%s: a session's share of upstream requests is in use", config.prefix)
-            await _send_answer(send, _SESSION_BUSY)
-            return
+        slots, key = self._slots, ref.hash
+        if not slots.take(key):
+            try:
+                await slots.acquire(key)
+            except UpstreamBusy:
+                _log.warning("%s: a session's share of upstream requests is in use", config.prefix)
+                await _send_answer(send, _SESSION_BUSY)
+                return
         try:
             await exchange.run(receive, send)
         finally:
-            self._slots.release(ref.hash)
+            slots.release(key)
 
 
 @dataclass(slots=True)

@@ -139,10 +139,17 @@ class SessionSlots:
         self._held: dict[str, int] = {}
         self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
 
-    async def acquire(self, key: str) -> None:
+    def take(self, key: str) -> bool:
+        """A slot now, if the session has one free: the common case, without an await."""
         held = self._held.get(key, 0)
-        if held < self._limit:
+        if held < self._limit:  # (never while others queue: `release` hands slots over)
             self._held[key] = held + 1
+            return True
+        return False
+
+    async def acquire(self, key: str) -> None:
+        """A slot, waiting up to `wait` seconds for one; UpstreamBusy after that."""
+        if self.take(key):
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(key, collections.deque()).append(waiter)
@@ -185,9 +192,6 @@ class SessionSlots:
                 queue.remove(waiter)
             if not queue:
                 del self._queues[key]
-
-    def in_flight(self, key: str) -> int:
-        return self._held.get(key, 0)
 
 
 class UpstreamPool:

@@ -142,9 +142,10 @@ async def test_x_forwarded_host_is_the_public_urls_never_the_browsers_host(env: 
 
 @pytest.mark.parametrize("path", ["/api/x", "/healthz", "/bff/user"])
 async def test_two_host_headers_are_refused(env: Env, path: str) -> None:
-    """RFC 9112 §3.2: a request with more than one Host line is a 400. uvicorn with
-    httptools passes both lines to the app, in order (h11 too); the old proxy took the
-    last one for X-Forwarded-Host. Issue 11 defect 9."""
+    """RFC 9112 §3.2: a request with more than one Host line is a 400. Found out: uvicorn
+    with httptools (what `bff serve` runs) passes both lines to the app in order, Starlette's
+    `Request.headers["host"]` reads the first, and the old proxy forwarded the last as
+    X-Forwarded-Host; h11 refuses such a request itself. Issue 11 defect 9."""
     twice = (
         f"GET {path} HTTP/1.1\r\nHost: localhost\r\nhost: evil.example\r\n"
         + "".join(f"{k}: {v}\r\n" for k, v in env.headers.items())
