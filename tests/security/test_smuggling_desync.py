@@ -38,6 +38,14 @@ class Parsed:
     authorization: bytes | None
 
 
+def _field(fields: list[bytes], name: bytes) -> bytes | None:
+    for raw in fields:
+        key, _, value = raw.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
 @dataclass
 class NaiveUpstream:
     """Parses request heads only, never bodies (as a server that answers an error before
@@ -54,24 +62,10 @@ class NaiveUpstream:
                     return
                 buffer += data
             head, buffer = buffer.split(b"\r\n\r\n", 1)
-            lines = head.split(b"\r\n")
-            auth = next(
-                (
-                    v.strip()
-                    for k, _, v in (x.partition(b":") for x in lines[1:])
-                    if k.lower() == b"authorization"
-                ),
-                None,
-            )
-            self.parsed.append(Parsed(peer.index, lines[0], auth))
-            length = next(
-                (
-                    int(v)
-                    for k, _, v in (x.partition(b":") for x in lines[1:])
-                    if k.lower() == b"content-length"
-                ),
-                0,
-            )
+            line, *fields = head.split(b"\r\n")
+            auth = _field(fields, b"authorization")
+            self.parsed.append(Parsed(peer.index, line, auth))
+            length = int(_field(fields, b"content-length") or 0)
             if length:
                 # refuses the upload without reading it, but only once all of it has
                 # arrived: the proxy has finished sending, so the exchange looks clean
