@@ -11,13 +11,16 @@ write to a real uvicorn (httptools) serving bff, and reads both answers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from bff.store.memory import MemoryStore
-from tests.integration.proxy_env import make_settings, mint_session, serve
+from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY
+from tests.integration.proxy_env import BFF_BIN, BffProcess, make_settings, mint_session, serve
 from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream
 from tests.security.raw_client import RawClient, request_bytes
 
@@ -110,3 +113,45 @@ async def test_bodiless_answers_keep_the_browser_connection_and_the_next_request
         assert second.header("connection") is None
     finally:
         await browser.close()
+
+
+async def test_bff_serve_keeps_the_connection_after_a_204_with_content_length(
+    tmp_path: Path,
+) -> None:
+    """The production server (`bff serve`: uvloop, httptools) with the reproduction of
+    defect 7, on a public route (no session needed): pipelined, both answered."""
+
+    async def upstream(peer: Peer) -> None:
+        while (seen := await peer.request()) is not None:
+            first = b"/api/first" in seen.line
+            peer.send(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n" if first else OK)
+
+    async with ScriptedUpstream(upstream) as up:
+        config = tmp_path / "bff.toml"
+        config.write_text(
+            f'[[routes]]\nprefix = "/api"\nupstream = "{up.origin}"\ntoken = "none"\ncsrf = false\n'
+        )
+        env = {
+            "BFF_ISSUER": ISSUER,  # never reached: the route needs no token
+            "BFF_CLIENT_ID": CLIENT_ID,
+            "BFF_CLIENT_SECRET": CLIENT_SECRET,
+            "BFF_SECRET_KEY": SECRET_KEY,
+            "BFF_ACCESS_LOG": "false",
+        }
+        process = await asyncio.to_thread(
+            BffProcess, env, [str(BFF_BIN), "serve", "--config", str(config)]
+        )
+        try:
+            browser = await RawClient.open(process.port)
+            try:
+                await browser.send(
+                    request_bytes("GET", "/api/first") + request_bytes("GET", "/api/next")
+                )
+                first = await browser.answer()
+                assert (first.status, first.header("content-length")) == (204, None)
+                second = await browser.answer()
+                assert (second.status, second.body) == (200, b"ok")
+            finally:
+                await browser.close()
+        finally:
+            await asyncio.to_thread(process.stop)
