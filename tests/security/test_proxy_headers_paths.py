@@ -105,10 +105,10 @@ async def test_track_and_other_spellings_never_reach_an_upstream() -> None:
     store = MemoryStore()
     cookie = await mint_session(store, "alice", "token-alice")
     async with ScriptedUpstream(serve_ok) as up:
-        pool = UpstreamPool(timeout=5)
+        pool, http = UpstreamPool(timeout=5), FakeIdp().http()
         app = create_app(
             make_settings(routes(up.origin)),
-            http=FakeIdp().http(),
+            http=http,
             store=store,
             discover_on_startup=False,
             upstreams=pool,
@@ -122,6 +122,7 @@ async def test_track_and_other_spellings_never_reach_an_upstream() -> None:
                 assert r.headers["allow"] == ANY_METHOD
             assert (await client.request("PROPFIND", "/api/x", headers=headers)).status_code == 200
         await pool.aclose()
+        await http.aclose()
     assert [r.line for r in up.requests] == [b"PROPFIND /api/x HTTP/1.1"]
 
 

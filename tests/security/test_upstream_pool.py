@@ -167,7 +167,11 @@ async def test_one_sessions_slow_requests_never_starve_another_session(env: Env)
     for browser in env.browsers:
         await browser.close()
     env.browsers.clear()
-    answer = await env.ask("dave")
+    for _ in range(50):  # the freed connections come back within a few loop turns
+        answer = await env.ask("dave")
+        if answer.status != 503:
+            break
+        await asyncio.sleep(0.1)
     assert (answer.status, answer.body) == (200, b"ok")
     assert env.holding.lines.count(b"GET /api/poll HTTP/1.1") == 3  # alice's refused 2 never
 
