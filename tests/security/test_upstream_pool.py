@@ -12,12 +12,14 @@ that counts the requests it holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from bff.store.memory import MemoryStore
+from bff.upstream import SessionSlots, UpstreamBusy
 from tests.integration.proxy_env import make_settings, mint_session, serve
 from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream
 from tests.security.raw_client import Answer, RawClient, request_bytes
@@ -186,3 +188,25 @@ async def test_a_request_past_its_sessions_share_waits_for_a_free_one(env: Env) 
     as each request ends, in order."""
     results = await asyncio.gather(*(env.ask("alice", "/api/slowish") for _ in range(3)))
     assert [(a.status, a.body) for a in results] == [(200, b"ok")] * 3
+
+
+async def test_session_slots_never_leak_a_slot_to_timeouts_or_cancellation() -> None:
+    """A request that gives up waiting (timeout, or a browser gone and the task
+    cancelled) must leave the session's share exactly as it found it, also when a slot
+    was handed to it in the same instant."""
+    slots = SessionSlots(limit=2, wait=0.2)
+    assert slots.take("a") and slots.take("a") and not slots.take("a")
+    with pytest.raises(UpstreamBusy):
+        await slots.acquire("a")
+    handed = asyncio.create_task(slots.acquire("a"))
+    waiting = asyncio.create_task(slots.acquire("a"))
+    await asyncio.sleep(0)
+    slots.release("a")  # handed to the first waiter...
+    handed.cancel()  # ...which leaves before it runs: the slot goes to the next one
+    with contextlib.suppress(asyncio.CancelledError):
+        await handed
+    await waiting
+    slots.release("a")
+    slots.release("a")
+    assert slots.take("a") and slots.take("a") and not slots.take("a")
+    assert slots.take("b")  # another session's share is its own
