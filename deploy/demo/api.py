@@ -8,8 +8,11 @@ bearer token the BFF adds.
 
     python deploy/demo/api.py --issuer http://localhost:9000 --audience AUD [--port 9100]
 
+Loopback only, unless `--in-container` (the compose stack of deploy/docker, where the
+API listens on the stack's private network and no port of it is published).
+
 The JWKS is found through the issuer's discovery document and fetched again for an
-unknown `kid`, at most every 30 s. Loopback only: this is a demo, not a product.
+unknown `kid`, at most every 30 s. This is a demo, not a product.
 """
 
 from __future__ import annotations
@@ -132,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--issuer", required=True, help="the provider's issuer URL")
     parser.add_argument("--audience", required=True, help="the `aud` access tokens must carry")
+    parser.add_argument(
+        "--in-container",
+        action="store_true",
+        help="allow a non-loopback --host: inside a container network, never published",
+    )
     args = parser.parse_args(argv)
-    if not ipaddress.ip_address(args.host).is_loopback:
-        parser.error("--host must be a loopback address")
+    if not args.in_container and not ipaddress.ip_address(args.host).is_loopback:
+        parser.error("--host must be a loopback address (or --in-container)")
     uvicorn.run(
         create_api_app(args.issuer, args.audience),
         host=args.host,
