@@ -23,7 +23,7 @@ import pytest
 
 from bench.procs import free_port
 from tests.deploy import dockerfile
-from tests.deploy.common import DEPLOY, REPO, tool
+from tests.deploy.common import DEPLOY, REPO, check_env_names, tool
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
@@ -83,6 +83,7 @@ def test_runtime_stage_promises(stages) -> None:
     assert dockerfile.exec_form(health.split("CMD", 1)[1])[0] == "python"  # no curl needed
     assert _one(runtime, "VOLUME") == '["/tmp"]'
     env = dockerfile.runtime_env(runtime)
+    check_env_names({n for n in env if n.startswith(("BFF_", "PROMETHEUS_"))})
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
     assert env["BFF_ADMIN_LISTEN"] == "0.0.0.0:9091" and env["BFF_LOG_FORMAT"] == "json"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"

@@ -13,8 +13,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from bff.config import load_settings
 from tests.deploy import kube
-from tests.deploy.common import DEPLOY, tool
+from tests.deploy.common import DEPLOY, check_env_names, tool
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) would be 1.25; the
 # schemas of a maintained release and of the newest one shipped are checked.
@@ -130,6 +131,21 @@ def test_secrets_are_files_and_never_in_the_configmap(objects) -> None:
     toml = kube.parse_toml(configmap["data"]["bff.toml"])
     assert not {"client_secret", "secret_key", "session_store"} & set(toml)
     assert "0.0.0.0/0" not in toml.get("trusted_proxies", [])
+
+
+def test_the_configuration_is_one_bff_accepts(objects, tmp_path: Path) -> None:
+    """bff's own loader reads the ConfigMap's TOML with the Deployment's environment
+    (the Secret's values stood in for by valid ones)."""
+    container = kube.container(_deployment(objects))
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    check_env_names(set(env))
+    for name in ("BFF_CLIENT_SECRET_FILE", "BFF_SECRET_KEY_FILE"):
+        (tmp_path / name).write_text("x" * 43)
+        env[name] = str(tmp_path / name)
+    env["BFF_SESSION_STORE"] = "redis+sentinel://redis-node-0:26379,redis-node-1:26379/mymaster"
+    toml = kube.parse_toml(kube.config_toml(objects))
+    settings = load_settings(env, toml)
+    assert settings.secure and settings.routes and settings.trusted_proxies
 
 
 def test_the_prometheus_directory_is_on_a_writable_volume(objects) -> None:
