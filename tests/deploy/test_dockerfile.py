@@ -23,7 +23,7 @@ import pytest
 
 from bench.procs import free_port
 from tests.deploy import dockerfile
-from tests.deploy.common import DEPLOY, REPO, check_env_names, tool
+from tests.deploy.common import DEPLOY, REPO, check_env_names, known_env_names, tool
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
@@ -87,6 +87,9 @@ def test_runtime_stage_promises(stages) -> None:
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
     assert env["BFF_ADMIN_LISTEN"] == "0.0.0.0:9091" and env["BFF_LOG_FORMAT"] == "json"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    # The multiprocess directory exists in the image, owned by the user (a Docker
+    # volume on /tmp starts as a copy of it; Kubernetes mounts an emptyDir there).
+    assert f"install -d -o {UID} -g {GID} -m 0700 {env['PROMETHEUS_MULTIPROC_DIR']}" in runs
     labels = _one(runtime, "LABEL")
     for key in ("title", "description", "version", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
@@ -143,21 +146,43 @@ def _interpreter_for_uid() -> str:
     pytest.skip(f"no Python 3.11+ on this machine that UID {UID} can run: {candidates}")
 
 
+def _build_context(stage: list[dockerfile.Instruction], dest: Path) -> Path:
+    """The build stage's source tree: exactly what its COPY instructions take from the
+    context (so a file the build needs but the Dockerfile forgets fails here too), never
+    the worktree with its stale build/ folder."""
+    workdir = dest / _one(stage, "WORKDIR").lstrip("/")
+    workdir.mkdir(parents=True)
+    for ins in stage:
+        if ins.keyword == "COPY":
+            *sources, target = ins.args.split()
+            for source in sources:
+                origin, into = REPO / source, workdir / target
+                if origin.is_dir():
+                    shutil.copytree(origin, into, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    into.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, into / origin.name)
+    return workdir
+
+
 @pytest.fixture(scope="module")
-def installed(image_root: Path) -> Path:
+def installed(stages, image_root: Path) -> Path:
     """The wheel built as the build stage builds it, installed into a fresh venv (pip's
-    cache makes the dependencies quick); returns the venv."""
+    cache makes the dependencies quick; the running pip installs into it, as the
+    image's own pip would); returns the venv."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("switching to UID 10001 needs root and setpriv; CI has both")
     python = _interpreter_for_uid()
+    source = _build_context(stages[0], image_root / "build")
     wheels = image_root / "wheels"
-    pip = ["-m", "pip", "--disable-pip-version-check", "-q"]
-    _run([sys.executable, *pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(REPO)])
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    _run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(source)])
     (wheel,) = wheels.glob(f"bff-{VERSION}-*.whl")
     venv = image_root / "venv"
-    _run([python, "-m", "venv", str(venv)])
-    _run([str(venv / "bin" / "python"), *pip, "install", str(wheel)])
+    _run([python, "-m", "venv", "--without-pip", str(venv)])
+    _run([*pip, "--python", str(venv / "bin" / "python"), "install", str(wheel)])
     shutil.rmtree(wheels)
+    shutil.rmtree(image_root / "build")
     return venv
 
 
@@ -251,6 +276,10 @@ def test_the_image_command_serves_as_uid_10001_with_a_read_only_root(
             time.sleep(0.2)
         assert ready, f"bff serve never became ready:\n{log.read_text(errors='replace')}"
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        if "BFF_ADMIN_LISTEN" in known_env_names():  # once the admin listener has landed
+            admin = httpx.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=5)
+            assert admin.status_code == 200 and "bff_" in admin.text
+            assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
         # The image's HEALTHCHECK, run as the image's user with the image's python.
         health = dockerfile.exec_form(_one(runtime, "HEALTHCHECK").split("CMD", 1)[1])
         health = [h.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for h in health]
