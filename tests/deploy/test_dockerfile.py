@@ -7,6 +7,7 @@ place."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -180,7 +181,11 @@ def installed(stages, image_root: Path) -> Path:
     (wheel,) = wheels.glob(f"bff-{VERSION}-*.whl")
     venv = image_root / "venv"
     _run([python, "-m", "venv", "--without-pip", str(venv)])
-    _run([*pip, "--python", str(venv / "bin" / "python"), "install", str(wheel)])
+    # With the extras the image installs (`bff[otel]==…`).
+    runs = " ".join(i.args for i in stages[-1] if i.keyword == "RUN")
+    extras = re.search(r'"bff(\[[a-z,]+\])?==', runs)
+    assert extras, "the runtime stage installs bff by its pinned version"
+    _run([*pip, "--python", str(venv / "bin" / "python"), "install", f"{wheel}{extras[1] or ''}"])
     shutil.rmtree(wheels)
     shutil.rmtree(image_root / "build")
     return venv
