@@ -99,3 +99,17 @@ def test_grace_period_covers_drain_and_timeout(margin: int) -> None:
     objects = kube.render_chart("--set", f"shutdown.marginSeconds={margin}")
     (deployment,) = kube.by_kind(objects, "Deployment")
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 35 + margin
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCuont=3", "additional properties 'replicaCuont' not allowed"),
+        ("env.BFF_CLIENT_SECRET=oops", "invalid propertyName 'BFF_CLIENT_SECRET'"),
+        ("image.digest=latest", "image"),
+    ],
+)
+def test_values_schema_refuses_typos_and_secrets_in_env(setting: str, complaint: str) -> None:
+    argv = [tool("helm"), "template", "bff", str(kube.CHART), "--set", setting]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr

@@ -4,6 +4,7 @@ schemas, and meeting the policy (explicit assertions here, and checkov on both).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -12,14 +13,19 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from bff.config import load_settings
 from tests.deploy import kube
 from tests.deploy.common import DEPLOY, check_env_names, tool
 
-# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) would be 1.25; the
-# schemas of a maintained release and of the newest one shipped are checked.
-K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+# The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion) and the newest
+# whose schemas kubernetes-validate ships.
+_FLOOR = re.fullmatch(
+    r">=(\d+\.\d+\.\d+)-0", yaml.safe_load((kube.CHART / "Chart.yaml").read_text())["kubeVersion"]
+)
+assert _FLOOR, "Chart.yaml kubeVersion is >=X.Y.Z-0"
+K8S_VERSIONS = (_FLOOR[1], kubernetes_validate.latest_version())
 SOURCES = ("plain", "helm")
 # checkov findings skipped on purpose, each with its reason beside it in the file:
 # the example image is not pinned by digest (CKV_K8S_43), BFF_SESSION_STORE has no
@@ -63,6 +69,14 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(objects, version) 
     }
     for obj in objects:
         kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = set(yaml.safe_load((kube.KUBE / "kustomization.yaml").read_text())["resources"])
+    present = {p.name for p in kube.KUBE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+    for obj in kube.plain_objects():
+        assert obj["metadata"].get("namespace", "bff") == "bff"
 
 
 def test_pods_run_non_root_read_only_without_privileges(objects) -> None:
