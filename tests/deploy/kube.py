@@ -20,8 +20,10 @@ __all__ = [
     "by_kind",
     "config_toml",
     "container",
+    "parse_toml",
     "plain_objects",
     "render_chart",
+    "write_objects",
 ]
 
 KUBE = DEPLOY / "kubernetes"
