@@ -52,11 +52,10 @@ def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
         return [doc for doc in yaml.safe_load_all(fh) if doc]
 
 
-# Names of the issue-13 contract that other branches add to bff (admin listener, JSON
-# logs, tracing, graceful shutdown): the deploy files set them already.
+# Names of the issue-13 contract that another branch adds to bff (JSON logs, tracing,
+# graceful shutdown): the deploy files set them already. Drop each once bff reads it.
 PARALLEL_CONTRACT_NAMES = frozenset(
     {
-        "BFF_ADMIN_LISTEN",
         "BFF_LOG_FORMAT",
         "BFF_TRACING",
         "BFF_SHUTDOWN_DRAIN_DELAY",

@@ -282,8 +282,12 @@ def test_the_image_command_serves_as_uid_10001_with_a_read_only_root(
         assert ready, f"bff serve never became ready:\n{log.read_text(errors='replace')}"
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
         if "BFF_ADMIN_LISTEN" in known_env_names():  # once the admin listener has landed
+            # Prometheus text (empty until a labelled metric has counted something).
             admin = httpx.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=5)
-            assert admin.status_code == 200 and "bff_" in admin.text
+            assert admin.status_code == 200
+            assert admin.headers["content-type"].startswith("text/plain; version=")
+            ready_detail = httpx.get(f"http://127.0.0.1:{admin_port}/readyz", timeout=5)
+            assert ready_detail.status_code == 200
             assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
         # The image's HEALTHCHECK, run as the image's user with the image's python.
         health = dockerfile.exec_form(_one(runtime, "HEALTHCHECK").split("CMD", 1)[1])
