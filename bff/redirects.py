@@ -7,6 +7,7 @@ from urllib.parse import unquote
 __all__ = ["MAX_RETURN_URL", "is_local_path"]
 
 MAX_RETURN_URL = 512  # SPEC: a returnUrl of at most 512 characters (issue 11 defect 3)
+_MAX_DECODES = 4  # a value still changing after this many decodes is refused
 
 
 def _has_control(text: str) -> bool:
@@ -15,14 +16,19 @@ def _has_control(text: str) -> bool:
 
 def is_local_path(value: str) -> bool:
     """True only for a path on this origin: `/…`, never `//…`, `/\\…`, a scheme,
-    control characters, backslashes, or an encoded slash / backslash that a browser
-    or a later decode could turn into one of those (`/%2F…`, `/%5C…`)."""
+    control characters, backslashes, or an encoded slash / backslash / control that a
+    browser or a later decode could turn into one of those (`/%2F…`, `/%5C…`, and the
+    double-encoded `/%252F…`, `/%2509/…` an app server that decodes once more would)."""
     if not value or len(value) > MAX_RETURN_URL or not value.startswith("/"):
         return False
-    if "\\" in value or _has_control(value):
+    if "\\" in value:
         return False
-    decoded = unquote(value)
-    if _has_control(decoded) or "\\" in decoded[:2]:
-        return False
-    # `//host` and `/%2Fhost` are protocol-relative once decoded.
-    return not (value.startswith("//") or decoded.startswith(("//", "/\\")))
+    text = value
+    for _ in range(_MAX_DECODES):
+        if _has_control(text) or text.startswith(("//", "/\\")):
+            return False
+        decoded = unquote(text)
+        if decoded == text:
+            return True
+        text = decoded
+    return False  # still changing after several decodes: no real return URL does that

@@ -1,0 +1,142 @@
+"""Shared parts of the adversarial suite: a bff on a real uvicorn socket in front of the
+respx-shaped provider (tests/fake_idp.py), a cookie-keeping client that talks to it over
+TCP, a login helper, and the prefix cleanup for sessions kept in the shared Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from bff.config import Settings
+from bff.store import SessionStore
+from bff.store.memory import MemoryStore
+from bff.store.redis import RedisStore
+from tests.fake_idp import ISSUER, FakeIdp, query
+from tests.integration.proxy_env import make_settings, serve
+
+__all__ = ["Bff", "SocketBrowser", "redis_prefix", "running_bff"]
+
+
+class SocketBrowser:
+    """A browser-like client over real sockets: keeps the cookies it is given and sends
+    them back as one `Cookie` header, explicit about everything else."""
+
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=15, follow_redirects=False)
+        self.cookies: dict[str, str] = {}
+        self.set_cookie_headers: list[str] = []
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        csrf: bool = False,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> httpx.Response:
+        sent = dict(headers or {})
+        if csrf:
+            sent["X-CSRF"] = "1"
+        if self.cookies and "cookie" not in {k.lower() for k in sent}:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = await self.client.request(method, url, headers=sent, **kw)
+        for header in response.headers.get_list("set-cookie"):
+            self.set_cookie_headers.append(header)
+            name, _, rest = header.partition("=")
+            value = rest.split(";", 1)[0]
+            if "Max-Age=0" in header:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return response
+
+    async def get(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.request("GET", url, **kw)
+
+    async def post(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.request("POST", url, **kw)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+@dataclass
+class Bff:
+    url: str
+    idp: FakeIdp
+    store: SessionStore
+    settings: Settings
+    browsers: list[SocketBrowser] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def browser(self) -> SocketBrowser:
+        b = SocketBrowser(self.url)
+        self.browsers.append(b)
+        return b
+
+    async def start_login(self, browser: SocketBrowser, return_url: str = "/app") -> dict[str, str]:
+        r = await browser.get("/bff/login", params={"returnUrl": return_url})
+        assert r.status_code == 302, r.text
+        params = query(r.headers["location"])
+        self.idp.next_nonce = params["nonce"]
+        return params
+
+    async def login(self, browser: SocketBrowser, sub: str = "alice", **claims: Any) -> str:
+        """A whole login through /bff/login and /bff/callback; the session cookie value."""
+        self.idp.id_claims = {"sub": sub, "sid": f"idp-sid-{sub}", **claims}
+        params = await self.start_login(browser)
+        r = await browser.get(
+            "/bff/callback", params={"code": f"code-{sub}", "state": params["state"], "iss": ISSUER}
+        )
+        assert r.status_code == 302, r.text
+        return browser.cookies[self.settings.cookie_name]
+
+
+@contextlib.asynccontextmanager
+async def running_bff(
+    routes: list[dict[str, Any]] | None = None,
+    *,
+    store: SessionStore | None = None,
+    idp: FakeIdp | None = None,
+    **env: str,
+) -> AsyncIterator[Bff]:
+    """bff on a real socket (uvicorn, httptools, lifespan) with the fake provider."""
+    idp = idp or FakeIdp()
+    store = store or MemoryStore()
+    settings = make_settings(routes or [], **env)
+    async with serve(settings, store, idp) as url:
+        bff = Bff(url, idp, store, settings)
+        try:
+            yield bff
+        finally:
+            for b in bff.browsers:
+                await b.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own in the shared Redis (db 15), removed afterwards."""
+    prefix = f"bffsec-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await raw.delete(*keys)
+    finally:
+        await raw.aclose()
+
+
+def redis_store(redis_url: str, prefix: str) -> RedisStore:
+    return RedisStore.from_url(redis_url, prefix=prefix)
