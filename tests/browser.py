@@ -8,8 +8,16 @@ import httpx
 
 
 class Browser:
-    def __init__(self, app: Any, base_url: str = "http://localhost:8000") -> None:
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+    def __init__(
+        self,
+        app: Any,
+        base_url: str = "http://localhost:8000",
+        *,
+        client: httpx.AsyncClient | None = None,  # e.g. one over real sockets
+    ) -> None:
+        self.client = client or httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=base_url
+        )
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 

@@ -18,54 +18,17 @@ from bff.config import Settings
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
+from tests.browser import Browser
 from tests.fake_idp import ISSUER, FakeIdp, query
 from tests.integration.proxy_env import make_settings, serve
 
-__all__ = ["Bff", "SocketBrowser", "redis_prefix", "running_bff"]
+__all__ = ["Bff", "socket_browser", "redis_prefix", "running_bff"]
 
 
-class SocketBrowser:
-    """A browser-like client over real sockets: keeps the cookies it is given and sends
-    them back as one `Cookie` header, explicit about everything else."""
-
-    def __init__(self, base_url: str) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=15, follow_redirects=False)
-        self.cookies: dict[str, str] = {}
-        self.set_cookie_headers: list[str] = []
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        csrf: bool = False,
-        headers: dict[str, str] | None = None,
-        **kw: Any,
-    ) -> httpx.Response:
-        sent = dict(headers or {})
-        if csrf:
-            sent["X-CSRF"] = "1"
-        if self.cookies and "cookie" not in {k.lower() for k in sent}:
-            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        response = await self.client.request(method, url, headers=sent, **kw)
-        for header in response.headers.get_list("set-cookie"):
-            self.set_cookie_headers.append(header)
-            name, _, rest = header.partition("=")
-            value = rest.split(";", 1)[0]
-            if "Max-Age=0" in header:
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
-        return response
-
-    async def get(self, url: str, **kw: Any) -> httpx.Response:
-        return await self.request("GET", url, **kw)
-
-    async def post(self, url: str, **kw: Any) -> httpx.Response:
-        return await self.request("POST", url, **kw)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+def socket_browser(base_url: str) -> Browser:
+    """A cookie-keeping browser (tests/browser.py) that talks to a bff over TCP."""
+    client = httpx.AsyncClient(base_url=base_url, timeout=15, follow_redirects=False)
+    return Browser(None, client=client)
 
 
 @dataclass
@@ -74,25 +37,25 @@ class Bff:
     idp: FakeIdp
     store: SessionStore
     settings: Settings
-    browsers: list[SocketBrowser] = field(default_factory=list)
+    browsers: list[Browser] = field(default_factory=list)
 
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    def browser(self) -> SocketBrowser:
-        b = SocketBrowser(self.url)
+    def browser(self) -> Browser:
+        b = socket_browser(self.url)
         self.browsers.append(b)
         return b
 
-    async def start_login(self, browser: SocketBrowser, return_url: str = "/app") -> dict[str, str]:
+    async def start_login(self, browser: Browser, return_url: str = "/app") -> dict[str, str]:
         r = await browser.get("/bff/login", params={"returnUrl": return_url})
         assert r.status_code == 302, r.text
         params = query(r.headers["location"])
         self.idp.next_nonce = params["nonce"]
         return params
 
-    async def login(self, browser: SocketBrowser, sub: str = "alice", **claims: Any) -> str:
+    async def login(self, browser: Browser, sub: str = "alice", **claims: Any) -> str:
         """A whole login through /bff/login and /bff/callback; the session cookie value."""
         self.idp.id_claims = {"sub": sub, "sid": f"idp-sid-{sub}", **claims}
         params = await self.start_login(browser)
