@@ -4,9 +4,11 @@ TCP, a login helper, and the prefix cleanup for sessions kept in the shared Redi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +23,18 @@ from bff.store.redis import RedisStore
 from tests.browser import Browser
 from tests.fake_idp import ISSUER, FakeIdp, query
 from tests.integration.proxy_env import make_settings, serve
+from tests.integration.upstream_server import UpstreamServer, running_upstream
 
-__all__ = ["Bff", "socket_browser", "redis_prefix", "running_bff"]
+__all__ = [
+    "Bff",
+    "CountingStore",
+    "raw_exchange",
+    "redis_prefix",
+    "running_bff",
+    "socket_browser",
+    "status_of",
+    "upstream",
+]
 
 
 def socket_browser(base_url: str) -> Browser:
@@ -87,6 +99,12 @@ async def running_bff(
                 await b.aclose()
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module scope, so one bff (a uvicorn start and stop each) can serve a whole module."""
+    return "asyncio"
+
+
 @pytest.fixture
 async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
     """A key prefix of this test's own in the shared Redis (db 15), removed afterwards."""
@@ -103,3 +121,46 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
 
 def redis_store(redis_url: str, prefix: str) -> RedisStore:
     return RedisStore.from_url(redis_url, prefix=prefix)
+
+
+class CountingStore:
+    """A store that records every call it receives (to prove what happens before I/O)."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[UpstreamServer]:
+    """The recording aiohttp upstream of tests/integration (JSON echo of what it got)."""
+    with running_upstream() as server:
+        yield server
+
+
+async def raw_exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
+    """Bytes exactly as given on one connection; everything until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
