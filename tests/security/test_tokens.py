@@ -43,6 +43,12 @@ def hmac_with_public_key(bff: Bff, claims: dict[str, Any], alg: str = "HS256") -
     return f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), digest).digest())}"
 
 
+def changed(claims: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The claims with `changes` applied; a change to None removes the claim."""
+    out = {**claims, **changes}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def id_claims(expected_nonce: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -53,12 +59,7 @@ def id_claims(expected_nonce: str, **changes: Any) -> dict[str, Any]:
         "iat": now,
         "nonce": expected_nonce,
     }
-    for key, value in changes.items():
-        if value is None:
-            claims.pop(key, None)
-        else:
-            claims[key] = value
-    return claims
+    return changed(claims, changes)
 
 
 Forge = Callable[[Bff, str], str]  # (bff, nonce) -> ID token
@@ -187,12 +188,7 @@ def logout_claims(**changes: Any) -> dict[str, Any]:
         "sid": "idp-sid-alice",
         "events": {EVENT: {}},
     }
-    for key, value in changes.items():
-        if value is None:
-            claims.pop(key, None)
-        else:
-            claims[key] = value
-    return claims
+    return changed(claims, changes)
 
 
 LT_HEADER = {"alg": "RS256", "kid": "k1", "typ": "logout+jwt"}
