@@ -1,0 +1,27 @@
+"""Hypothesis profiles for the property tests.
+
+- `default`: what a developer's `pytest` runs (100 examples a property).
+- `fuzz`: the bounded fuzz run of CI (`make test` and `make fuzz` select it with
+  HYPOTHESIS_PROFILE=fuzz): FUZZ_EXAMPLES examples a property (an explicit count, never a
+  wall-clock budget: the same work on a fast or a loaded machine, about a minute in all
+  on the 2-core reference machine), no per-example deadline, and the shrink phase kept.
+Run `pytest tests/property --hypothesis-show-statistics` for the per-property counts.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
+
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile(
+    "fuzz",
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
