@@ -83,7 +83,7 @@ def test_nothing_the_client_must_not_set_reaches_the_upstream(
                 "keep-alive",
                 "close",
             }
-    for name, value in inbound.headers:
+    for name, _value in inbound.headers:
         n = norm(name)
         assert n not in NEVER_FROM_CLIENT and n != "x-request-id", name
         assert not n.startswith(("proxy-", "x-forwarded-")), name
