@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast check e2e e2e-install bench clean tools
+.PHONY: install run test test-fast check e2e e2e-install bench clean tools fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,10 +51,15 @@ $(TOOLS)/bin/helm:
 
 tools: $(TOOLS)/bin/checkov $(TOOLS)/bin/helm
 
-# Every test: unit, contract (memory + real Redis), integration, e2e (real browser),
-# deploy files (hadolint, Kubernetes schemas, checkov, helm template).
+# Every test: unit, contract (memory + real Redis), integration, security, e2e (real
+# browser), deploy files (hadolint, Kubernetes schemas, checkov, helm template); the
+# property tests as the bounded fuzz run (tests/property/conftest.py).
 test: check e2e-install tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest $(PYTEST_ARGS)
+
+# The bounded fuzz run alone, with the examples each property ran (FUZZ_EXAMPLES=N).
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/property -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/pytest -m "not e2e" -x -q $(PYTEST_ARGS)

@@ -5,6 +5,7 @@
   HYPOTHESIS_PROFILE=fuzz): FUZZ_EXAMPLES examples a property (an explicit count, never a
   wall-clock budget: the same work on a fast or a loaded machine, about a minute in all
   on the 2-core reference machine), no per-example deadline, and the shrink phase kept.
+Properties that cost ~15 ms an example run a sixth of the count (`heavy()`).
 Run `pytest tests/property --hypothesis-show-statistics` for the per-property counts.
 """
 
@@ -14,7 +15,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
@@ -25,3 +26,9 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def heavy() -> settings:
+    """For properties whose example costs ~15 ms (a whole session record through the
+    codec): a sixth of the profile's examples, at least 50."""
+    return settings(max_examples=max(50, settings.default.max_examples // 6))
