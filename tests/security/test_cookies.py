@@ -185,3 +185,24 @@ async def test_session_and_login_cookies_are_host_only_httponly_and_bounded(bff:
             assert "samesite=lax" in attrs and "max-age=600" in attrs
         else:
             assert "samesite=strict" in attrs
+
+
+async def test_on_https_both_cookies_are_host_prefixed_and_secure() -> None:
+    """Invariant 6 (why `__Host-`): a sibling subdomain cannot set a `__Host-` cookie
+    (it needs Secure, Path=/ and no Domain), so tossing needs a name bff ignores: a
+    case variant of the prefix or the bare name is neither read nor ambiguous."""
+    async with running_bff(BFF_PUBLIC_URL="https://app.example") as https:
+        browser = https.browser()
+        real = await https.login(browser)
+        for header in browser.set_cookie_headers:
+            name = header.split("=", 1)[0]
+            assert name in ("__Host-bff-session", "__Host-bff-session-login"), header
+            attrs = [a.strip().lower() for a in header.split(";")[1:]]
+            assert "secure" in attrs and "path=/" in attrs
+            assert not any(a.startswith("domain") for a in attrs)
+        for tossed in ("__host-bff-session=forged", "bff-session=forged", "__Secure-bff-session=x"):
+            r = await browser.get(
+                "/bff/user",
+                headers={"Cookie": f"{tossed}; __Host-bff-session={real}", "X-CSRF": "1"},
+            )
+            assert r.status_code == 200 and r.json()["sub"] == "alice", tossed
