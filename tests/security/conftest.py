@@ -99,12 +99,6 @@ async def running_bff(
                 await b.aclose()
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    """Module scope, so one bff (a uvicorn start and stop each) can serve a whole module."""
-    return "asyncio"
-
-
 @pytest.fixture
 async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
     """A key prefix of this test's own in the shared Redis (db 15), removed afterwards."""

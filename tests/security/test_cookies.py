@@ -17,6 +17,13 @@ from tests.security.conftest import Bff, CountingStore, raw_exchange, running_bf
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module scope: one bff (a uvicorn start and stop) serves this whole module."""
+    return "asyncio"
+
+
 NAME = "bff-session"  # the cookie name on http (SPEC: `__Host-bff-session` on https)
 
 

@@ -19,6 +19,13 @@ from tests.security.conftest import Bff, raw_exchange, running_bff, status_of
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module scope: one bff (a uvicorn start and stop) serves this whole module."""
+    return "asyncio"
+
+
 DOTS = [
     "..",
     ".%2e",

@@ -25,6 +25,13 @@ from tests.unit.test_oidc import b64, sign
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module scope: one bff (a uvicorn start and stop) serves this whole module."""
+    return "asyncio"
+
+
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
