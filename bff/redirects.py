@@ -7,11 +7,13 @@ from urllib.parse import unquote
 __all__ = ["MAX_RETURN_URL", "is_local_path"]
 
 MAX_RETURN_URL = 512  # SPEC: a returnUrl of at most 512 characters (issue 11 defect 3)
-_MAX_DECODES = 4  # a value still changing after this many decodes is refused
 
 
 def _has_control(text: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+_MAX_DECODES = 4  # a value still changing after this many decodes is refused
 
 
 def is_local_path(value: str) -> bool:
