@@ -3,10 +3,10 @@
 which a browser could resolve to another origin (directly, after the WHATWG parser
 drops tabs and newlines or reads `\\` as `/`, or after one more percent-decoding by an
 app server), is refused with 400 `invalid_return_url`: no redirect, no login state,
-no cookie. Answers oauth2-proxy's open-redirect advisories: CVE-2020-5233
-(GHSA-qqxw-m5fj-f7gv, `/\\evil` variants), CVE-2020-11053 (GHSA-j7px-6hwj-hpjg, `%09`,
-`%0a`, `%0d` between the slashes) and CVE-2020-4037 (GHSA-5m6c-jp6f-2vcv, further
-slash/backslash spellings); and Duende BFF's local-URL rule. Finding of this suite: a
+no cookie. Answers oauth2-proxy's open-redirect advisories CVE-2020-5233
+(GHSA-qqxw-m5fj-f7gv), CVE-2020-11053 (GHSA-j7px-6hwj-hpjg: encoded whitespace such as
+`%09` between the slashes) and CVE-2020-4037 (GHSA-5m6c-jp6f-2vcv), and Duende BFF's
+local-URL rule. Finding of this suite: a
 double-encoded slash (`/%252F…`) or control (`/%2509/…`) used to pass."""
 
 from __future__ import annotations
