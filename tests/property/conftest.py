@@ -2,12 +2,13 @@
 
 - `default`: what a developer's `pytest` runs (100 examples a property).
 - `fuzz`: the bounded fuzz run of CI (`make test` and `make fuzz` select it with
-  HYPOTHESIS_PROFILE=fuzz): FUZZ_EXAMPLES (600) examples a property, about 8,700 in all:
+  HYPOTHESIS_PROFILE=fuzz): FUZZ_EXAMPLES (600) examples a property, about 8,900 in all:
   an explicit count, never a wall-clock budget, so the same work on a fast or a loaded
   machine (~15 s of CPU; under a minute of wall time on the shared 2-core machine at a
   load of 6). No per-example deadline; the shrink phase kept. `make fuzz
   FUZZ_EXAMPLES=20000` for a deeper run.
-Properties that cost ~15 ms an example run a sixth of the count (`heavy()`).
+Properties that cost ~15 ms an example run a sixth of the count (`heavy()`); the
+whole-stack fuzz (a socket round trip an example) a third.
 Run `pytest tests/property --hypothesis-show-statistics` for the per-property counts.
 """
 
