@@ -94,7 +94,7 @@ def corpus() -> list[str]:
     payloads = [o + h for o, h in itertools.product(_OPENERS, _HOSTS)]
     payloads += [o + "evil.example" + s for o, s in itertools.product(_OPENERS, _SUFFIXES[1:])]
     payloads += _SCHEMES
-    # SPEC's 512-character cap (issue 11, defect 3) is proven in test_login_callback.py.
+    payloads.append("/" + "a" * 600)  # over SPEC's 512 characters (issue 11 defect 3)
     return list(dict.fromkeys(payloads))
 
 
