@@ -33,6 +33,8 @@ from bff.errors import (
     StoreUnavailable,
     TokenValidationError,
 )
+from bff.lifecycle import Lifecycle
+from bff.metrics import RequestMetrics
 from bff.middleware import DirectPeerMiddleware, RequestContextMiddleware
 from bff.oidc import OidcClient
 from bff.proxy import ProxyApp
@@ -40,7 +42,9 @@ from bff.routes import RouteTable
 from bff.session_service import SessionService
 from bff.store import SessionStore
 from bff.store.factory import create_store
+from bff.store.instrumented import InstrumentedStore
 from bff.token_manager import TokenManager
+from bff.tracing import Tracing
 from bff.upstream import UpstreamPool
 
 __all__ = [
@@ -169,17 +173,20 @@ def create_app(
     clock: Callable[[], float] = time.time,
     discover_on_startup: bool = True,
     upstreams: UpstreamPool | None = None,
+    tracing: Tracing | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> ASGIApp:
     """Build the app. Tests inject `http` (respx / MockTransport), `store`, `clock` and
-    `upstreams` (then they close it). The request path: RequestContextMiddleware ->
-    ProxyApp (route prefixes) -> the Starlette app (everything else)."""
+    `upstreams` (then they close it); `tracing` (None: off) and `lifecycle` (what
+    /readyz reports while draining) come from `bff serve`. The request path:
+    RequestContextMiddleware -> ProxyApp (route prefixes) -> the Starlette app."""
     own_http = http is None
     http_client = http or httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         follow_redirects=False,
     )
-    session_store = store or create_store(settings, clock=clock)
+    session_store = InstrumentedStore(store or create_store(settings, clock=clock), tracing=tracing)
     keys = KeyRing(settings.secret_keys)
     signer = CookieSigner(keys.signing_keys)
     oidc = OidcClient.from_settings(settings, http=http_client, clock=clock)
@@ -200,6 +207,7 @@ def create_app(
         sessions=sessions,
         flow=flow,
         clock=clock,
+        lifecycle=lifecycle or Lifecycle(),
     )
     # Built once: route table, upstream sessions (opened lazily in the running loop).
     table = RouteTable(settings.routes)
@@ -215,6 +223,7 @@ def create_app(
         clock=clock,
         refresh_skew=settings.refresh_skew,
         resource=settings.resource,
+        tracing=tracing,
     )
 
     @contextlib.asynccontextmanager
@@ -228,6 +237,8 @@ def create_app(
             if own_http:
                 await http_client.aclose()
             await session_store.aclose()
+            if tracing is not None:
+                tracing.shutdown()
 
     handlers: dict[str, Callable[[Request], Any]] = {
         "/bff/login": endpoints.login,
@@ -250,15 +261,27 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.bff = runtime
+    # Route labels (metrics, access log): the route prefixes and bff's own endpoint paths.
+    own_paths = frozenset(ENDPOINT_METHODS)
+    request_metrics = RequestMetrics((*(r.prefix for r in settings.routes), *sorted(own_paths)))
     proxy = ProxyApp(
         table=table,
         runtime=runtime,
         token_manager=token_manager,
         upstreams=upstream_pool,
         fallback=app,
+        metrics=request_metrics,
+        tracing=tracing,
     )
-    # Outermost, so request ids, security headers and the access log cover the proxy too.
-    outer: ASGIApp = RequestContextMiddleware(proxy, access_log=settings.access_log)
+    # Outermost, so request ids, security headers, metrics, the request's span and the
+    # access log cover the proxy too.
+    outer: ASGIApp = RequestContextMiddleware(
+        proxy,
+        access_log=settings.access_log,
+        own_paths=own_paths,
+        metrics=request_metrics,
+        tracing=tracing,
+    )
     if settings.trusted_proxies:
         # uvicorn's own parser sets client and scheme from a trusted ingress's headers;
         # the socket peer is remembered first for the proxy's X-Forwarded-* decisions.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import logging.config
@@ -10,12 +11,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from typing import Any
 
 from bff.config import Settings, load_settings, read_toml
 from bff.errors import ConfigError
 
-__all__ = ["app_from_environment", "configure_logging", "main", "settings_from"]
+__all__ = ["app_from_environment", "configure_logging", "main", "settings_from", "version_text"]
 
 _LOGGING: dict[str, Any] = {
     "version": 1,
@@ -23,6 +25,7 @@ _LOGGING: dict[str, Any] = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "bare": {"format": "%(message)s"},
+        "json": {"()": "bff.logs.JsonFormatter"},
     },
     "handlers": {
         "stderr": {
@@ -52,9 +55,31 @@ _LOGGING: dict[str, Any] = {
 }
 
 
-def configure_logging() -> dict[str, Any]:
-    logging.config.dictConfig(_LOGGING)
-    return _LOGGING
+def configure_logging(log_format: str = "text") -> dict[str, Any]:
+    """BFF_LOG_FORMAT: `json` writes application and access lines as JSON objects (the
+    audit lines are JSON either way)."""
+    config = copy.deepcopy(_LOGGING)
+    if log_format == "json":
+        config["handlers"]["stderr"]["formatter"] = "json"
+    logging.config.dictConfig(config)
+    return config
+
+
+_VERSIONED = ("starlette", "uvicorn", "redis", "authlib", "joserfc")
+
+
+def version_text() -> str:
+    """`bff --version`: this package and the libraries that matter, as installed."""
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    libraries = ", ".join(f"{name} {version(name)}" for name in _VERSIONED)
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    return f"bff {version('bff')} (python {python}; {libraries})"
 
 
 def settings_from(
@@ -69,10 +94,32 @@ def app_from_environment() -> Any:
     """uvicorn factory for worker processes: settings come from the environment that
     `bff serve` prepared (the config path and the command-line overrides)."""
     from bff.app import create_app
+    from bff.serve import PROCESS_LIFECYCLE, install_drain_signal
+    from bff.tracing import create_tracing
 
-    configure_logging()
     overrides = json.loads(os.environ.get("BFF_CLI_OVERRIDES", "{}"))
-    return create_app(settings_from(os.environ, None, overrides))
+    settings = settings_from(os.environ, None, overrides)
+    configure_logging(settings.log_format)
+    install_drain_signal(PROCESS_LIFECYCLE)
+    tracing = create_tracing(
+        settings.tracing,
+        trusted_proxies=settings.trusted_proxies,
+        service_name=os.environ.get("OTEL_SERVICE_NAME") or "bff",
+        protocol=_otlp_protocol(),
+    )
+    return create_app(
+        settings,
+        tracing=tracing,
+        lifecycle=PROCESS_LIFECYCLE,
+    )
+
+
+def _otlp_protocol() -> str | None:
+    return (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or None
+    )
 
 
 def _report(error: ConfigError) -> int:
@@ -85,6 +132,9 @@ def _report(error: ConfigError) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from bff.serve import run
+    from bff.tracing import check_tracing
+
     overrides = {
         k: v
         for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
@@ -92,6 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     try:
         settings = settings_from(os.environ, args.config, overrides)
+        check_tracing(settings.tracing, protocol=_otlp_protocol())
     except ConfigError as exc:
         return _report(exc)
     if args.config:
@@ -121,28 +172,29 @@ def _serve(args: argparse.Namespace) -> int:
         + (f", admin on {settings.admin_listen}" if admin else ""),
         file=sys.stderr,
     )
+    config = uvicorn.Config(
+        "bff.cli:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        # httptools with a header-size and header-read-time bound (bff.listener).
+        http=bounded_http_protocol(settings),
+        # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
+        # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
+        proxy_headers=False,
+        access_log=False,
+        server_header=False,
+        log_config=configure_logging(settings.log_format),
+        # In-flight requests (streams too) get this long once the drain delay is over.
+        timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
+    )
     try:
-        uvicorn.run(
-            "bff.cli:app_from_environment",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            loop="uvloop",
-            # httptools with a header-size and header-read-time bound (bff.listener).
-            http=bounded_http_protocol(settings),
-            # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
-            # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
-            proxy_headers=False,
-            access_log=False,
-            server_header=False,
-            log_config=configure_logging(),
-            timeout_graceful_shutdown=10,
-        )
+        return run(config, drain_delay=settings.shutdown_drain_delay)
     finally:
         if admin is not None:
             admin.stop()
-    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -167,6 +219,7 @@ def _sessions(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bff", description="OAuth backend-for-frontend")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the BFF")
     serve.add_argument("--config", help="TOML config file (or BFF_CONFIG)")

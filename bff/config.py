@@ -39,6 +39,8 @@ PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # RFC 3986 §3.1 scheme, then ':' and a non-empty rest of printable ASCII without spaces.
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
+LOG_FORMATS = ("text", "json")
+TRACING_MODES = ("off", "otlp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,10 @@ class Settings:
     def admin_address(self) -> tuple[str, int] | None:
         """(host, port) of the admin listener, or None when it is off."""
         return split_host_port(self.admin_listen) if self.admin_listen else None
+    log_format: Literal["text", "json"] = "text"
+    tracing: Literal["off", "otlp"] = "off"
+    shutdown_drain_delay: float = 5.0  # SIGTERM: seconds /readyz is 503 before refusing
+    shutdown_timeout: float = 30.0  # then: bound on in-flight requests (streams included)
 
     @property
     def secure(self) -> bool:
@@ -551,6 +557,14 @@ def load_settings(
             wildcard = {admin_host, host} & {"0.0.0.0", "::", ""}  # noqa: S104 - a comparison
             if admin_port == port and (admin_host == host or wildcard):
                 c.problems.append(f"BFF_ADMIN_LISTEN: port {admin_port} is the main listener's")
+    log_format = (c.text("log_format", "text") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        c.problems.append("BFF_LOG_FORMAT: must be text or json")
+    tracing = (c.text("tracing", "off") or "off").lower()
+    if tracing not in TRACING_MODES:
+        c.problems.append("BFF_TRACING: must be off or otlp")
+    drain_delay = c.number("shutdown_drain_delay", 5, minimum=0, as_float=True)
+    shutdown_timeout = c.number("shutdown_timeout", 30, minimum=0, as_float=True)
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -587,4 +601,8 @@ def load_settings(
         max_header_bytes=max_header_bytes,
         header_read_timeout=header_read_timeout,
         admin_listen=admin_listen,
+        log_format="json" if log_format == "json" else "text",
+        tracing="otlp" if tracing == "otlp" else "off",
+        shutdown_drain_delay=float(drain_delay),
+        shutdown_timeout=float(shutdown_timeout),
     )

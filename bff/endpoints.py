@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +19,7 @@ from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
 from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
 from bff.headers import csrf_ok, header_values
+from bff.lifecycle import Lifecycle
 from bff.oidc import OidcClient
 from bff.session import Session, short_hash
 from bff.session_service import SessionRef, SessionService
@@ -49,6 +50,7 @@ class Runtime:
     sessions: SessionService
     flow: LoginFlow
     clock: Callable[[], float]
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)  # draining: /readyz is 503
 
 
 def _rt(request: Request) -> Runtime:
@@ -76,6 +78,7 @@ async def _current(request: Request) -> tuple[SessionRef | None, Session | None]
     ref = rt.sessions.ref_from_cookie(_cookie(request, rt.settings.cookie_name))
     if ref is None:
         return None, None
+    request.scope["state"]["session"] = short_hash(ref.hash)  # for the access log
     return ref, await rt.sessions.load(ref)
 
 
@@ -232,9 +235,15 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readiness_problems(store: SessionStore, oidc: OidcClient) -> list[str]:
-    """Why this process is not ready (the store does not answer, no provider metadata);
-    empty when ready. The reasons are shown only on the admin listener."""
+async def readiness_problems(
+    store: SessionStore, oidc: OidcClient, lifecycle: Lifecycle | None = None
+) -> list[str]:
+    """Why this process is not ready (shutting down, the store does not answer, no
+    provider metadata); empty when ready. The reasons are shown only on the admin
+    listener."""
+    if lifecycle is not None and lifecycle.draining:
+        # SIGTERM: out of rotation at once, while connections are still served
+        return ["shutting down"]
     problems: list[str] = []
     try:
         await store.ping()
@@ -259,5 +268,5 @@ def readiness_response(problems: list[str], *, detailed: bool) -> Response:
 async def readyz(request: Request) -> Response:
     """The public, bare status: the reason may name internal hosts (issue 11 defect 13)."""
     rt = _rt(request)
-    problems = await readiness_problems(rt.sessions.store, rt.oidc)
+    problems = await readiness_problems(rt.sessions.store, rt.oidc, rt.lifecycle)
     return readiness_response(problems, detailed=False)

@@ -1,17 +1,55 @@
-"""Prometheus metrics. Counters only where they are cheap; labels from small fixed sets,
-never from user or provider input (a hostile provider must not explode cardinality)."""
+"""Prometheus metrics an operator alerts on. Labels come from small fixed sets, never from
+user or provider input (a hostile provider must not explode cardinality), and no label
+carries a user, a session or a token.
+
+    bff_requests_total{route,status_class}    every HTTP request; route = a configured
+                                              route prefix, a bff endpoint path, or
+                                              "other"; status_class = 1xx..5xx
+    bff_request_duration_seconds{route}       histogram, until the last body byte
+    bff_upstream_duration_seconds{route}      histogram, until the upstream's headers
+    bff_refresh_total{outcome}                refresh attempts by outcome
+    bff_refresh_lock_wait_seconds             histogram, waiting for the refresh lock
+    bff_refresh_coalesced_total               requests that joined another's refresh
+    bff_store_errors_total{operation}         store calls that failed
+    bff_store_duration_seconds{operation}     histogram of store calls
+    bff_events_total{event,outcome}           audit events (login, logout, ...)
+    bff_inflight_requests                     gauge (summed over live workers)
+    bff_live_connections                      gauge: streamed responses still open
+
+With several workers every process writes its own files under PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode, chosen at import from that variable) and
+`render` merges them. The hot path keeps label children cached: one dict lookup and one
+`inc`/`observe` per metric, no per-request label resolution.
+"""
 
 from __future__ import annotations
+
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
+    Histogram,
     generate_latest,
     multiprocess,
 )
 
-__all__ = ["CONTENT_TYPE_LATEST", "count_event", "render"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "INFLIGHT",
+    "LIVE_CONNECTIONS",
+    "OTHER_ROUTE",
+    "REFRESH_COALESCED",
+    "REFRESH_LOCK_WAIT",
+    "RequestMetrics",
+    "STORE_OPERATIONS",
+    "StoreMetrics",
+    "count_event",
+    "count_refresh",
+    "render",
+]
 
 _OUTCOMES = frozenset(
     {
@@ -25,16 +63,124 @@ _OUTCOMES = frozenset(
         "no_refresh_token",
     }
 )
+REFRESH_OUTCOMES: Final = frozenset(
+    {
+        "success",  # new tokens stored
+        "not_needed",  # another instance had refreshed already (seen under the lock)
+        "session_ended",  # invalid_grant / no refresh token / logged out meanwhile
+        "idp_unavailable",  # provider down, or refused our client (invalid_client ...)
+        "store_unavailable",
+        "lock_busy",  # the lock stayed held past the wait bound
+        "timeout",  # the refresh outlived its lock lease
+    }
+)
+STORE_OPERATIONS: Final = (
+    "create_session",
+    "load_session",
+    "update_session",
+    "delete_session",
+    "session_ttl",
+    "sessions_by_sub",
+    "sessions_by_idp_sid",
+    "put_login_state",
+    "take_login_state",
+    "acquire_lock",
+    "release_lock",
+    "remember_once",
+    "ping",
+)
+OTHER_ROUTE: Final = "other"  # static files, unknown paths, refused paths
+_STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Seconds. The hop itself is sub-millisecond; refreshes and slow upstreams take seconds.
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 EVENTS = Counter(
     "bff_events_total",
     "Audit events: login, refresh, refresh_failed, logout, backchannel_logout, revoke",
     ["event", "outcome"],
 )
+REQUESTS = Counter(
+    "bff_requests_total", "HTTP requests by route and status class", ["route", "status_class"]
+)
+REQUEST_DURATION = Histogram(
+    "bff_request_duration_seconds", "Request duration, to the last byte", ["route"], buckets=_FAST
+)
+UPSTREAM_DURATION = Histogram(
+    "bff_upstream_duration_seconds",
+    "Upstream latency, until its response headers",
+    ["route"],
+    buckets=_FAST,
+)
+REFRESH = Counter("bff_refresh_total", "Token refreshes by outcome", ["outcome"])
+REFRESH_LOCK_WAIT = Histogram(
+    "bff_refresh_lock_wait_seconds",
+    "Time spent waiting for a session's refresh lock",
+    buckets=_FAST,
+)
+REFRESH_COALESCED = Counter(
+    "bff_refresh_coalesced_total", "Requests served by a refresh another request started"
+)
+STORE_ERRORS = Counter("bff_store_errors_total", "Failed session store calls", ["operation"])
+STORE_DURATION = Histogram(
+    "bff_store_duration_seconds", "Session store call duration", ["operation"], buckets=_FAST
+)
+INFLIGHT = Gauge("bff_inflight_requests", "Requests being served", multiprocess_mode="livesum")
+LIVE_CONNECTIONS = Gauge(
+    "bff_live_connections", "Streamed responses still open", multiprocess_mode="livesum"
+)
 
 
 def count_event(event: str, outcome: str) -> None:
     EVENTS.labels(event, outcome if outcome in _OUTCOMES else "other").inc()
+
+
+def count_refresh(outcome: str) -> None:
+    REFRESH.labels(outcome if outcome in REFRESH_OUTCOMES else "other").inc()
+
+
+class RequestMetrics:
+    """Per-request counters with their label children resolved once per (route, class):
+    `routes` is the fixed set of route labels; anything else counts as "other"."""
+
+    __slots__ = ("_durations", "_requests", "_upstream")
+
+    def __init__(self, routes: tuple[str, ...]) -> None:
+        labels = (*dict.fromkeys(routes), OTHER_ROUTE)
+        self._requests = {
+            (r, status // 100): REQUESTS.labels(r, c)
+            for r in labels
+            for status, c in zip(range(100, 600, 100), _STATUS_CLASSES, strict=True)
+        }
+        self._durations = {r: REQUEST_DURATION.labels(r) for r in labels}
+        self._upstream = {r: UPSTREAM_DURATION.labels(r) for r in labels}
+
+    def label(self, route: str) -> str:
+        return route if route in self._durations else OTHER_ROUTE
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """`status` 0 (no response started because the client left, nginx's 499) counts
+        as 4xx; the caller passes 500 when the app failed."""
+        counter = self._requests.get((route, status // 100))
+        if counter is None:
+            route = self.label(route)
+            counter = self._requests.get((route, status // 100)) or self._requests[(route, 4)]
+        counter.inc()
+        self._durations[route].observe(seconds)
+
+    def upstream(self, route: str, seconds: float) -> None:
+        histogram = self._upstream.get(route)
+        if histogram is not None:
+            histogram.observe(seconds)
+
+
+class StoreMetrics:
+    """Label children of the store metrics, one pair per operation."""
+
+    __slots__ = ("durations", "errors")
+
+    def __init__(self) -> None:
+        self.durations = {op: STORE_DURATION.labels(op) for op in STORE_OPERATIONS}
+        self.errors = {op: STORE_ERRORS.labels(op) for op in STORE_OPERATIONS}
 
 
 def render(multiprocess_dir: str | None) -> bytes:

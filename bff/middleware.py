@@ -1,5 +1,10 @@
-"""Pure ASGI middleware: request id, security headers, and an access log that never
-prints a query string (the callback's carries the authorization code)."""
+"""Pure ASGI middleware: request id, security headers, request metrics, the request's
+trace span, and an access log that never prints a query string (the callback's carries
+the authorization code).
+
+What the inner apps learn about a request reaches the log and the metrics through
+`scope["state"]`: `route` (the matched route prefix), `upstream_s` (seconds until the
+upstream's headers) and `session` (a short hash of the session's store key)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.headers import request_id_from
+from bff.logs import REQUEST_ID
+from bff.metrics import INFLIGHT, OTHER_ROUTE, RequestMetrics
+from bff.tracing import Tracing
 
 __all__ = ["DirectPeerMiddleware", "RequestContextMiddleware"]
 
@@ -34,10 +42,16 @@ class RequestContextMiddleware:
         *,
         own_prefixes: tuple[str, ...] = ("/bff/",),
         access_log: bool = True,
+        own_paths: frozenset[str] = frozenset(),
+        metrics: RequestMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
         self.own_prefixes = own_prefixes
         self.access_log = access_log
+        self.own_paths = own_paths  # route labels of the endpoints that are not proxied
+        self.metrics = metrics
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,9 +59,16 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         request_id = request_id_from(scope["headers"])
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        context_token = REQUEST_ID.set(request_id)
         own = scope["path"].startswith(self.own_prefixes)
         status = 0
+        failed = False
+        INFLIGHT.inc()
+        if self.tracing is not None:
+            peer = state.get("direct_peer") or (scope["client"][0] if scope.get("client") else None)
+            span, span_token = self.tracing.start_request(scope, peer)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -64,19 +85,49 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            failed = True
+            raise
         finally:
+            elapsed = time.perf_counter() - started
+            INFLIGHT.dec()
+            REQUEST_ID.reset(context_token)
+            code = status or (500 if failed else 0)
+            route = state.get("route") or (
+                scope["path"] if scope["path"] in self.own_paths else OTHER_ROUTE
+            )
+            if self.metrics is not None:
+                self.metrics.observe(route, code, elapsed)
+            if self.tracing is not None:
+                self.tracing.finish_request(
+                    span, span_token, method=scope["method"], route=route, status=code
+                )
             if self.access_log:
-                self._log(scope, status, started, request_id)
+                self._log(scope, state, route, code, elapsed, request_id)
 
     @staticmethod
-    def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+    def _log(
+        scope: Scope, state: dict[str, Any], route: str, status: int, elapsed: float, rid: str
+    ) -> None:
+        path = scope["path"][:256].encode("unicode_escape").decode("ascii")
+        upstream = state.get("upstream_s")
         _access.info(
             "%s %s %s %.1fms rid=%s",
             scope["method"],
-            scope["path"][:256].encode("unicode_escape").decode("ascii"),
+            path,
             status or "-",
-            (time.perf_counter() - started) * 1000,
-            request_id,
+            elapsed * 1000,
+            rid,
+            extra={
+                "request_id": rid,
+                "route": route,
+                "method": scope["method"],
+                "path": path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "upstream_ms": None if upstream is None else round(upstream * 1000, 3),
+                "session": state.get("session"),
+            },
         )
 
 

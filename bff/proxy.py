@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,10 +42,12 @@ from bff.headers import (
     outbound_headers,
     request_id_from,
 )
+from bff.metrics import LIVE_CONNECTIONS, RequestMetrics
 from bff.routes import CanonicalPath, PathRejected, Route, RouteTable, canonical_path, safe_query
-from bff.session import Session
+from bff.session import Session, short_hash
 from bff.session_service import SessionRef
 from bff.token_manager import Bearer, NoToken, TokenFailure, TokenManager
+from bff.tracing import Tracing
 from bff.upstream import (
     BodyStream,
     DisconnectWatch,
@@ -138,8 +142,12 @@ class ProxyApp:
         token_manager: TokenManager,
         upstreams: UpstreamPool,
         fallback: ASGIApp,
+        metrics: RequestMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         settings = runtime.settings
+        self._metrics = metrics
+        self._tracing = tracing
         self._table = table
         self._sessions = runtime.sessions
         self._tokens = token_manager
@@ -183,6 +191,9 @@ class ProxyApp:
     ) -> None:
         config = route.config
         method: str = scope["method"]
+        state = scope.get("state")
+        if state is not None:
+            state["route"] = config.prefix  # the metrics' and the access log's route label
         if config.methods is not None and method not in config.methods:
             await _send_answer(send, _NOT_ALLOWED, (b"allow", route.allow))
             return
@@ -194,7 +205,6 @@ class ProxyApp:
             return
         raw_headers = scope["headers"]
         client = scope.get("client")
-        state = scope.get("state")
         # The socket peer: a trusted ingress is judged by its own address, not by the
         # client address uvicorn's ProxyHeadersMiddleware put in its place.
         peer = (state.get("direct_peer") if state else None) or (client[0] if client else None)
@@ -211,6 +221,8 @@ class ProxyApp:
         if config.token != "none":
             try:
                 ref = self._sessions.ref_from_cookie(find_cookie(inbound.cookies, self._cookie))
+                if ref is not None and state is not None:
+                    state["session"] = short_hash(ref.hash)  # for the access log
                 session = await self._sessions.load(ref) if ref is not None else None
                 result = (
                     await self._tokens.access_token_for(ref, session) if ref and session else None
@@ -244,6 +256,7 @@ class ProxyApp:
             ref=ref,
             session=session,
             bearer=bearer,
+            state=state,
         )
         if ref is None or session is None:  # no session: only its origin's pool bounds it
             await exchange.run(receive, send)
@@ -275,6 +288,7 @@ class _Exchange:
     ref: SessionRef | None
     session: Session | None
     bearer: str | None = field(repr=False)
+    state: dict[str, Any] | None = None  # the request's scope state (route, timings)
 
     async def run(self, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -298,9 +312,18 @@ class _Exchange:
 
     async def _send_request(self, stream: BodyStream | None, send: Send) -> UpstreamResponse | None:
         pool, origin = self.app._upstreams, self.route.origin
+        started = time.perf_counter()
         try:
             body = stream.chunks() if stream is not None else None
-            return await pool.request(origin, self.method, self.target, self.headers, body)
+            tracing = self.app._tracing
+            if tracing is None:
+                return await pool.request(origin, self.method, self.target, self.headers, body)
+            # ---- tracing on: the hop's span; our traceparent goes upstream ----
+            prefix = self.route.config.prefix
+            with tracing.upstream(self.method, prefix, self.headers) as (span, headers):
+                response = await pool.request(origin, self.method, self.target, headers, body)
+                span.set_attribute("http.response.status_code", response.status)
+                return response
         except (UpstreamUnavailable, UpstreamTimeout) as exc:
             if stream is not None and stream.client_gone:
                 return None  # nobody left to answer
@@ -314,6 +337,15 @@ class _Exchange:
                 timeout = isinstance(exc, UpstreamTimeout)
                 await _send_answer(send, _TIMEOUT if timeout else _UNAVAILABLE)
             return None
+        finally:
+            self._upstream_timing(time.perf_counter() - started)
+
+    def _upstream_timing(self, seconds: float) -> None:
+        """bff_upstream_duration_seconds, and `upstream_ms` of the access log."""
+        if self.app._metrics is not None:
+            self.app._metrics.upstream(self.route.config.prefix, seconds)
+        if self.state is not None:
+            self.state["upstream_s"] = self.state.get("upstream_s", 0.0) + seconds
 
     async def _run(self, send: Send, watch: DisconnectWatch, stream: BodyStream | None) -> None:
         response = await self._send_request(stream, send)
@@ -377,10 +409,18 @@ class _Exchange:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         read, at_eof = response.readany, response.at_eof
         chunk = await read()
-        if not at_eof() and (stream is None or stream.done):
+        if at_eof():
+            watch.stop()  # from here a disconnect cannot cancel the final send
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            return
+        if stream is None or stream.done:
             watch.start()  # a longer body: stop reading it as soon as the browser leaves
-        while not at_eof():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = await read()
-        watch.stop()  # from here a disconnect cannot cancel the final send
-        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+        LIVE_CONNECTIONS.inc()  # a streamed response: counted while it stays open
+        try:
+            while not at_eof():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                chunk = await read()
+            watch.stop()  # from here a disconnect cannot cancel the final send
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+        finally:
+            LIVE_CONNECTIONS.dec()

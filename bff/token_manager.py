@@ -31,10 +31,12 @@ from dataclasses import dataclass, field, replace
 
 from bff.audit import AuditEvent, audit
 from bff.errors import FATAL_REFRESH_ERRORS, IdpError, IdpRejected, StoreUnavailable
+from bff.metrics import REFRESH_COALESCED, REFRESH_LOCK_WAIT, count_refresh
 from bff.oidc import OidcClient
 from bff.session import Session, short_hash
 from bff.session_service import SessionRef, SessionService
 from bff.tokens import TokenSet, needs_refresh
+from bff.tracing import Tracing
 
 __all__ = [
     "LOCK_LEASE_MS",
@@ -87,6 +89,20 @@ _IDP_DOWN = TokenFailure(502, "idp_unavailable", "the identity provider is unava
 _STORE_DOWN = TokenFailure(503, "session_store_unavailable", "the session store is unavailable", 5)
 _BUSY = TokenFailure(503, "refresh_in_progress", "a token refresh is still in progress", 1)
 _LEASE_OVER = TokenFailure(503, "refresh_timeout", "the token refresh took too long", 5)
+# bff_refresh_total{outcome} of each result a refresh can end with
+_OUTCOMES: dict[TokenResult, str] = {
+    _EXPIRED: "session_ended",
+    _IDP_DOWN: "idp_unavailable",
+    _STORE_DOWN: "store_unavailable",
+    _BUSY: "lock_busy",
+    _LEASE_OVER: "timeout",
+}
+
+
+def _outcome(result: TokenResult) -> str:
+    if isinstance(result, Bearer):
+        return "success" if result.refreshed_at is not None else "not_needed"
+    return _OUTCOMES.get(result, "other")
 
 
 @dataclass(slots=True)
@@ -107,12 +123,14 @@ class TokenManager:
         clock: Callable[[], float],
         refresh_skew: int,
         resource: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._sessions = sessions
         self._oidc = oidc
         self._clock = clock
         self._skew = refresh_skew
         self._resource = resource
+        self._tracing = tracing
         self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
         self._recent: dict[str, _Recent] = {}
 
@@ -133,9 +151,11 @@ class TokenManager:
         ):
             # Refreshed moments ago: the upstream's 401 stands, and an upstream that
             # always answers 401 cannot make every request refresh.
+            REFRESH_COALESCED.inc()
             return recent.result
         if recent is not None:
             if recent.until > time.monotonic() and recent.old_token == tokens.access_token:
+                REFRESH_COALESCED.inc()
                 return recent.result
             if recent.until <= time.monotonic():
                 del self._recent[ref.hash]
@@ -149,6 +169,8 @@ class TokenManager:
             task.add_done_callback(
                 functools.partial(self._finished, ref.hash, old=tokens.access_token)
             )
+        else:
+            REFRESH_COALESCED.inc()
         # Shielded: a waiter's cancellation (client gone) must not cancel the refresh.
         return await asyncio.shield(task)
 
@@ -165,10 +187,24 @@ class TokenManager:
             self._recent[session_hash] = _Recent(old, result, now + RECENT_SECONDS)
 
     async def _refresh(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
+        """One refresh, counted by outcome (and traced as `bff.refresh` when on)."""
+        if self._tracing is None:
+            result = await self._refresh_once(ref, seen_token, force=force)
+        else:
+            with self._tracing.span("bff.refresh", {}) as span:
+                result = await self._refresh_once(ref, seen_token, force=force)
+                span.set_attribute("bff.refresh.outcome", _outcome(result))
+        count_refresh(_outcome(result))
+        return result
+
+    async def _refresh_once(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
+        waited = time.monotonic()
         try:
             owner = await self._take_lock(ref, seen_token)
         except StoreUnavailable:
             return _STORE_DOWN
+        finally:
+            REFRESH_LOCK_WAIT.observe(time.monotonic() - waited)
         if not isinstance(owner, str):
             return owner  # someone else refreshed (or the session ended) meanwhile
         try:
@@ -228,7 +264,7 @@ class TokenManager:
             return _EXPIRED
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT):
-                fresh = await self._oidc.refresh(tokens.refresh_token, resource=self._resource)
+                fresh = await self._grant(tokens.refresh_token)
         except IdpRejected as exc:
             if exc.error in FATAL_REFRESH_ERRORS:
                 await self._end(ref, session, exc.error)
@@ -246,6 +282,13 @@ class TokenManager:
             self._audit("refresh_failed", session, ref, "idp_unavailable")
             return _IDP_DOWN
         return await self._store_refreshed(ref, session, tokens.merged_with(fresh))
+
+    async def _grant(self, refresh_token: str) -> TokenSet:
+        if self._tracing is None:
+            return await self._oidc.refresh(refresh_token, resource=self._resource)
+        attributes: dict[str, str | int] = {"oauth2.grant_type": "refresh_token"}
+        with self._tracing.span("oauth2 refresh_token grant", attributes):
+            return await self._oidc.refresh(refresh_token, resource=self._resource)
 
     async def _store_refreshed(
         self, ref: SessionRef, session: Session, merged: TokenSet

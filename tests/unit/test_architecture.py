@@ -23,6 +23,7 @@ LAYER0 = {
     "audit",
     "routes",
     "metrics",
+    "lifecycle",
     "__init__",
 }
 LAYER2 = {
@@ -34,6 +35,7 @@ LAYER2 = {
     "listener",
     "admin_app",
     "admin_listener",
+    "serve",
 }
 
 
