@@ -83,12 +83,13 @@ async def mint_session(
 
 @contextlib.asynccontextmanager
 async def serve(
-    settings: Settings, store: SessionStore, idp: FakeIdp | None = None
+    settings: Settings, store: SessionStore, idp: FakeIdp | None = None, **app_options: Any
 ) -> AsyncIterator[str]:
-    """The app on a real uvicorn (httptools) in this loop, lifespan included; its URL."""
+    """The app on a real uvicorn (httptools) in this loop, lifespan included; its URL.
+    `app_options` go to `create_app` (tracing=..., lifecycle=...)."""
     idp = idp or FakeIdp()
     http = idp.http()
-    app = create_app(settings, http=http, store=store, discover_on_startup=False)
+    app = create_app(settings, http=http, store=store, discover_on_startup=False, **app_options)
     # proto=IPPROTO_TCP, else asyncio leaves TCP_NODELAY off (Nagle: +40 ms a response)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
