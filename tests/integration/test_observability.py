@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +201,8 @@ async def test_spans_of_a_whole_flow_nest_propagate_and_hold_no_secret(
     assert hop.kind is SpanKind.CLIENT and hop.attributes["http.response.status_code"] == 200
     # the upstream got the hop's W3C trace context
     sent = next(r for r in up.received if r.path == "/api/data")
-    version, trace_id, span_id, flags = sent.header("traceparent").split("-")
+    version, trace_id, span_id, _flags = sent.header("traceparent").split("-")
+    assert version == "00"
     assert int(trace_id, 16) == api.context.trace_id and int(span_id, 16) == hop.context.span_id
     assert all(by_id.get(s.parent.span_id) is not None for s in spans if s.parent)
     # failures are marked, by class name only
