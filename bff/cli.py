@@ -217,9 +217,20 @@ def _sessions(args: argparse.Namespace) -> int:
     return run_sessions_command(settings, args)
 
 
+class _Version(argparse.Action):
+    """`--version` on one line (argparse's own action wraps it at the terminal width)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bff", description="OAuth backend-for-frontend")
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_Version, help="print versions and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the BFF")
     serve.add_argument("--config", help="TOML config file (or BFF_CONFIG)")
