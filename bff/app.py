@@ -34,7 +34,7 @@ from bff.errors import (
     TokenValidationError,
 )
 from bff.lifecycle import Lifecycle
-from bff.metrics import RequestMetrics
+from bff.metrics import FLUSH_INTERVAL, RequestMetrics, flush_metrics
 from bff.middleware import DirectPeerMiddleware, RequestContextMiddleware
 from bff.oidc import OidcClient
 from bff.proxy import ProxyApp
@@ -165,6 +165,26 @@ async def discovering(oidc: OidcClient, *, enabled: bool) -> AsyncIterator[None]
                 await task
 
 
+@contextlib.asynccontextmanager
+async def flushing_metrics() -> AsyncIterator[None]:
+    """Hand the batched per-request metrics to prometheus_client every second while the
+    block runs, and once more at its end (see `bff.metrics`)."""
+
+    async def flush_forever() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            flush_metrics()
+
+    task = asyncio.create_task(flush_forever(), name="bff-metrics")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        flush_metrics()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -229,7 +249,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with discovering(oidc, enabled=discover_on_startup):
+            async with discovering(oidc, enabled=discover_on_startup), flushing_metrics():
                 yield
         finally:
             if own_upstreams:

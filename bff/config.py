@@ -98,6 +98,7 @@ class Settings:
     def admin_address(self) -> tuple[str, int] | None:
         """(host, port) of the admin listener, or None when it is off."""
         return split_host_port(self.admin_listen) if self.admin_listen else None
+
     log_format: Literal["text", "json"] = "text"
     tracing: Literal["off", "otlp"] = "off"
     shutdown_drain_delay: float = 5.0  # SIGTERM: seconds /readyz is 503 before refusing

@@ -18,13 +18,20 @@ carries a user, a session or a token.
 
 With several workers every process writes its own files under PROMETHEUS_MULTIPROC_DIR
 (prometheus_client's multiprocess mode, chosen at import from that variable) and
-`render` merges them. The hot path keeps label children cached: one dict lookup and one
-`inc`/`observe` per metric, no per-request label resolution.
+`render` merges them.
+
+The per-request metrics (requests, durations, store calls, in-flight) cost the hot path
+almost nothing: their label children are resolved once, and a request only adds to plain
+numbers in this process (no lock, no mmap write: one event loop per process).
+`flush_metrics` moves them into prometheus_client: every second (the app's lifespan runs it), before
+each `render`, and at shutdown. Rare events (refreshes, audit events, streams) go to
+prometheus_client directly.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from bisect import bisect_left
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,6 +45,7 @@ from prometheus_client import (
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
+    "FLUSH_INTERVAL",
     "INFLIGHT",
     "LIVE_CONNECTIONS",
     "OTHER_ROUTE",
@@ -48,7 +56,9 @@ __all__ = [
     "StoreMetrics",
     "count_event",
     "count_refresh",
+    "flush_metrics",
     "render",
+    "track_inflight",
 ]
 
 _OUTCOMES = frozenset(
@@ -130,6 +140,91 @@ LIVE_CONNECTIONS = Gauge(
 )
 
 
+FLUSH_INTERVAL = 1.0  # seconds between two flushes of the batched per-request metrics
+
+
+class _Count:
+    """A counter child's increments, not yet flushed."""
+
+    __slots__ = ("child", "pending")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.pending = 0
+
+    def inc(self) -> None:
+        self.pending += 1
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, 0
+            self.child.inc(pending)
+
+
+class _Observe:
+    """A histogram child's observations, not yet flushed: counts per bucket and the sum,
+    added to the child's bucket values as `Histogram.observe` would have (its buckets are
+    stored per bucket, cumulated when exposed)."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def flush(self) -> None:
+        counts = self.counts
+        if not any(counts):
+            return
+        self.counts = [0] * len(counts)
+        total, self.total = self.total, 0.0
+        for bucket, count in zip(self.child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+        self.child._sum.inc(total)
+
+
+class _Inflight:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+# One batch per label child (children live as long as their metric: ids stay unique).
+_BATCHED: dict[int, _Count | _Observe] = {}
+_INFLIGHT = _Inflight()
+
+
+def _count(child: Any) -> _Count:
+    batched = _BATCHED.setdefault(id(child), _Count(child))
+    assert isinstance(batched, _Count)
+    return batched
+
+
+def _observe(child: Any) -> _Observe:
+    batched = _BATCHED.setdefault(id(child), _Observe(child))
+    assert isinstance(batched, _Observe)
+    return batched
+
+
+def track_inflight(delta: int) -> None:
+    _INFLIGHT.value += delta
+
+
+def flush_metrics() -> None:
+    """Move the batched per-request numbers of this process into prometheus_client."""
+    for batched in _BATCHED.values():
+        batched.flush()
+    INFLIGHT.set(_INFLIGHT.value)
+
+
 def count_event(event: str, outcome: str) -> None:
     EVENTS.labels(event, outcome if outcome in _OUTCOMES else "other").inc()
 
@@ -147,12 +242,12 @@ class RequestMetrics:
     def __init__(self, routes: tuple[str, ...]) -> None:
         labels = (*dict.fromkeys(routes), OTHER_ROUTE)
         self._requests = {
-            (r, status // 100): REQUESTS.labels(r, c)
+            (r, status // 100): _count(REQUESTS.labels(r, c))
             for r in labels
             for status, c in zip(range(100, 600, 100), _STATUS_CLASSES, strict=True)
         }
-        self._durations = {r: REQUEST_DURATION.labels(r) for r in labels}
-        self._upstream = {r: UPSTREAM_DURATION.labels(r) for r in labels}
+        self._durations = {r: _observe(REQUEST_DURATION.labels(r)) for r in labels}
+        self._upstream = {r: _observe(UPSTREAM_DURATION.labels(r)) for r in labels}
 
     def label(self, route: str) -> str:
         return route if route in self._durations else OTHER_ROUTE
@@ -179,12 +274,13 @@ class StoreMetrics:
     __slots__ = ("durations", "errors")
 
     def __init__(self) -> None:
-        self.durations = {op: STORE_DURATION.labels(op) for op in STORE_OPERATIONS}
-        self.errors = {op: STORE_ERRORS.labels(op) for op in STORE_OPERATIONS}
+        self.durations = {op: _observe(STORE_DURATION.labels(op)) for op in STORE_OPERATIONS}
+        self.errors = {op: _count(STORE_ERRORS.labels(op)) for op in STORE_OPERATIONS}
 
 
 def render(multiprocess_dir: str | None) -> bytes:
     """The exposition text; with several workers, merged from every worker's files."""
+    flush_metrics()
     if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.headers import request_id_from
 from bff.logs import REQUEST_ID
-from bff.metrics import INFLIGHT, OTHER_ROUTE, RequestMetrics
+from bff.metrics import OTHER_ROUTE, RequestMetrics, track_inflight
 from bff.tracing import Tracing
 
 __all__ = ["DirectPeerMiddleware", "RequestContextMiddleware"]
@@ -65,7 +65,6 @@ class RequestContextMiddleware:
         own = scope["path"].startswith(self.own_prefixes)
         status = 0
         failed = False
-        INFLIGHT.inc()
         if self.tracing is not None:
             peer = state.get("direct_peer") or (scope["client"][0] if scope.get("client") else None)
             span, span_token = self.tracing.start_request(scope, peer)
@@ -83,6 +82,7 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        track_inflight(1)
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
@@ -90,7 +90,7 @@ class RequestContextMiddleware:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            INFLIGHT.dec()
+            track_inflight(-1)
             REQUEST_ID.reset(context_token)
             code = status or (500 if failed else 0)
             route = state.get("route") or (

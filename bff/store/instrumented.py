@@ -23,6 +23,8 @@ class InstrumentedStore:
     def __init__(self, inner: SessionStore, *, tracing: Tracing | None = None) -> None:
         self.inner = inner
         self._metrics = StoreMetrics()
+        self._load_duration = self._metrics.durations["load_session"]
+        self._load_errors = self._metrics.errors["load_session"]
         self._tracing = tracing
         self._system = type(inner).__name__.removesuffix("Store").lower() or "store"
 
@@ -38,7 +40,7 @@ class InstrumentedStore:
                 "db.system.name": self._system,
                 "db.operation.name": operation,
             }
-            with self._tracing.span(f"store {operation}", attributes):
+            with self._tracing.span(f"store {operation}", attributes, leaf=True):
                 return await call()
         except StoreUnavailable:
             self._metrics.errors[operation].inc()
@@ -55,9 +57,19 @@ class InstrumentedStore:
         )
 
     async def load_session(self, session_hash: str, *, ttl: int) -> bytes | None:
-        return await self._call(
-            "load_session", lambda: self.inner.load_session(session_hash, ttl=ttl)
-        )
+        if self._tracing is not None:
+            return await self._call(
+                "load_session", lambda: self.inner.load_session(session_hash, ttl=ttl)
+            )
+        # Every proxied request comes here: `_call` inlined, one coroutine less.
+        started = time.perf_counter()
+        try:
+            return await self.inner.load_session(session_hash, ttl=ttl)
+        except StoreUnavailable:
+            self._load_errors.inc()
+            raise
+        finally:
+            self._load_duration.observe(time.perf_counter() - started)
 
     async def update_session(self, session_hash: str, blob: bytes, *, ttl: int) -> bool:
         return await self._call(

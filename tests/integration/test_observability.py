@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from bench.procs import free_port
 from bff.logs import JsonFormatter
+from bff.metrics import flush_metrics
 from bff.store.memory import MemoryStore
 from bff.tracing import Tracing
 from tests.fake_idp import CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp, query
@@ -301,6 +302,7 @@ async def test_json_logs_of_a_whole_flow_hold_no_secret(
 
 
 def sample(name: str, **labels: str) -> float:
+    flush_metrics()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
