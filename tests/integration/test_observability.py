@@ -7,13 +7,16 @@ secret key) and for anything shaped like a JWT or a bearer token."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import logging
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -29,7 +32,7 @@ from bff.metrics import flush_metrics
 from bff.store.memory import MemoryStore
 from bff.tracing import Tracing
 from tests.fake_idp import CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp, query
-from tests.integration.proxy_env import make_settings, serve, session_service
+from tests.integration.proxy_env import BffProcess, make_settings, serve, session_service
 from tests.integration.upstream_server import UpstreamServer, running_upstream
 
 pytestmark = pytest.mark.anyio
@@ -363,3 +366,66 @@ async def test_metrics_of_a_whole_flow(up: UpstreamServer) -> None:
     text = generate_latest().decode()
     flow.check(text, short_hash_allowed=False)
     assert "alice" not in text
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver: records (service name, span name, kind)."""
+
+    spans: ClassVar[list[tuple[str, str, int]]] = []
+
+    def do_POST(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        body = self.rfile.read(int(self.headers["content-length"]))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append((attributes.get("service.name", ""), span.name, span.kind))
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_bff_serve_exports_spans_over_otlp(up: UpstreamServer) -> None:
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=collector.serve_forever, daemon=True)
+    thread.start()
+    _Collector.spans.clear()
+    env = {
+        "BFF_ISSUER": f"http://127.0.0.1:{free_port()}",  # no provider: not needed here
+        "BFF_CLIENT_ID": "c",
+        "BFF_CLIENT_SECRET": CLIENT_SECRET,
+        "BFF_SECRET_KEY": SECRET_KEY,
+        "BFF_ROUTES": f"/open={up.url}",
+        "BFF_TRACING": "otlp",
+        "BFF_SHUTDOWN_DRAIN_DELAY": "0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
+        "OTEL_SERVICE_NAME": "bff-otlp-test",
+    }
+    bff = BffProcess(env)
+    try:
+        r = httpx.get(f"{bff.url}/open/x", headers={"X-CSRF": "1"}, timeout=10)
+        assert r.status_code == 401  # token = user, no session: no upstream call
+        bff.process.send_signal(signal.SIGTERM)
+        assert bff.process.wait(30) == 0  # the lifespan's end flushed the batch
+    finally:
+        output = bff.output()
+        bff.stop()
+        collector.shutdown()
+        collector.server_close()
+    names = {(service, name) for service, name, _ in _Collector.spans}
+    assert ("bff-otlp-test", "GET /open") in names, (names, output)
+    assert ("bff-otlp-test", "store load_session") not in names  # no cookie: no lookup
+    assert ("bff-otlp-test", "GET /healthz") in names  # BffProcess's start-up probes
