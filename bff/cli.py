@@ -156,22 +156,6 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
     from bff.listener import bounded_http_protocol
 
-    admin = None
-    if settings.admin_address:
-        from bff.admin_listener import AdminListener
-
-        admin = AdminListener(settings, metrics_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        try:
-            admin.start()
-        except RuntimeError as exc:
-            print(f"bff: {exc}", file=sys.stderr)
-            return 1
-    print(
-        f"bff: serving on http://{settings.host}:{settings.port} "
-        f"({settings.workers} worker(s)), public URL {settings.public_url}"
-        + (f", admin on {settings.admin_listen}" if admin else ""),
-        file=sys.stderr,
-    )
     config = uvicorn.Config(
         "bff.cli:app_from_environment",
         factory=True,
@@ -190,8 +174,31 @@ def _serve(args: argparse.Namespace) -> int:
         # In-flight requests (streams too) get this long once the drain delay is over.
         timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
     )
+    admin = None  # started once logging is configured (uvicorn.Config does it)
+    if settings.admin_address:
+        from bff.admin_listener import AdminListener
+
+        admin = AdminListener(settings, metrics_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        try:
+            admin.start()
+        except RuntimeError as exc:
+            print(f"bff: {exc}", file=sys.stderr)
+            return 1
+    # (uvicorn.Config has configured logging: this line follows BFF_LOG_FORMAT too)
+    logging.getLogger("bff.serve").info(
+        "serving on http://%s:%s (%s worker(s)), public URL %s%s",
+        settings.host,
+        settings.port,
+        settings.workers,
+        settings.public_url,
+        f", admin on {settings.admin_listen}" if admin else "",
+    )
     try:
-        return run(config, drain_delay=settings.shutdown_drain_delay)
+        return run(
+            config,
+            drain_delay=settings.shutdown_drain_delay,
+            metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        )
     finally:
         if admin is not None:
             admin.stop()

@@ -28,6 +28,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from prometheus_client import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from bff.lifecycle import Lifecycle
@@ -88,9 +89,17 @@ class DrainingServer(uvicorn.Server):
 class DrainingSupervisor(Multiprocess):
     """uvicorn's worker supervisor, with the drain delay on SIGTERM (see the module)."""
 
-    def __init__(self, config: uvicorn.Config, sockets: list, *, drain_delay: float) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        sockets: list,  # type: ignore[type-arg]
+        *,
+        drain_delay: float,
+        metrics_dir: str | None = None,
+    ) -> None:
         super().__init__(config, sockets=sockets)
         self.drain_delay = drain_delay
+        self.metrics_dir = metrics_dir
         self._stop_at: float | None = None
 
     def handle_term(self) -> None:
@@ -106,7 +115,13 @@ class DrainingSupervisor(Multiprocess):
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
             self.should_exit.set()
             return
+        before = {process.pid for process in self.processes}
         super().keep_subprocess_alive()
+        if self.metrics_dir:
+            # A replaced worker's in-flight and stream gauges stop counting (livesum).
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
     def terminate_all(self) -> None:
         super().terminate_all()
@@ -114,11 +129,11 @@ class DrainingSupervisor(Multiprocess):
             sock.close()  # the workers hold their own copies until they stop accepting
 
 
-def run(config: uvicorn.Config, *, drain_delay: float) -> int:
+def run(config: uvicorn.Config, *, drain_delay: float, metrics_dir: str | None = None) -> int:
     """Serve until a signal ends it; the process's exit status."""
     if (config.workers or 1) > 1:
         sock = config.bind_socket()
-        DrainingSupervisor(config, [sock], drain_delay=drain_delay).run()
+        DrainingSupervisor(config, [sock], drain_delay=drain_delay, metrics_dir=metrics_dir).run()
         return 0
     server = DrainingServer(config, drain_delay=drain_delay)
     server.run()

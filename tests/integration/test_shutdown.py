@@ -5,6 +5,7 @@ process exits 0."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -68,6 +69,8 @@ def test_sigterm_drains_then_refuses_and_lets_the_stream_finish(
         "BFF_SECRET_KEY": SECRET_KEY,
         "BFF_SHUTDOWN_DRAIN_DELAY": str(DRAIN),
         "BFF_SHUTDOWN_TIMEOUT": "20",
+        # the supervisor's and the workers' lines: JSON with 2 workers, text with 1
+        "BFF_LOG_FORMAT": "json" if workers > 1 else "text",
     }
     if workers > 1:
         env["BFF_SESSION_STORE"] = redis_url
@@ -119,6 +122,11 @@ def test_sigterm_drains_then_refuses_and_lets_the_stream_finish(
         assert len(b"".join(received)) == CHUNKS * 100  # the whole body, nothing cut
         assert bff.process.wait(20) == 0
     finally:
-        output = bff.output()
+        bff.log.seek(0)
+        output = bff.log.read().decode(errors="replace")  # all of it
         bff.stop()
     assert "Traceback" not in output, output
+    assert "draining for 2.0 s" in output
+    if workers > 1:  # every line, uvicorn's and the supervisor's included, is JSON
+        lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+        assert {"bff.serve", "uvicorn.error"} <= {line["logger"] for line in lines}
