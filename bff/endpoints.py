@@ -78,7 +78,7 @@ async def _current(request: Request) -> tuple[SessionRef | None, Session | None]
     ref = rt.sessions.ref_from_cookie(_cookie(request, rt.settings.cookie_name))
     if ref is None:
         return None, None
-    request.scope["state"]["session"] = short_hash(ref.hash)  # for the access log
+    request.scope.setdefault("state", {})["session"] = short_hash(ref.hash)  # access log
     return ref, await rt.sessions.load(ref)
 
 
