@@ -279,6 +279,7 @@ async def test_json_logs_of_a_whole_flow_hold_no_secret(
     up: UpstreamServer, json_logs: io.StringIO
 ) -> None:
     store, idp = MemoryStore(), FakeIdp()
+    up.received.clear()
     async with serve(make_settings(routes(up)), store, idp) as url:
         flow = await run_flow(url, idp, store)
     text = json_logs.getvalue()
@@ -293,6 +294,8 @@ async def test_json_logs_of_a_whole_flow_hold_no_secret(
     )
     assert first["session"] == flow.session_hashes[0][:12]
     assert first["path"] == "/api/data" and first["upstream_ms"] > 0
+    # the request id the upstream got is the one the access log shows
+    assert up.received[0].header("x-request-id") == first["request_id"]
     assert any(a["route"] == "/bff/callback" and a["status"] == 400 for a in access)
     assert any(a["route"] == "/down" and a["status"] == 502 for a in access)
     # an application line written while serving a request carries its request id
