@@ -86,7 +86,7 @@ class Tracing:
         span.set_attribute("http.route", route)
         if status:
             span.set_attribute("http.response.status_code", status)
-        if status >= 500 or status == 0:
+        if status >= 500:  # (0: the client left before any answer, not our failure)
             span.set_status(self._error)
         span.end()
         self._context.detach(token)  # type: ignore[arg-type]
