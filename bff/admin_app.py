@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute
 from bff.app import discovering, explicit_route, method_not_allowed
 from bff.config import Settings
 from bff.endpoints import readiness_problems, readiness_response
+from bff.lifecycle import Lifecycle
 from bff.metrics import CONTENT_TYPE_LATEST, render
 from bff.oidc import OidcClient
 from bff.store import SessionStore
@@ -49,6 +50,7 @@ class AdminContext:
     http: httpx.AsyncClient
     clock: Callable[[], float]
     metrics_dir: str | None  # the workers' Prometheus multiprocess directory
+    lifecycle: Lifecycle | None = None  # this process's: draining (SIGTERM) is not ready
 
 
 def admin_context(request: Request) -> AdminContext:
@@ -63,7 +65,7 @@ async def metrics(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     context = admin_context(request)
-    problems = await readiness_problems(context.store, context.oidc)
+    problems = await readiness_problems(context.store, context.oidc, context.lifecycle)
     return readiness_response(problems, detailed=True)
 
 
@@ -84,6 +86,7 @@ def create_admin_app(
     clock: Callable[[], float] = time.time,
     discover_on_startup: bool = True,
     extra_routes: Sequence[BaseRoute] = (),
+    lifecycle: Lifecycle | None = None,
 ) -> Starlette:
     own_http = http is None
     http_client = http or httpx.AsyncClient(
@@ -96,6 +99,7 @@ def create_admin_app(
         http=http_client,
         clock=clock,
         metrics_dir=metrics_dir,
+        lifecycle=lifecycle,
     )
 
     @contextlib.asynccontextmanager

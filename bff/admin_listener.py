@@ -16,6 +16,7 @@ import uvicorn
 
 from bff.admin_app import create_admin_app
 from bff.config import Settings
+from bff.lifecycle import Lifecycle
 from bff.listener import bounded_http_protocol
 
 __all__ = ["AdminListener"]
@@ -25,12 +26,18 @@ _STARTUP_WAIT = 10.0  # seconds `start` waits for the socket to be bound
 
 
 class AdminListener:
-    def __init__(self, settings: Settings, *, metrics_dir: str | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics_dir: str | None,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
         address = settings.admin_address
         if address is None:
             raise ValueError("BFF_ADMIN_LISTEN is empty: no admin listener to run")
         host, port = address
-        app = create_admin_app(settings, metrics_dir=metrics_dir)
+        app = create_admin_app(settings, metrics_dir=metrics_dir, lifecycle=lifecycle)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,

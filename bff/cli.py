@@ -132,7 +132,7 @@ def _report(error: ConfigError) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bff.serve import run
+    from bff.serve import PROCESS_LIFECYCLE, run
     from bff.tracing import check_tracing
 
     overrides = {
@@ -178,7 +178,11 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.admin_address:
         from bff.admin_listener import AdminListener
 
-        admin = AdminListener(settings, metrics_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        admin = AdminListener(
+            settings,
+            metrics_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"],
+            lifecycle=PROCESS_LIFECYCLE,  # SIGTERM: its /readyz turns 503 too
+        )
         try:
             admin.start()
         except RuntimeError as exc:

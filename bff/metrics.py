@@ -23,13 +23,15 @@ With several workers every process writes its own files under PROMETHEUS_MULTIPR
 The per-request metrics (requests, durations, store calls, in-flight) cost the hot path
 almost nothing: their label children are resolved once, and a request only adds to plain
 numbers in this process (no lock, no mmap write: one event loop per process).
-`flush_metrics` moves them into prometheus_client: every second (the app's lifespan runs it), before
-each `render`, and at shutdown. Rare events (refreshes, audit events, streams) go to
+`flush_metrics` moves them into prometheus_client: every second (the app's lifespan runs
+it), before a `render` on the serving thread (the admin listener's thread reads what was
+flushed), and at shutdown. Rare events (refreshes, audit events, streams) go to
 prometheus_client directly.
 """
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from typing import Any, Final
 
@@ -200,15 +202,20 @@ class _Inflight:
 # One batch per label child (children live as long as their metric: ids stay unique).
 _BATCHED: dict[int, _Count | _Observe] = {}
 _INFLIGHT = _Inflight()
+# The thread whose event loop adds to the batches: only it flushes them (the admin
+# listener renders on a thread of its own and reads what was flushed, at most 1 s old).
+_OWNER: list[int] = []
 
 
 def _count(child: Any) -> _Count:
+    _OWNER[:] = _OWNER or [threading.get_ident()]
     batched = _BATCHED.setdefault(id(child), _Count(child))
     assert isinstance(batched, _Count)
     return batched
 
 
 def _observe(child: Any) -> _Observe:
+    _OWNER[:] = _OWNER or [threading.get_ident()]
     batched = _BATCHED.setdefault(id(child), _Observe(child))
     assert isinstance(batched, _Observe)
     return batched
@@ -280,7 +287,8 @@ class StoreMetrics:
 
 def render(multiprocess_dir: str | None) -> bytes:
     """The exposition text; with several workers, merged from every worker's files."""
-    flush_metrics()
+    if _OWNER and _OWNER[0] == threading.get_ident():
+        flush_metrics()
     if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]

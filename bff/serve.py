@@ -106,6 +106,7 @@ class DrainingSupervisor(Multiprocess):
         if self._stop_at is not None:
             return
         _log.info("SIGTERM: draining for %.1f s, then shutting down", self.drain_delay)
+        PROCESS_LIFECYCLE.drain()  # the admin listener's /readyz (it runs in this process)
         for process in self.processes:
             if process.pid is not None and process.exitcode is None:
                 os.kill(process.pid, DRAIN_SIGNAL)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
-from tests.integration.proxy_env import BFF_BIN, BffProcess
+from tests.integration.proxy_env import BFF_BIN, BffProcess, free_port
 from tests.integration.upstream_server import UpstreamServer, running_upstream
 
 SECRET_KEY = "shutdown-test-secret-key-0123456789-abcdef"
@@ -58,6 +58,7 @@ def _status(url: str) -> int | None:
 def test_sigterm_drains_then_refuses_and_lets_the_stream_finish(
     workers: int, op: RunningProvider, up: UpstreamServer, redis_url: str, tmp_path: Path
 ) -> None:
+    admin_port = free_port()
     config = tmp_path / "bff.toml"
     config.write_text(
         f'[[routes]]\nprefix = "/slow"\nupstream = "{up.url}"\ntoken = "none"\ncsrf = false\n'
@@ -69,6 +70,7 @@ def test_sigterm_drains_then_refuses_and_lets_the_stream_finish(
         "BFF_SECRET_KEY": SECRET_KEY,
         "BFF_SHUTDOWN_DRAIN_DELAY": str(DRAIN),
         "BFF_SHUTDOWN_TIMEOUT": "20",
+        "BFF_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
         # the supervisor's and the workers' lines: JSON with 2 workers, text with 1
         "BFF_LOG_FORMAT": "json" if workers > 1 else "text",
     }
@@ -107,6 +109,10 @@ def test_sigterm_drains_then_refuses_and_lets_the_stream_finish(
         # at once: not ready (every worker), while new connections are still served
         _wait(lambda: all(_status(ready) == 503 for _ in range(4)), 1.5, "readyz 503")
         assert httpx.get(ready, timeout=2).json()["error"] == "not_ready"
+        # the admin listener's /readyz (in the main process) says why
+        admin = httpx.get(f"http://127.0.0.1:{admin_port}/readyz", timeout=2)
+        assert admin.status_code == 503
+        assert admin.json()["error_description"] == "shutting down"
         assert _status(f"{bff.url}/healthz") == 200
         assert time.monotonic() - signalled < DRAIN
 

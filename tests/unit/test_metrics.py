@@ -4,6 +4,8 @@ status labels stay within their fixed sets."""
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from bff import metrics
@@ -74,3 +76,21 @@ def test_render_flushes_the_inflight_count() -> None:
     finally:
         track_inflight(-3)
     assert b"bff_inflight_requests 0.0" in render(None)
+
+
+def test_only_the_serving_thread_flushes() -> None:
+    """The admin listener renders on a thread of its own: it must not race the event
+    loop's unlocked additions, so it reads what the serving thread flushed."""
+    RequestMetrics(("/unit-api",))  # batches made on this thread: it serves
+    flush_metrics()
+    track_inflight(2)
+    try:
+        seen: list[bytes] = []
+        other = threading.Thread(target=lambda: seen.append(render(None)))
+        other.start()
+        other.join(10)
+        assert b"bff_inflight_requests 0.0" in seen[0]
+        assert b"bff_inflight_requests 2.0" in render(None)
+    finally:
+        track_inflight(-2)
+        flush_metrics()
