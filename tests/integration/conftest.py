@@ -17,16 +17,20 @@ _LOGGERS = ("", "bff", "bff.audit", "bff.access", "uvicorn", "uvicorn.error")
 
 
 class _Net(logging.Handler):
+    """Keeps the records (one entry per record, however many loggers saw it; kept alive,
+    so ids stay unique) and renders them after the test: no formatting work while a
+    timing-sensitive test runs."""
+
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.setFormatter(JsonFormatter())
-        self.lines: dict[int, str] = {}  # one entry per record, however many loggers saw it
-        self._records: list[logging.LogRecord] = []  # kept alive: ids stay unique
+        self.records: dict[int, logging.LogRecord] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        if id(record) not in self.lines:
-            self._records.append(record)
-            self.lines[id(record)] = self.format(record)
+        self.records.setdefault(id(record), record)
+
+    def lines(self) -> list[str]:
+        return [self.format(record) for record in self.records.values()]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +48,5 @@ def _no_secret_in_logs() -> Iterator[None]:
         for lg in loggers:
             lg.removeHandler(net)
             lg.setLevel(levels[lg.name])
-    leaks = [
-        (found, line[:300]) for line in net.lines.values() if (found := secret_shapes_in(line))
-    ]
+    leaks = [(found, line[:300]) for line in net.lines() if (found := secret_shapes_in(line))]
     assert not leaks, f"a log line holds a secret: {leaks[:3]}"
