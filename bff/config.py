@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from bff.errors import ConfigError
 from bff.redirects import is_local_path
+from bff.redis_url import HA_SCHEMES, mask_store_url, parse_ha_url
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_SCOPES = "openid profile email offline_access"
-STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+STORE_SCHEMES = ("memory", "redis", "rediss", "unix", *HA_SCHEMES)
 RESERVED_PREFIXES = ("/bff", "/healthz", "/readyz", "/metrics")
 TokenMode = Literal["user", "optional", "none"]
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
@@ -133,7 +134,7 @@ class Settings:
             elif isinstance(value, tuple):
                 value = list(value)
             out[name] = value
-        out["session_store"] = _mask_url_password(self.session_store)
+        out["session_store"] = mask_store_url(self.session_store)
         return out
 
 
@@ -480,9 +481,14 @@ def load_settings(
     scheme = store.split("://", 1)[0] if "://" in store else ""
     if scheme not in STORE_SCHEMES:
         c.problems.append(
-            f"BFF_SESSION_STORE: unsupported URL {_mask_url_password(store)!r}; "
+            f"BFF_SESSION_STORE: unsupported URL {mask_store_url(store)!r}; "
             f"use one of {', '.join(s + '://' for s in STORE_SCHEMES)}"
         )
+    elif scheme in HA_SCHEMES:
+        try:
+            parse_ha_url(store)
+        except ValueError as exc:
+            c.problems.append(f"BFF_SESSION_STORE: {mask_store_url(store)!r}: {exc}")
     store_prefix = c.text("store_prefix", "bff") or "bff"
     if any(ch in store_prefix for ch in "{}*?[] ") or not store_prefix:
         c.problems.append("BFF_STORE_PREFIX: must not contain braces, glob characters or spaces")

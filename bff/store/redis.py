@@ -1,4 +1,5 @@
-"""The production session store on `redis.asyncio` (standalone Redis over TCP, TLS or a socket).
+"""The production session store on `redis.asyncio`: standalone Redis (over TCP, TLS or a
+socket), a Sentinel-managed primary or a Redis Cluster (clients in `bff.store.ha`).
 
 The layout is the one drawn in `bff.store` and is Cluster-safe: the keys of one session share
 a hash tag, and nothing runs a transaction across slots (pipelines here never use MULTI).
@@ -11,6 +12,17 @@ Two rules keep the store honest under failure:
 - a command is never re-sent after an error: the client built by `from_url` has no retries,
   so `GETDEL`, `SET NX` and friends run at most once. A timed-out request fails (503) and
   the caller decides; health checks catch dead idle connections before a command is sent.
+
+On Sentinel and Cluster the writes that start, change or end a session are followed by
+`WAIT 1 <ms>` on the connection that made them (on Cluster, one per node written), so
+they reach a replica before the answer: a failover right after a login, a refresh token
+rotation or a logout does not undo it. Best effort, bounded by `_REPLICA_ACK_MS`: with
+no replica in sync the write still counts (the primary has it).
+
+Every key one command touches lies in one hash slot (the single-key commands here) and
+pipelines never use MULTI, so on Cluster redis-py splits a pipeline by node. A new
+operation must keep that rule: a multi-key command (MGET, DEL k1 k2, a Lua script with
+several KEYS) only over keys sharing a hash tag, and no transaction across tags.
 """
 
 from __future__ import annotations
@@ -25,17 +37,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bff.errors import StoreUnavailable
+from bff.redis_url import HA_SCHEMES
 from bff.store import IndexEntry
+from bff.store.ha import HaClient, StandaloneTopology, connect_ha
 
 __all__ = ["RedisStore"]
 
-_ERRORS = (RedisError, OSError)  # OSError covers TimeoutError and raw socket failures
+# OSError covers TimeoutError and raw socket failures; RedisClusterException (not a
+# RedisError) is what redis-py raises when no node of a cluster can be reached.
+_ERRORS = (RedisError, RedisClusterException, OSError)
 _HASH_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _HEX_RE = re.compile(r"[0-9a-f]+")
 # The index's bucket count is part of the key layout: a store with another count would
@@ -49,6 +66,7 @@ _SCHEMES = frozenset({"redis", "rediss", "unix"})
 _HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING vets it
 _SCAN_COUNT = 1000
 _HOT_CONNECTIONS = 64  # the GETEX lane's own connections (beyond the main pool)
+_REPLICA_ACK_MS = 50  # WAIT's bound on Sentinel and Cluster (measured: see README)
 
 # Compare-and-delete: only the owner of the lease may release it.
 _RELEASE_LUA = """
@@ -238,29 +256,47 @@ class _HotLane:
 
 
 class RedisStore:
-    """A `SessionStore` on one `redis.asyncio.Redis` client (created with bytes responses)."""
+    """A `SessionStore` on one `redis.asyncio.Redis` or `RedisCluster` client (created with
+    bytes responses). `ha`: the Sentinel or Cluster client `from_url` made (its topology,
+    the replica acknowledgement of writes, closing the sentinels' connections)."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "bff") -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | RedisCluster,
+        *,
+        prefix: str = "bff",
+        ha: HaClient | None = None,
+        replica_ack_ms: int | None = None,
+    ) -> None:
+        if client.get_encoder().decode_responses:
             raise ValueError("RedisStore needs a client with decode_responses=False")
         if not prefix:
             raise ValueError("prefix must not be empty")
         self._client = client
         self._prefix = prefix
+        self._ha = ha
+        self._cluster = client if isinstance(client, RedisCluster) else None
+        # WAIT 1 <ms> after writes: by default only where replicas are the point (HA).
+        default_ack = _REPLICA_ACK_MS if ha is not None else 0
+        self._ack_ms = default_ack if replica_ack_ms is None else replica_ack_ms
         self._session_head = f"{prefix}:{{".encode()
         self._release = client.register_script(_RELEASE_LUA)
         self._add_pending = client.register_script(_ADD_PENDING_LUA)
         self._remove_pending = client.register_script(_REMOVE_PENDING_LUA)
-        pool = client.connection_pool
-        self._hot = (
-            _HotLane(
-                pool,
-                limit=_HOT_CONNECTIONS,
-                timeout=pool.connection_kwargs.get("socket_timeout"),
-            )
-            if isinstance(pool, ConnectionPool) and not client.single_connection_client
-            else None
-        )
+        self._hot: _HotLane | None = None
+        self._standalone: StandaloneTopology | None = None
+        if isinstance(client, redis.asyncio.Redis):
+            pool = client.connection_pool
+            if ha is None:
+                timeout = pool.connection_kwargs.get("socket_timeout") or 5.0
+                self._standalone = StandaloneTopology(client, timeout)
+            if isinstance(pool, ConnectionPool) and not client.single_connection_client:
+                # Also on Sentinel: its pool hands out connections to the current primary.
+                self._hot = _HotLane(
+                    pool,
+                    limit=_HOT_CONNECTIONS,
+                    timeout=pool.connection_kwargs.get("socket_timeout"),
+                )
 
     @classmethod
     def from_url(
@@ -271,11 +307,17 @@ class RedisStore:
         max_connections: int = 256,
         socket_timeout: float = 5.0,
     ) -> RedisStore:
-        """A store with its own pool for `redis://`, `rediss://` or `unix://` URLs.
+        """A store with its own pool for `redis://`, `rediss://` or `unix://` URLs, or its
+        own Sentinel or Cluster client for `redis+sentinel://` and `redis+cluster://` (and
+        their `rediss+` forms, see `bff.redis_url`).
 
         The pool blocks up to `socket_timeout` for a free connection rather than failing
         at once under a burst; commands are never retried (see the module docstring).
         """
+        scheme = url.partition("://")[0].lower()
+        if scheme in HA_SCHEMES:
+            ha = connect_ha(url, max_connections=max_connections, socket_timeout=socket_timeout)
+            return cls(ha.client, prefix=prefix, ha=ha)
         scheme = urlsplit(url).scheme.lower()
         if scheme not in _SCHEMES:
             # The URL itself is not echoed: it may hold a password.
@@ -307,6 +349,25 @@ class RedisStore:
     def _bucket_key(self, slot: _IndexSlot) -> str:
         return f"{self._prefix}:ix:{{{slot.bucket:03x}}}"
 
+    async def _queue_acks(self, pipe: Any, keys: Sequence[str]) -> int:
+        """Queue `WAIT 1 <ms>` behind the writes to `keys` in `pipe`, on the connection
+        that made them: once, or once per node written on Cluster. The number queued
+        (their replies end the pipeline's results)."""
+        if not self._ack_ms:
+            return 0
+        if self._cluster is None:
+            pipe.execute_command("WAIT", 1, self._ack_ms)
+            return 1
+        await self._cluster.initialize()  # at once when the slot map is known
+        nodes = {}
+        for key in keys:
+            node = self._cluster.get_node_from_key(key)
+            if node is not None:
+                nodes[node.name] = node
+        for node in nodes.values():
+            pipe.execute_command("WAIT", 1, self._ack_ms, target_nodes=node)
+        return len(nodes)
+
     # --- sessions -------------------------------------------------------------------
     async def create_session(
         self, session_hash: str, blob: bytes, *, ttl: int, index: IndexEntry
@@ -330,8 +391,10 @@ class RedisStore:
         now = time.time()
         with _Boundary("create_session"):
             async with self._client.pipeline(transaction=False) as pipe:
+                written = []
                 for key, session_hash, blob, ttl, index in writes:
                     pipe.set(key, blob, ex=ttl)
+                    written.append(key)
                     for slot in self._index_slots(index):
                         bucket = self._bucket_key(slot)
                         pipe.zadd(bucket, {slot.member(session_hash): index.expires_at})
@@ -339,6 +402,8 @@ class RedisStore:
                         # NX covers a fresh key (GT treats "no expiry" as infinite); GT extends.
                         pipe.expireat(bucket, index.expires_at, nx=True)
                         pipe.expireat(bucket, index.expires_at, gt=True)
+                        written.append(bucket)
+                await self._queue_acks(pipe, written)
                 await pipe.execute()
 
     async def load_session(self, session_hash: str, *, ttl: int) -> bytes | None:
@@ -357,8 +422,13 @@ class RedisStore:
         key = self._session_key(session_hash)
         _check_ttl(ttl)
         with _Boundary("update_session"):
-            done = await self._client.set(key, blob, ex=ttl, xx=True)
-        return bool(done)
+            if not self._ack_ms:
+                return bool(await self._client.set(key, blob, ex=ttl, xx=True))
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(key, blob, ex=ttl, xx=True)
+                await self._queue_acks(pipe, [key])
+                results: list[Any] = await pipe.execute()
+        return bool(results[0])
 
     async def delete_session(self, session_hash: str, *, index: IndexEntry | None) -> bool:
         """DEL the session and its lock, ZREM its index entries (Redis drops empty sets)."""
@@ -367,8 +437,11 @@ class RedisStore:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.delete(key)
                 pipe.delete(self._lock_key(session_hash))
+                written = [key]
                 for slot in self._index_slots(index) if index is not None else []:
                     pipe.zrem(self._bucket_key(slot), slot.member(session_hash))
+                    written.append(self._bucket_key(slot))
+                await self._queue_acks(pipe, written)
                 results: list[Any] = await pipe.execute()
         return bool(results[0])
 
@@ -437,15 +510,9 @@ class RedisStore:
 
     async def all_sessions(self) -> AsyncIterator[str]:
         """SCAN for `{prefix}:{*}:s`, yielding each live session hash once."""
-        pattern = f"{_glob_escape(self._prefix)}:{{*}}:s"
         head = self._session_head
         seen: set[str] = set()  # SCAN may return a key twice
-        cursor: int = 0
-        while True:
-            with _Boundary("all_sessions"):
-                cursor, keys = await self._client.scan(
-                    cursor, match=pattern, count=_SCAN_COUNT, _type="string"
-                )
+        async for keys in self._scan(f"{_glob_escape(self._prefix)}:{{*}}:s"):
             for key in keys:
                 raw = key if isinstance(key, bytes) else str(key).encode()
                 if not (raw.startswith(head) and raw.endswith(b"}:s")):
@@ -454,6 +521,38 @@ class RedisStore:
                 if _HASH_RE.fullmatch(session_hash) and session_hash not in seen:
                     seen.add(session_hash)
                     yield session_hash
+
+    async def _scan(self, pattern: str) -> AsyncIterator[list[Any]]:
+        """SCAN batches of string keys matching `pattern`; on Cluster, every primary's
+        keyspace in turn (each node has its own cursor)."""
+        if self._cluster is not None:
+            with _Boundary("all_sessions"):
+                await self._cluster.initialize()
+                primaries = self._cluster.get_primaries()
+            for node in primaries:
+                cursor: int = 0
+                while True:
+                    with _Boundary("all_sessions"):
+                        cursors: Any
+                        cursors, keys = await self._cluster.scan(
+                            cursor,
+                            match=pattern,
+                            count=_SCAN_COUNT,
+                            _type="string",
+                            target_nodes=node,
+                        )
+                    yield keys
+                    cursor = cursors[node.name]
+                    if cursor == 0:
+                        break
+            return
+        cursor = 0
+        while True:
+            with _Boundary("all_sessions"):
+                cursor, keys = await self._client.scan(
+                    cursor, match=pattern, count=_SCAN_COUNT, _type="string"
+                )
+            yield keys
             if cursor == 0:
                 return
 
@@ -525,9 +624,22 @@ class RedisStore:
         with _Boundary("ping"):
             await self._client.ping()
 
+    async def topology(self) -> dict[str, Any]:
+        """What this store sees: `kind` (standalone, sentinel, cluster), `primaries` and
+        `replicas` (each an `address` and whether it is `reachable`), the `sentinels` on
+        Sentinel. Never a password; never raises (an unreachable node is reported)."""
+        if self._ha is not None:
+            return await self._ha.topology()
+        if self._standalone is not None:
+            return await self._standalone.topology()
+        return {"kind": "cluster", "primaries": [], "replicas": []}  # a client given as is
+
     async def aclose(self) -> None:
         """Close the client (and the pool `from_url` created for it)."""
         with _Boundary("aclose"):
             if self._hot is not None:
                 await self._hot.aclose()
-            await self._client.aclose()
+            if self._ha is not None:
+                await self._ha.aclose()
+            else:
+                await self._client.aclose()

@@ -2,8 +2,10 @@
 
 The memory store runs on a fake clock that tests advance; the Redis store runs against
 the real test server (time really passes, so expiry tests use 1-second TTLs) under a
-key prefix of its own, removed afterwards. An unreachable Redis fails the Redis cases
-unless BFF_TEST_SKIP_REDIS=1 says to skip them.
+key prefix of its own, removed afterwards; the Sentinel and Cluster cases against the
+private groups the session starts (tests/conftest.py), through `redis+sentinel://` and
+`redis+cluster://` URLs. An unreachable Redis fails the Redis cases unless
+BFF_TEST_SKIP_REDIS=1 says to skip them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio
 
+from bench.redis_ha import PASSWORD, ClusterGroup, SentinelGroup
 from bff.errors import StoreUnavailable
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
@@ -46,7 +50,8 @@ class Harness:
     now: Callable[[], float]
     advance: Callable[[float], Awaitable[None]]
     fast_clock: bool  # True when advancing costs nothing (long waits are fine)
-    raw: redis.asyncio.Redis | None = None  # the Redis case: a separate client for inspection
+    # the Redis cases: a separate client for inspection (a RedisCluster on Cluster)
+    raw: Any = None
     prefix: str = ""
 
     async def raw_keys(self) -> list[str]:
@@ -66,9 +71,32 @@ async def _sleep(seconds: float) -> None:
 
 @pytest.fixture
 async def redis_harness(redis_url: str) -> AsyncIterator[Harness]:
-    prefix = f"bfftest-{uuid.uuid4().hex}"
-    store = RedisStore.from_url(redis_url, prefix=prefix, socket_timeout=2.0)
     raw = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0)
+    async for harness in _redis_harness("redis", redis_url, raw):
+        yield harness
+
+
+@pytest.fixture
+async def sentinel_harness(redis_sentinel: SentinelGroup) -> AsyncIterator[Harness]:
+    raw = redis.asyncio.Redis(
+        port=redis_sentinel.primary_port(), password=PASSWORD, socket_timeout=2.0
+    )
+    async for harness in _redis_harness("sentinel", redis_sentinel.url, raw):
+        yield harness
+
+
+@pytest.fixture
+async def cluster_harness(redis_cluster: ClusterGroup) -> AsyncIterator[Harness]:
+    raw = redis.asyncio.RedisCluster(
+        host="127.0.0.1", port=redis_cluster.ports[0], password=PASSWORD, socket_timeout=2.0
+    )
+    async for harness in _redis_harness("cluster", redis_cluster.url, raw):
+        yield harness
+
+
+async def _redis_harness(kind: str, url: str, raw: Any) -> AsyncIterator[Harness]:
+    prefix = f"bfftest-{uuid.uuid4().hex}"
+    store = RedisStore.from_url(url, prefix=prefix, socket_timeout=2.0)
     try:
         try:
             await store.ping()
@@ -80,7 +108,7 @@ async def redis_harness(redis_url: str) -> AsyncIterator[Harness]:
                 " set BFF_TEST_SKIP_REDIS=1 to skip the Redis cases"
             )
         yield Harness(
-            kind="redis",
+            kind=kind,
             store=store,
             now=time.time,
             advance=_sleep,
@@ -112,7 +140,14 @@ async def memory_harness() -> AsyncIterator[Harness]:
     await store.aclose()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("sentinel", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 def harness(request: pytest.FixtureRequest) -> Harness:
     """The contract harness, once per implementation."""
     value: Harness = request.getfixturevalue(f"{request.param}_harness")

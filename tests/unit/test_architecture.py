@@ -24,6 +24,7 @@ LAYER0 = {
     "routes",
     "metrics",
     "lifecycle",
+    "redis_url",
     "__init__",
 }
 LAYER2 = {
