@@ -51,8 +51,14 @@ class _Servers:
 
     dir: Path
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started: dict[int, tuple[list[str], Path | None]] = field(default_factory=dict)
+
+    def restart(self, port: int) -> None:
+        """Start a killed server again, as it was (a cluster node keeps its nodes.conf)."""
+        self.start(port, *self.started[port])
 
     def start(self, port: int, extra: list[str], config: Path | None = None) -> None:
+        self.started[port] = (extra, config)
         node_dir = self.dir / str(port)
         node_dir.mkdir(exist_ok=True)
         if config is None:
@@ -135,6 +141,13 @@ class ClusterGroup:
 
     def kill(self, port: int) -> None:
         self.servers.kill(port)
+
+    def heal(self) -> None:
+        """Restart every killed node (it rejoins as a replica) and wait until healthy."""
+        for port in self.ports:
+            if port not in self.servers.procs:
+                self.servers.restart(port)
+        self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 30) -> None:
         """Every live node says cluster_state:ok and 3 primaries cover the slots."""
@@ -227,6 +240,14 @@ class SentinelGroup:
 
     def kill(self, port: int) -> None:
         self.servers.kill(port)
+
+    def heal(self) -> None:
+        """Restart every killed node (the sentinels turn an old primary into a replica)
+        and wait until healthy."""
+        for port in [*self.data_ports, *self.sentinel_ports]:
+            if port not in self.servers.procs:
+                self.servers.restart(port)
+        self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 30) -> None:
         """Every sentinel agrees on a live primary with its replicas in sync."""

@@ -66,7 +66,8 @@ async def metrics(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     context = admin_context(request)
     problems = await readiness_problems(context.store, context.oidc, context.lifecycle)
-    return readiness_response(problems, detailed=True)
+    topology = await context.store.topology()  # no secret; never raises
+    return readiness_response(problems, detailed=True, store=topology)
 
 
 def admin_routes() -> list[BaseRoute]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -213,8 +215,22 @@ def _check_config(args: argparse.Namespace) -> int:
         settings = settings_from(os.environ, args.config)
     except ConfigError as exc:
         return _report(exc)
-    print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    report = settings.masked()
+    report["session_store_topology"] = asyncio.run(_store_topology(settings))
+    print(json.dumps(report, indent=2, sort_keys=True))
     return 0
+
+
+async def _store_topology(settings: Settings) -> dict[str, Any]:
+    """What the configured store sees now (bounded by its timeouts; no secret)."""
+    from bff.store.factory import create_store
+
+    store = create_store(settings)
+    try:
+        return await store.topology()
+    finally:
+        with contextlib.suppress(Exception):
+            await store.aclose()
 
 
 def _sessions(args: argparse.Namespace) -> int:

@@ -254,15 +254,20 @@ async def readiness_problems(
     return problems
 
 
-def readiness_response(problems: list[str], *, detailed: bool) -> Response:
+def readiness_response(
+    problems: list[str], *, detailed: bool, store: dict[str, Any] | None = None
+) -> Response:
+    """`store`: the topology the session store sees (`SessionStore.topology()`: addresses
+    and reachability, no secret), shown with the detailed answer only."""
+    extra = {"store": store} if detailed and store is not None else {}
     if problems:
         reason = "; ".join(problems) if detailed else "not ready"
         return JSONResponse(
-            {"error": "not_ready", "error_description": reason},
+            {"error": "not_ready", "error_description": reason, **extra},
             status_code=503,
             headers={"retry-after": "5", "cache-control": "no-store"},
         )
-    return JSONResponse({"status": "ready"}, headers={"cache-control": "no-store"})
+    return JSONResponse({"status": "ready", **extra}, headers={"cache-control": "no-store"})
 
 
 async def readyz(request: Request) -> Response:

@@ -14,7 +14,9 @@ Key layout (Redis; the memory store mirrors it):
     {prefix}:pend:{<digest>}     a bounded group of pending work (sorted set: member =
                                  digest of e.g. a login `state`, score = its expiry in ms)
 Keys written or read together share a hash tag, so the layout works on Redis Cluster;
-nothing needs a cross-slot transaction. The index buckets are shared by many users, so an
+nothing needs a cross-slot transaction. A new operation keeps that: one key per command,
+or several keys of one hash tag ({…}); pipelines without MULTI; no SCAN that assumes
+one node (see `RedisStore._scan`). The index buckets are shared by many users, so an
 index entry costs about 32 bytes instead of a key of its own (see `bff.store.redis`).
 """
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bff.errors import StoreUnavailable
 
@@ -105,6 +107,11 @@ class SessionStore(Protocol):
     # --- lifecycle ------------------------------------------------------------------
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers."""
+
+    async def topology(self) -> dict[str, Any]:
+        """What the store sees, for operators (`check-config`, `/readyz`): `kind`
+        (memory, standalone, sentinel, cluster), `primaries` and `replicas`, each with an
+        `address` and whether it is `reachable`. Never a password; never raises."""
 
     async def aclose(self) -> None:
         """Release connections."""

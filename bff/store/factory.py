@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bff.config import Settings
 from bff.errors import ConfigError
+from bff.redis_url import HA_SCHEMES
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
@@ -18,6 +19,6 @@ def create_store(settings: Settings, *, clock: Callable[[], float] = time.time) 
     scheme = settings.session_store.split("://", 1)[0]
     if scheme == "memory":
         return MemoryStore(clock=clock)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", *HA_SCHEMES):
         return RedisStore.from_url(settings.session_store, prefix=settings.store_prefix)
     raise ConfigError([f"BFF_SESSION_STORE: {scheme}:// is not supported by this version yet"])

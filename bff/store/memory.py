@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bff.store import IndexEntry
 
@@ -276,6 +276,10 @@ class MemoryStore:
     # --- lifecycle ------------------------------------------------------------------
     async def ping(self) -> None:
         """Always answers: the store is this process."""
+
+    async def topology(self) -> dict[str, Any]:
+        """This process's memory: nothing to replicate, nothing to fail over."""
+        return {"kind": "memory", "primaries": [], "replicas": []}
 
     async def aclose(self) -> None:
         """Nothing to release; the data lives as long as the object."""
