@@ -53,9 +53,12 @@ class _Servers:
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     started: dict[int, tuple[list[str], Path | None]] = field(default_factory=dict)
 
-    def restart(self, port: int) -> None:
-        """Start a killed server again, as it was (a cluster node keeps its nodes.conf)."""
-        self.start(port, *self.started[port])
+    def restart(self, port: int, more: list[str] | None = None) -> None:
+        """Start a killed server again, as it was (a cluster node keeps its nodes.conf),
+        with `more` arguments."""
+        extra, config = self.started[port]
+        self.start(port, [*extra, *(more or [])], config)
+        self.started[port] = (extra, config)
 
     def start(self, port: int, extra: list[str], config: Path | None = None) -> None:
         self.started[port] = (extra, config)
@@ -244,9 +247,14 @@ class SentinelGroup:
     def heal(self) -> None:
         """Restart every killed node (the sentinels turn an old primary into a replica)
         and wait until healthy."""
+        primary = self.primary_port()
         for port in [*self.data_ports, *self.sentinel_ports]:
             if port not in self.servers.procs:
-                self.servers.restart(port)
+                # as an operator would: straight back as a replica of the current primary
+                # (the sentinels would convert it too, at their next INFO, up to 10 s later)
+                to_primary = port in self.data_ports and primary != port
+                more = ["--replicaof", "127.0.0.1", str(primary)] if to_primary else []
+                self.servers.restart(port, more)
         self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 30) -> None:

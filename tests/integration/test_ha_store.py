@@ -67,9 +67,12 @@ class Pair:
         return RedisStore.from_url(self.group.url, prefix=self.prefix)
 
 
-@pytest.fixture(params=["sentinel", "cluster"])
+@pytest.fixture(scope="module", params=["sentinel", "cluster"])
 def pair(
-    request: pytest.FixtureRequest, op: RunningProvider, up: UpstreamServer, tmp_path: Path
+    request: pytest.FixtureRequest,
+    op: RunningProvider,
+    up: UpstreamServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pair]:
     group = request.getfixturevalue(f"redis_{request.param}")
     prefix = f"bffha-{uuid.uuid4().hex[:12]}"
@@ -82,7 +85,7 @@ def pair(
         "BFF_STORE_PREFIX": prefix,
         "BFF_ROUTES": f"/api={up.url}",
     }
-    stack = Stack(tmp_path)
+    stack = Stack(tmp_path_factory.mktemp(request.param))
     try:
         for name, port in zip(("bff-a", "bff-b"), PORTS, strict=True):
             stack.bff(
@@ -94,7 +97,6 @@ def pair(
         yield Pair(group, env, prefix)
     finally:
         stack.stop()
-        group.heal()  # a killed node back as a replica, for the tests that follow
 
 
 async def expire(pair: Pair, cookie: str) -> None:
@@ -198,11 +200,19 @@ def test_a_primary_killed_under_load(pair: Pair) -> None:
     asyncio.run(store.aclose())
     port, on_killed_shard = kill_target(pair.group, keys)
 
-    samples, killed_at = asyncio.run(
-        failover_load(
-            BASES, cookies, rate=40, seconds=10, kill_after=2, kill=lambda: pair.group.kill(port)
+    try:
+        samples, killed_at = asyncio.run(
+            failover_load(
+                BASES,
+                cookies,
+                rate=40,
+                seconds=10,
+                kill_after=2,
+                kill=lambda: pair.group.kill(port),
+            )
         )
-    )
+    finally:
+        pair.group.heal()  # the killed node back as a replica, for the tests that follow
     lost = asyncio.run(still_logged_in(BASES, cookies))
     figures = Figures(
         pair.group.__class__.__name__,
