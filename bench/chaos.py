@@ -94,6 +94,12 @@ class Figures:
         return longest
 
     @property
+    def span_503(self) -> float:
+        """From the first 503 to the last (send times)."""
+        times = [s.at for s in self.unavailable]
+        return max(times) - min(times) if times else 0.0
+
+    @property
     def recovery(self) -> float | None:
         """Seconds from the kill to the last request that was not a 200 (None: never
         recovered within the run, i.e. the last answer was not a 200)."""
@@ -113,6 +119,7 @@ class Figures:
             "logouts caused": self.logouts,
             "503": len(self.unavailable),
             "longest 503 window": f"{self.longest_503_window:.2f} s",
+            "first to last 503": f"{self.span_503:.2f} s",
             "5xx other than 503": self.other_5xx,
             "recovery after kill": "never" if recovery is None else f"{recovery:.2f} s",
         }
@@ -208,6 +215,48 @@ async def still_logged_in(bases: Sequence[str], cookies: Sequence[str]) -> list[
 
 
 # --- make chaos -------------------------------------------------------------------------
+async def store_costs(url: str, *, sessions: int, loads: int) -> dict[str, float]:
+    """The store alone: a login's write (`create_session`) p50 / p95 with and without
+    `WAIT 1`, interleaved, and `load_session` (the hot path's GETEX) calls per second
+    from 64 concurrent tasks."""
+    from bff.store import IndexEntry
+    from bff.store.redis import RedisStore
+
+    prefix = f"chaos-{secrets.token_hex(4)}"
+    stores = {ack: RedisStore.from_url(url, prefix=prefix, replica_ack_ms=ack) for ack in (0, 50)}
+    spans: dict[int, list[float]] = {0: [], 50: []}
+    hashes = [secrets.token_hex(32) for _ in range(sessions)]
+    expires = int(time.time()) + 600
+    try:
+        for i, session_hash in enumerate(hashes):
+            ack = (0, 50)[i % 2]
+            t = time.perf_counter()
+            await stores[ack].create_session(
+                session_hash, b"x" * 742, ttl=600, index=IndexEntry(f"u{i}", f"s{i}", expires)
+            )
+            spans[ack].append(time.perf_counter() - t)
+        store = stores[0]
+
+        async def reader(k: int) -> None:
+            for j in range(loads // 64):
+                await store.load_session(hashes[(k + j) % len(hashes)], ttl=600)
+
+        t = time.perf_counter()
+        await asyncio.gather(*(reader(k) for k in range(64)))
+        per_second = (loads // 64 * 64) / (time.perf_counter() - t)
+        for session_hash in hashes:
+            await store.delete_session(session_hash, index=None)
+    finally:
+        for each in stores.values():
+            await each.aclose()
+    out = {"getex/s": per_second}
+    for ack, values in spans.items():
+        values.sort()
+        out[f"write p50 ack={ack}"] = values[len(values) // 2] * 1000
+        out[f"write p95 ack={ack}"] = values[int(len(values) * 0.95)] * 1000
+    return out
+
+
 def _log(message: str) -> None:
     print(f"chaos: {message}", file=sys.stderr, flush=True)
 
@@ -288,6 +337,15 @@ def main() -> int:
                         cookie=cookies[name],
                     )
                     rps[name].append(result.rps)
+            _log("store alone: login write with / without WAIT 1, GETEX calls per second")
+            costs = {
+                name: asyncio.run(
+                    store_costs(
+                        url, sessions=200 if quick else 1000, loads=5000 if quick else 40000
+                    )
+                )
+                for name, url in stores.items()
+            }
             rows = []
             for topology, group in (("sentinel", sentinel), ("cluster", cluster)):
                 bases = [base[f"{topology}-1"], base[f"{topology}-2"]]
@@ -336,6 +394,17 @@ def main() -> int:
                             "rounds": ", ".join(f"{v:,.0f}" for v in values),
                         }
                         for name, values in rps.items()
+                    ]
+                )
+            )
+            print(
+                "\nThe store alone (bff.store.redis.RedisStore, 64 tasks for GETEX; ms per write)"
+            )
+            print(
+                _table(
+                    [
+                        {"store": name, **{k: f"{v:,.2f}" for k, v in figures.items()}}
+                        for name, figures in costs.items()
                     ]
                 )
             )

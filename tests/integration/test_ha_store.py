@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from bench.chaos import Figures, failover_load, kill_target, still_logged_in
 from bench.procs import Stack, free_port
-from bench.redis_ha import ClusterGroup, SentinelGroup
+from bench.redis_ha import PASSWORD, ClusterGroup, SentinelGroup
 from bench.sessions import expire_access_token, login, service
+from bff.store import IndexEntry
 from bff.store.redis import RedisStore
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
 from tests.integration.upstream_server import UpstreamServer, running_upstream
@@ -228,3 +231,82 @@ def test_a_primary_killed_under_load(pair: Pair) -> None:
     assert figures.recovery is not None  # the last answers were 200s, no restart
     assert [i for i in lost if i not in on_killed_shard] == []  # surviving shards: none lost
     assert lost == []  # and, written with WAIT 1, none on the killed shard either
+
+
+def _waits(port: int) -> int:
+    with redis.Redis(port=port, password=PASSWORD) as node:
+        stats: dict[str, Any] = node.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("kind", ["sentinel", "cluster"])
+def test_session_writes_wait_for_a_replica_on_the_node_written(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Login, refresh and logout writes are followed by WAIT on the primary that took
+    them (on Cluster: the session's node), so a failover right after cannot undo them."""
+    group = request.getfixturevalue(f"redis_{kind}")
+    prefix = f"bffwait-{uuid.uuid4().hex[:8]}"
+    session_hash = secrets.token_hex(32)
+    key = f"{prefix}:{{{session_hash}}}:s"
+    node = group.primary_port() if kind == "sentinel" else group.primary_of_key(key)
+    index = IndexEntry(sub="u", idp_sid=None, expires_at=int(time.time()) + 60)
+
+    async def writes() -> None:
+        store = RedisStore.from_url(group.url, prefix=prefix)
+        try:
+            await store.create_session(session_hash, b"x", ttl=60, index=index)
+            assert await store.update_session(session_hash, b"y", ttl=60)
+            assert await store.delete_session(session_hash, index=index)
+        finally:
+            await store.aclose()
+
+    before = _waits(node)
+    asyncio.run(writes())
+    assert _waits(node) - before >= 3
+
+
+def test_cluster_hot_path_follows_a_slot_that_moved(redis_cluster: ClusterGroup) -> None:
+    """The cluster GETEX goes straight to the node of the store's slot map; when the slot
+    has moved since (resharding), the MOVED answer sends it the generic way, which
+    follows the redirect: the session is found, not a 503."""
+    prefix = f"bffmoved-{uuid.uuid4().hex[:8]}"
+    session_hash = secrets.token_hex(32)
+    key = f"{prefix}:{{{session_hash}}}:s"
+    index = IndexEntry(sub="u", idp_sid=None, expires_at=int(time.time()) + 60)
+    source = redis_cluster.primary_of_key(key)
+    target = next(
+        p for p, role in redis_cluster.roles().items() if role == "master" and p != source
+    )
+
+    def node(port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=PASSWORD, socket_timeout=5)
+
+    async def scenario() -> list[bytes | None]:
+        store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
+        try:
+            await store.create_session(session_hash, b"blob", ttl=60, index=index)
+            seen = [await store.load_session(session_hash, ttl=60)]  # the map is loaded
+            await asyncio.to_thread(move_slot)
+            seen.append(await store.load_session(session_hash, ttl=60))  # MOVED, followed
+            seen.append(await store.load_session(session_hash, ttl=60))  # the new map
+            return seen
+        finally:
+            await store.aclose()
+
+    def move_slot() -> None:
+        with node(source) as src, node(target) as dst:
+            slot = int(src.execute_command("CLUSTER KEYSLOT", key))
+            src_id = src.execute_command("CLUSTER MYID").decode()
+            dst_id = dst.execute_command("CLUSTER MYID").decode()
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            src.execute_command(
+                "MIGRATE", "127.0.0.1", target, "", 0, 5000, "AUTH", PASSWORD, "KEYS", key
+            )
+            for port in (source, target):
+                with node(port) as each:
+                    each.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+    assert asyncio.run(scenario()) == [b"blob"] * 3
+    assert redis_cluster.primary_of_key(key) == target
