@@ -15,6 +15,7 @@ time from the kill to full recovery (every answer 200 from then on), and req/s.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import os
 import secrets
@@ -118,6 +119,7 @@ class Figures:
             "lost on killed shard": len(self.lost_on_killed_shard),
             "logouts caused": self.logouts,
             "503": len(self.unavailable),
+            "503 before the kill": sum(1 for s in self.unavailable if s.at < self.killed_at),
             "longest 503 window": f"{self.longest_503_window:.2f} s",
             "first to last 503": f"{self.span_503:.2f} s",
             "5xx other than 503": self.other_5xx,
@@ -215,21 +217,23 @@ async def still_logged_in(bases: Sequence[str], cookies: Sequence[str]) -> list[
 
 
 # --- make chaos -------------------------------------------------------------------------
-async def store_costs(url: str, *, sessions: int, loads: int) -> dict[str, float]:
-    """The store alone: a login's write (`create_session`) p50 / p95 with and without
-    `WAIT 1`, interleaved, and `load_session` (the hot path's GETEX) calls per second
-    from 64 concurrent tasks."""
+async def store_costs(
+    url: str, *, sessions: int, loads: int, acks: tuple[int, ...] = (0, 50)
+) -> dict[str, float]:
+    """The store alone: a login's write (`create_session`) p50 / p95 with each `WAIT 1`
+    bound in `acks` (0: none), interleaved, and `load_session` (the hot path's GETEX)
+    calls per second from 64 concurrent tasks."""
     from bff.store import IndexEntry
     from bff.store.redis import RedisStore
 
     prefix = f"chaos-{secrets.token_hex(4)}"
-    stores = {ack: RedisStore.from_url(url, prefix=prefix, replica_ack_ms=ack) for ack in (0, 50)}
-    spans: dict[int, list[float]] = {0: [], 50: []}
+    stores = {ack: RedisStore.from_url(url, prefix=prefix, replica_ack_ms=ack) for ack in acks}
+    spans: dict[int, list[float]] = {ack: [] for ack in acks}
     hashes = [secrets.token_hex(32) for _ in range(sessions)]
     expires = int(time.time()) + 600
     try:
         for i, session_hash in enumerate(hashes):
-            ack = (0, 50)[i % 2]
+            ack = acks[i % len(acks)]
             t = time.perf_counter()
             await stores[ack].create_session(
                 session_hash, b"x" * 742, ttl=600, index=IndexEntry(f"u{i}", f"s{i}", expires)
@@ -341,7 +345,12 @@ def main() -> int:
             costs = {
                 name: asyncio.run(
                     store_costs(
-                        url, sessions=200 if quick else 1000, loads=5000 if quick else 40000
+                        url,
+                        sessions=200 if quick else 1000,
+                        loads=5000 if quick else 40000,
+                        # a single Redis has no replica to wait for: WAIT would always
+                        # block for its whole bound
+                        acks=(0,) if name == "single" else (0, 50),
                     )
                 )
                 for name, url in stores.items()
@@ -397,17 +406,30 @@ def main() -> int:
                     ]
                 )
             )
+            heads = list(costs["sentinel"])
             print(
                 "\nThe store alone (bff.store.redis.RedisStore, 64 tasks for GETEX; ms per write)"
             )
             print(
                 _table(
                     [
-                        {"store": name, **{k: f"{v:,.2f}" for k, v in figures.items()}}
+                        {
+                            "store": name,
+                            **{k: f"{figures[k]:,.2f}" if k in figures else "n/a" for k in heads},
+                        }
                         for name, figures in costs.items()
                     ]
                 )
             )
+            reasons = collections.Counter(
+                line.split("-> 503 (", 1)[1].strip()
+                for log in Path(tmp).glob("*-[12].log")
+                for line in log.read_text(errors="replace").splitlines()
+                if "-> 503 (" in line
+            )
+            print("\n503 reasons in the bff logs (all topologies)")
+            for reason, count in reasons.most_common():
+                print(f"{count:6d}  {reason}")
         finally:
             stack.stop()
     return 0
