@@ -125,11 +125,9 @@ class HaClient:
                 continue
             reachable = bool(info.get("connected")) and "fail" not in flags
             if "master" in flags:
+                # a failed primary whose slots moved to its replica shows 0 slots
                 slots = sum(int(b) - int(a) + 1 for a, b, *_ in _slot_ranges(info))
-                if slots:  # a failed primary whose slots moved is no longer one
-                    primaries.append({"address": address, "reachable": reachable, "slots": slots})
-                else:
-                    replicas.append({"address": address, "reachable": reachable, "primary": None})
+                primaries.append({"address": address, "reachable": reachable, "slots": slots})
             else:
                 replicas.append(
                     {
