@@ -384,6 +384,11 @@ def main() -> int:
                     )
                 )
                 lost = asyncio.run(still_logged_in(bases, logged))
+                if isinstance(group, SentinelGroup):
+                    events = group.events()
+                    _log(f"sentinel events so far: {len(events)}")
+                    for line in events[-12:]:
+                        print(f"  {line}", file=sys.stderr)
                 figures = Figures(
                     topology, samples, killed_at, lost, [i for i in lost if i in on_shard]
                 )

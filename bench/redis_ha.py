@@ -244,6 +244,17 @@ class SentinelGroup:
     def kill(self, port: int) -> None:
         self.servers.kill(port)
 
+    def events(self) -> list[str]:
+        """What the sentinels logged about the primary: down flags, TILT, switches."""
+        marks = ("+sdown master", "-sdown master", "+odown", "+tilt", "-tilt", "+switch-master")
+        out = []
+        for port in self.sentinel_ports:
+            log = self.servers.dir / str(port) / "server.log"
+            for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+                if any(mark in line for mark in marks):
+                    out.append(f":{port} {line.split(' ', 1)[-1]}")
+        return out
+
     def heal(self) -> None:
         """Restart every killed node (the sentinels turn an old primary into a replica)
         and wait until healthy."""
