@@ -158,9 +158,11 @@ class Stack:
         _wait_port(proxy, process, "nginx", 10)
         return direct, proxy
 
-    def redis(self, name: str = "redis") -> int:
+    def redis(self, name: str = "redis", extra: list[str] | None = None) -> int:
         port = free_port()
-        process = self._start(name, redis_server_argv(port, str(self.dir)))
+        workdir = self.dir / name
+        workdir.mkdir(exist_ok=True)
+        process = self._start(name, [*redis_server_argv(port, str(workdir)), *(extra or [])])
         _wait_port(port, process, "redis-server", 10)
         return port
 
