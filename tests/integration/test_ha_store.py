@@ -36,6 +36,7 @@ from tests.integration.upstream_server import UpstreamServer, running_upstream
 pytestmark = pytest.mark.redis
 
 PORTS = (free_port(), free_port())  # the two instances (registered at the provider)
+ADMIN = f"127.0.0.1:{free_port()}"  # instance A's admin listener (detailed /readyz)
 BASES = [f"http://127.0.0.1:{p}" for p in PORTS]
 SECRET_KEY = secrets.token_urlsafe(32)
 BFF_BIN = Path(sys.executable).parent / "bff"
@@ -95,7 +96,11 @@ def pair(
                 name,
                 port=port,
                 workers=1,
-                env={**env, "BFF_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+                env={
+                    **env,
+                    "BFF_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                    **({"BFF_ADMIN_LISTEN": ADMIN} if name == "bff-a" else {}),
+                },
             )
         yield Pair(group, env, prefix)
     finally:
@@ -185,7 +190,8 @@ def test_check_config_reports_the_topology_without_secrets(pair: Pair) -> None:
     expected = (1, 2) if topology["kind"] == "sentinel" else (3, 3)
     assert (len(topology["primaries"]), len(topology["replicas"])) == expected
     assert all(node["reachable"] for node in topology["primaries"] + topology["replicas"])
-    ready = httpx.get(f"{BASES[0]}/readyz", timeout=10)
+    assert "store" not in httpx.get(f"{BASES[0]}/readyz", timeout=10).json()  # public: bare
+    ready = httpx.get(f"http://{ADMIN}/readyz", timeout=10)
     assert ready.status_code == 200
     assert ready.json()["store"]["kind"] == topology["kind"]
     assert "ha-test-password" not in ready.text
