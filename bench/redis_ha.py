@@ -320,9 +320,19 @@ def _running(start: Callable[[_Servers], object]) -> Iterator[object]:
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         raise RuntimeError("redis-server and redis-cli are needed (Debian: redis-server)")
     with tempfile.TemporaryDirectory(prefix="bff-redis-ha-") as tmp:
-        servers = _Servers(Path(tmp))
+        for attempt in range(3):  # a free port can be taken between probe and bind
+            servers = _Servers(Path(tmp) / str(attempt))
+            servers.dir.mkdir()
+            try:
+                group = start(servers)
+                break
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                logs = "\n".join(servers.log(port) for port in servers.started)
+                servers.stop_all()
+                if attempt == 2:
+                    raise RuntimeError(f"{exc}; server logs:\n{logs[-4000:]}") from exc
         try:
-            yield start(servers)
+            yield group
         finally:
             servers.stop_all()
 
