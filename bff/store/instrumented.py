@@ -119,5 +119,9 @@ class InstrumentedStore:
     async def ping(self) -> None:
         return await self._call("ping", self.inner.ping)
 
+    async def topology(self) -> dict[str, Any]:
+        """The inner store's view (an operator's question, not measured)."""
+        return await self.inner.topology()
+
     async def aclose(self) -> None:
         await self.inner.aclose()
