@@ -81,7 +81,11 @@ async def test_200_concurrent_requests_across_20_sessions_with_disconnects(
     limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
     async with (
         httpx.AsyncClient(base_url=env.url, timeout=20, limits=limits) as client,
-        httpx.AsyncClient(base_url=env.url, timeout=0.15, limits=limits) as impatient,
+        # Impatient while reading the answer only: a connect slowed by a loaded machine must
+        # not end the call before its request was sent (a ConnectTimeout, not a ReadTimeout).
+        httpx.AsyncClient(
+            base_url=env.url, timeout=httpx.Timeout(20, read=0.15), limits=limits
+        ) as impatient,
     ):
 
         async def call(i: int) -> tuple[str, str, httpx.Response]:
