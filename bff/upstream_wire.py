@@ -208,10 +208,13 @@ class Connection(asyncio.Protocol):
         if not 100 <= status <= 599:  # llhttp takes any 3 digits; no ASGI server sends them
             exchange.fail(UpstreamUnavailable(f"upstream answered status {status}"))
             return
-        if (status < 200 or status == 204) and _promises_body(self._headers):
+        if (status < 200 or status in (204, 304)) and _promises_body(self._headers):
             # RFC 9110 §8.6, RFC 9112 §6.1: never Content-Length or Transfer-Encoding on a
-            # 1xx or 204. llhttp reads no body; should the upstream send one anyway, those
-            # bytes would be taken for the next request's answer: never reuse this socket.
+            # 1xx or 204, never Transfer-Encoding on a 304 (a Content-Length there is legal,
+            # but names the body a 200 would have had). llhttp reads no body; should the
+            # upstream send one anyway, late, those bytes would be taken for the next
+            # request's answer: a bodiless answer whose framing promises a body is never
+            # reused (response queue poisoning; any doubt closes it).
             self.broken = True
         if status < 200:
             if status == 101:
@@ -229,8 +232,9 @@ class Connection(asyncio.Protocol):
         exchange.headers_done = True
         if exchange.head_request:
             # llhttp cannot know the request was HEAD: this answer has no body, whatever
-            # its Content-Length says. Its parser is replaced before the next exchange.
-            exchange.keep_alive = self._parser.should_keep_alive()
+            # its Content-Length says. A sloppy upstream may send that body anyway, late,
+            # once the next request is in: a HEAD exchange never returns its connection
+            # to the pool (see `UpstreamResponse.release`).
             exchange.finish()
         else:
             exchange.wake()
@@ -271,9 +275,6 @@ class Connection(asyncio.Protocol):
         self.exchange = exchange
         self._fields = self._quiet = 0
         self.uses += 1
-
-    def reset_parser(self) -> None:
-        self._parser = HttpResponseParser(self)
 
     async def drain(self, seconds: float) -> None:
         if self.closed:
@@ -453,7 +454,8 @@ class UpstreamResponse:
         cleanly, else it is closed. Idempotent.
 
         Clean: the whole request sent before the answer began, the whole answer read,
-        nothing unasked on the wire, and - when the request had a body - a 2xx or 3xx
+        nothing unasked on the wire, not a HEAD (whose answer's promised body a sloppy
+        upstream may still send), and - when the request had a body - a 2xx or 3xx
         answer. An upstream that refuses a request (401, 413...) may not have read its
         body; the next request on that socket would be glued to the unread rest of it,
         another user's bearer included (the request-smuggling family: CVE-2023-25690 in
@@ -478,9 +480,8 @@ class UpstreamResponse:
             and writer_ok
             and not conn.broken
             and not conn.closed
+            and not self.head_request
         ):
-            if self.head_request:
-                conn.reset_parser()
             conn._pool.put(conn)
         else:
             conn.close()

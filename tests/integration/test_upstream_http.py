@@ -277,16 +277,21 @@ async def test_interim_answers_are_skipped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "answer"),
+    ("method", "answer", "connections"),
     [
-        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
-        ("HEAD", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
-        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
-        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\n\r\n"),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 2),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 2),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", 1),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\n\r\n", 1),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\n\r\n", 2),
     ],
 )
-async def test_head_204_and_304_answers_have_no_body(method: str, answer: bytes) -> None:
-    # The next answer on the same connection must not be taken for this one's body.
+async def test_head_204_and_304_answers_have_no_body(
+    method: str, answer: bytes, connections: int
+) -> None:
+    # The next answer must not be taken for this one's body; a HEAD exchange, or a bodiless
+    # answer whose framing promises a body, never goes back to the pool (a sloppy upstream
+    # may send that body late), a plain 204 or 304 does.
     async def handler(peer: Peer) -> None:
         while (request := await peer.request()) is not None:
             peer.send(answer if b"/first" in request.line else OK)
@@ -298,7 +303,7 @@ async def test_head_204_and_304_answers_have_no_body(method: str, answer: bytes)
         response, body = await fetch(pool, "/then")
         assert (response.status, body) == (200, b"ok")
         pool.close()
-    assert len(up.peers) == 1
+    assert len(up.peers) == connections
 
 
 async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean_eof() -> None:
