@@ -9,6 +9,7 @@ Only the CLI reads `os.environ`; this module takes the environment as a paramete
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -266,8 +267,11 @@ class _Collector:
             if isinstance(value, bool):
                 raise ValueError
             number = convert(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(inf) from TOML overflows
             self.problems.append(f"{source}: must be a number, got {value!r}")
+            return default
+        if not math.isfinite(number):  # float("inf"), float("nan"): no bound at all
+            self.problems.append(f"{source}: must be a finite number, got {value!r}")
             return default
         if number < minimum:
             self.problems.append(f"{source}: must be at least {minimum}, got {number}")

@@ -288,6 +288,21 @@ def test_bad_edge_bounds_are_named() -> None:
         assert any(p.startswith(name) for p in found), (name, found)
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "Infinity", "1e999"])
+def test_durations_must_be_finite(value: str) -> None:
+    """`float("inf")` would be no bound at all (security review finding 6)."""
+    names = ("BFF_UPSTREAM_TIMEOUT", "BFF_HEADER_READ_TIMEOUT", "BFF_UPSTREAM_QUEUE_TIMEOUT")
+    found = problems({**BASE, **dict.fromkeys(names, value)})
+    for name in names:
+        assert any(p.startswith(name) and "finite" in p for p in found), (name, found)
+
+
+def test_numbers_in_toml_must_be_finite() -> None:
+    found = problems(BASE, {"upstream_timeout": float("inf"), "login_pending_max": float("inf")})
+    for name in ("upstream_timeout", "login_pending_max"):
+        assert any(p.startswith(name) for p in found), (name, found)
+
+
 def test_upstream_pool_settings_and_path_params() -> None:
     s = load_settings(BASE)
     assert s.upstream_max_connections == 256
