@@ -94,6 +94,7 @@ class Settings:
     login_pending_total: int = 10000  # pending logins in all, protecting the store
     max_header_bytes: int = 32768  # request line + headers, per request
     header_read_timeout: float = 10.0  # seconds from a request's first byte to its headers' end
+    body_read_timeout: float = 30.0  # seconds a request body may pause between two reads
     admin_listen: str = ""  # HOST:PORT of the admin listener; empty: none
 
     @property
@@ -558,6 +559,7 @@ def load_settings(
     login_pending_total = c.number("login_pending_total", 10000, minimum=1)
     max_header_bytes = c.number("max_header_bytes", 32768, minimum=1024)
     header_read_timeout = c.seconds("header_read_timeout", 10)
+    body_read_timeout = c.seconds("body_read_timeout", 30)
     admin_listen = c.text("admin_listen", "") or ""
     if admin_listen:
         try:
@@ -611,6 +613,7 @@ def load_settings(
         login_pending_total=login_pending_total,
         max_header_bytes=max_header_bytes,
         header_read_timeout=header_read_timeout,
+        body_read_timeout=body_read_timeout,
         admin_listen=admin_listen,
         log_format="json" if log_format == "json" else "text",
         tracing="otlp" if tracing == "otlp" else "off",

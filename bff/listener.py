@@ -13,7 +13,18 @@ header was accepted and a 20 s trickle went through). Here, per request:
   (a slowloris cannot hold a connection open by trickling).
 
 The count is exact: bytes are fed to the parser at most up to the remaining budget, so a
-body that arrives with its headers in one read is never counted against them.
+body that arrives with its headers in one read is never counted against them. A body is
+fed in budget-sized slices too: once its request completes inside a read, the rest of that
+read (a pipelined next request) goes through the counted path.
+
+And per connection, two bounds on a client that stalls after its headers:
+
+- a request body may pause at most `body_read_timeout` seconds between two reads (while
+  bff itself has paused reading, the clock stands still): else the connection closes,
+  also when the answer was already sent (a trickled body would hold it open forever);
+- an answer's bytes must be taken by the client: a write buffer that stays full for
+  `send_timeout` seconds (BFF_UPSTREAM_TIMEOUT) aborts the connection, and with it the
+  exchange and its upstream connection (a client that never reads would hold both).
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ __all__ = ["HeaderLimits", "LimitedHttpToolsProtocol", "bounded_http_protocol"]
 class HeaderLimits:
     max_header_bytes: int = 32768
     header_read_timeout: float = 10.0
+    body_read_timeout: float = 30.0
+    send_timeout: float = 30.0
 
 
 def _refusal(status: bytes) -> bytes:
@@ -55,6 +68,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._messages = 0  # requests completed on this connection
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0  # loop time of the body phase's last read
+        self._send_timer: asyncio.TimerHandle | None = None
 
     # -- the header-read clock -------------------------------------------------------
     def _arm_header_timer(self) -> None:
@@ -76,6 +92,43 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(_TIMEOUT)
         self.transport.close()
 
+    # -- the body-read and send clocks ------------------------------------------------
+    def _body_timeout(self) -> None:
+        """Lazy idle timer: one timer per period, each read only stamps `_last_read`."""
+        self._body_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._in_headers:
+            return
+        now = self.loop.time()
+        if self.flow is not None and self.flow.read_paused:
+            self._last_read = now  # bff is not reading: not the client's stall
+        left = self._last_read + self._limits.body_read_timeout - now
+        if left > 0:
+            self._body_timer = self.loop.call_later(left, self._body_timeout)
+            return
+        transport.close()
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _send_timeout(self) -> None:
+        self._send_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()  # close() would wait for a flush that never comes
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self._limits.send_timeout, self._send_timeout)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -83,11 +136,39 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        self._disarm_body_timer()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._feed(data)
+        if not self._in_headers:  # a body still to come: its idle clock runs (lazily)
+            self._last_read = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(
+                    self._limits.body_read_timeout, self._body_timeout
+                )
+
+    def _feed(self, data: bytes) -> None:
         if not self._in_headers:
-            super().data_received(data)
+            size = self._limits.max_header_bytes
+            if len(data) <= size:
+                super().data_received(data)
+                return
+            # In slices: should the request complete inside this read, the rest (the next
+            # request's line and headers) is counted. (Its first bytes inside the slice
+            # where the body ended are not: at most 2x the bound, as above.)
+            transport = self.transport
+            for start in range(0, len(data), size):
+                super().data_received(data[start : start + size])
+                if transport.is_closing() or transport.get_protocol() is not self:
+                    return
+                if self._in_headers:
+                    if start + size < len(data):
+                        self._feed(data[start + size :])
+                    return
             return
         if self._header_bytes == 0 and self._header_timer is None:
             self._arm_header_timer()  # the first byte of a keep-alive connection's next request
@@ -109,7 +190,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(_TOO_LARGE)
             self.transport.close()
             return
-        self.data_received(data[budget:])
+        self._feed(data[budget:])
 
     # -- parser callbacks ------------------------------------------------------------
     def on_headers_complete(self) -> None:
@@ -119,6 +200,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._disarm_body_timer()
         self._messages += 1
         # The next request's count and clock start at its first byte (until then, after
         # the answer, uvicorn's keep-alive timeout bounds the idle connection).
@@ -133,5 +215,7 @@ def bounded_http_protocol(settings: Settings) -> Any:
     limits = HeaderLimits(
         max_header_bytes=settings.max_header_bytes,
         header_read_timeout=settings.header_read_timeout,
+        body_read_timeout=settings.body_read_timeout,
+        send_timeout=settings.upstream_timeout,
     )
     return functools.partial(LimitedHttpToolsProtocol, limits=limits)

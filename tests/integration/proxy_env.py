@@ -24,6 +24,7 @@ from bff.app import create_app
 from bff.config import Settings, load_settings
 from bff.cookies import CookieSigner
 from bff.crypto import KeyRing
+from bff.listener import bounded_http_protocol
 from bff.session_service import SessionService
 from bff.store import SessionStore
 from bff.tokens import TokenSet
@@ -83,10 +84,16 @@ async def mint_session(
 
 @contextlib.asynccontextmanager
 async def serve(
-    settings: Settings, store: SessionStore, idp: FakeIdp | None = None, **app_options: Any
+    settings: Settings,
+    store: SessionStore,
+    idp: FakeIdp | None = None,
+    *,
+    bounded: bool = False,
+    **app_options: Any,
 ) -> AsyncIterator[str]:
     """The app on a real uvicorn (httptools) in this loop, lifespan included; its URL.
-    `app_options` go to `create_app` (tracing=..., lifecycle=...)."""
+    `bounded`: with `bff serve`'s listener bounds (bff.listener). `app_options` go to
+    `create_app` (tracing=..., lifecycle=...)."""
     idp = idp or FakeIdp()
     http = idp.http()
     app = create_app(settings, http=http, store=store, discover_on_startup=False, **app_options)
@@ -99,7 +106,7 @@ async def serve(
         lifespan="on",
         log_level="warning",
         access_log=False,
-        http="httptools",
+        http=bounded_http_protocol(settings) if bounded else "httptools",
         ws="none",
         proxy_headers=False,  # as `bff serve`: the app applies BFF_TRUSTED_PROXIES itself
         timeout_graceful_shutdown=2,

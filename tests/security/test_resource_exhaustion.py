@@ -157,20 +157,29 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Any, int]]:
-    env = {
-        "BFF_ISSUER": "http://127.0.0.1:9",  # never reached by these tests
-        "BFF_CLIENT_ID": "c",
-        "BFF_CLIENT_SECRET": "s",
-        "BFF_SECRET_KEY": SECRET_KEY,
-        "BFF_HEADER_READ_TIMEOUT": "2",
-    }
-    proc, port = serve(env)
+@contextlib.contextmanager
+def _bff_serve(**env: str) -> Iterator[tuple[Any, int]]:
+    proc, port = serve(
+        {
+            "BFF_ISSUER": "http://127.0.0.1:9",  # never reached by these tests
+            "BFF_CLIENT_ID": "c",
+            "BFF_CLIENT_SECRET": "s",
+            "BFF_SECRET_KEY": SECRET_KEY,
+            "BFF_HEADER_READ_TIMEOUT": "2",
+            "BFF_BODY_READ_TIMEOUT": "2",
+            **env,
+        }
+    )
     try:
         yield proc, port
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Any, int]]:
+    with _bff_serve() as served:
+        yield served
 
 
 def _exchange(port: int, head: bytes) -> bytes:
@@ -248,3 +257,68 @@ def test_a_silent_connection_is_closed_too(served: tuple[Any, int]) -> None:
         start = time.monotonic()
         assert s.recv(4096) == b""  # closed without a word: nothing was asked
         assert time.monotonic() - start < 12
+
+
+def _closed_within(s: socket.socket, seconds: float) -> float:
+    """Reads until the server closes; how long that took (AssertionError past `seconds`)."""
+    start = time.monotonic()
+    s.settimeout(seconds)
+    try:
+        while s.recv(4096):
+            pass
+    except TimeoutError:
+        raise AssertionError(f"still open after {seconds} s") from None
+    except OSError:
+        pass  # a reset is a close too
+    return time.monotonic() - start
+
+
+def test_a_stalled_request_body_is_cut_off(served: tuple[Any, int]) -> None:
+    """Security review finding 2: only the header phase was timed; a body that stops
+    coming held its connection (and a file descriptor) for good."""
+    _, port = served
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        s.sendall(
+            b"POST /bff/backchannel-logout HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 10000\r\n\r\nlogout_token="
+        )
+        assert _closed_within(s, 12) >= 1  # BFF_BODY_READ_TIMEOUT=2, with a generous margin
+
+
+def test_a_body_trickled_after_the_answer_is_cut_off_once_it_stalls(
+    served: tuple[Any, int],
+) -> None:
+    """The answer (405) went out before the body: bytes that keep trickling in reset the
+    idle clock, a pause longer than BFF_BODY_READ_TIMEOUT closes the connection."""
+    _, port = served
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\nx")
+        for _ in range(8):  # 4 s of trickle: more than the 2 s bound, never idle that long
+            time.sleep(0.5)
+            s.sendall(b"x")
+        assert _closed_within(s, 12) >= 1
+        # (uvicorn's own keep-alive timeout is reset by every byte: it never ends a trickle)
+
+
+def test_a_header_bomb_pipelined_behind_a_body_is_refused() -> None:
+    """Security review finding 3: bytes read in the body phase went to the parser
+    uncounted, so a next request's headers in the same read escaped the header bound."""
+    with (
+        _bff_serve(BFF_MAX_HEADER_BYTES="4096") as (_, port),
+        socket.create_connection(("127.0.0.1", port), timeout=15) as s,
+    ):
+        s.sendall(
+            b"POST /bff/backchannel-logout HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+        )
+        time.sleep(0.3)  # the headers are in: the next read is the body phase's
+        bomb = b"X-Pad: " + b"a" * 40_000 + b"\r\n"  # 10x the bound, within one read
+        s.sendall(b"hello" + b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + bomb + b"\r\n")
+        answers = b""
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(65536):
+                answers += chunk
+    assert answers.startswith(b"HTTP/1.1 400"), answers[:200]  # not a logout token
+    # the bomb refused: a 431, or only the close when the reset overtook it (unread bytes)
+    assert answers.count(b"HTTP/1.1 ") in (1, 2) and b"HTTP/1.1 200" not in answers, answers

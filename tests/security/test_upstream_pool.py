@@ -210,3 +210,53 @@ async def test_session_slots_never_leak_a_slot_to_timeouts_or_cancellation() -> 
     slots.release("a")
     assert slots.take("a") and slots.take("a") and not slots.take("a")
     assert slots.take("b")  # another session's share is its own
+
+
+async def test_a_browser_that_never_reads_cannot_hold_an_upstream_connection() -> None:
+    """Security review finding 9: no send bound toward the browser, so a client that
+    never read its answer held the upstream connection (and its origin slot) forever.
+    Now a write that the browser does not take within BFF_UPSTREAM_TIMEOUT aborts the
+    exchange, both sides."""
+    store = MemoryStore()
+    cookie = await mint_session(store, "alice", "token-alice")
+    headers = {"Cookie": f"bff-session={cookie}", "X-CSRF": "1"}
+    streamed: list[Peer] = []
+    aborted: list[Peer] = []
+
+    async def firehose(peer: Peer) -> None:
+        while (seen := await peer.request()) is not None:
+            if b"/api/big" not in seen.line:
+                peer.send(OK)
+                continue
+            streamed.append(peer)
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 << 20))
+            try:
+                for _ in range(1024):  # 64 MiB at most, stalled by backpressure long before
+                    peer.send(b"x" * 65536)
+                    await peer.drain()
+            except ConnectionError:
+                aborted.append(peer)
+
+    async with ScriptedUpstream(firehose) as up:
+        settings = make_settings(
+            [{"prefix": "/api", "upstream": up.origin}],
+            BFF_UPSTREAM_TIMEOUT="1",
+            BFF_UPSTREAM_MAX_CONNECTIONS="1",
+            BFF_UPSTREAM_QUEUE_TIMEOUT="0.3",
+        )
+        async with serve(settings, store, bounded=True) as url:
+            port = int(url.rsplit(":", 1)[1])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.transport.pause_reading()  # a browser that never reads
+            writer.write(request_bytes("GET", "/api/big", headers))
+            await until(lambda: bool(streamed), "the stream began")
+            # its one upstream connection is freed within a bound, not held for good
+            await until(lambda: bool(aborted), "the stalled exchange was aborted")
+            browser = await RawClient.open(port)
+            try:
+                await browser.send(request_bytes("GET", "/api/fast", headers))
+                answer = await browser.answer(timeout=10)
+            finally:
+                await browser.close()
+            assert (answer.status, answer.body) == (200, b"ok")
+            writer.close()

@@ -277,6 +277,7 @@ def test_bad_edge_bounds_are_named() -> None:
             "BFF_LOGIN_PENDING_TOTAL": "many",
             "BFF_MAX_HEADER_BYTES": "100",
             "BFF_HEADER_READ_TIMEOUT": "0",
+            "BFF_BODY_READ_TIMEOUT": "-1",
         }
     )
     for name in (
@@ -284,6 +285,7 @@ def test_bad_edge_bounds_are_named() -> None:
         "BFF_LOGIN_PENDING_TOTAL",
         "BFF_MAX_HEADER_BYTES",
         "BFF_HEADER_READ_TIMEOUT",
+        "BFF_BODY_READ_TIMEOUT",
     ):
         assert any(p.startswith(name) for p in found), (name, found)
 
