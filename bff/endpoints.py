@@ -18,7 +18,7 @@ from bff.backchannel import backchannel_logout
 from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
 from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
-from bff.headers import csrf_ok, header_values
+from bff.headers import csrf_ok, header_values, navigation_ok
 from bff.lifecycle import Lifecycle
 from bff.oidc import OidcClient
 from bff.session import Session, short_hash
@@ -83,6 +83,10 @@ async def _current(request: Request) -> tuple[SessionRef | None, Session | None]
 
 
 async def login(request: Request) -> Response:
+    # A login is a top-level navigation: a hostile page's `<img src=/bff/login>` or
+    # `fetch()` would otherwise burn its visitors' pending-login slots (and store state).
+    if not navigation_ok(request.scope["headers"]):
+        raise CsrfRejected("/bff/login must be opened as a top-level navigation")
     rt = _rt(request)
     s = rt.settings
     start = await rt.flow.start(

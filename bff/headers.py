@@ -20,6 +20,7 @@ __all__ = [
     "ForwardRules",
     "Inbound",
     "csrf_ok",
+    "navigation_ok",
     "filter_request_headers",
     "filter_response_headers",
     "header_values",
@@ -108,6 +109,18 @@ def csrf_ok(headers: Iterable[tuple[bytes, bytes]]) -> bool:
         elif name == b"sec-fetch-site" and value.strip().lower() == b"cross-site":
             return False
     return csrf
+
+
+def navigation_ok(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """False when the browser says this is no top-level navigation (Fetch Metadata:
+    `Sec-Fetch-Dest` other than `document`, `Sec-Fetch-Mode` other than `navigate`): an
+    `<img src>`, a `fetch()`, a frame. Absent headers (older browsers, curl) pass."""
+    for name, value in headers:
+        if name == b"sec-fetch-dest" and value.strip().lower() != b"document":
+            return False
+        if name == b"sec-fetch-mode" and value.strip().lower() != b"navigate":
+            return False
+    return True
 
 
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -5,7 +5,9 @@ client-authenticated call to the provider) for anyone who asks. Three bounds kee
 in check, each a group of pending `state`s in the store (`SessionStore.add_pending`):
 
 - per client address (after BFF_TRUSTED_PROXIES; an IPv6 /64 counts as one address):
-  at most BFF_LOGIN_PENDING_MAX, checked before anything is stored or sent;
+  at most BFF_LOGIN_PENDING_MAX, checked before anything is stored or sent; and, nested,
+  per IPv6 /56 at most 4x and per /48 at most 16x that (`IPV6_NESTED_CAPS`: one holder of
+  a /48 - 65,536 /64s - would otherwise fill the total bound alone);
 - in all, across instances: at most BFF_LOGIN_PENDING_TOTAL, the ceiling that protects
   the store (a distributed flood can delay new logins, never fill the store);
 - per browser (binding cookie): at most LOGIN_PENDING_PER_BROWSER, the oldest evicted
@@ -16,17 +18,19 @@ A callback that takes its state frees the state's slots, whatever its outcome.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 
 from bff.errors import StoreUnavailable, TooManyRequests
 from bff.store import SessionStore
 
-__all__ = ["LOGIN_PENDING_PER_BROWSER", "PendingLogins", "client_group"]
+__all__ = ["IPV6_NESTED_CAPS", "LOGIN_PENDING_PER_BROWSER", "PendingLogins", "client_group"]
 
 LOGIN_PENDING_PER_BROWSER = 5
+# (prefix length, multiple of BFF_LOGIN_PENDING_MAX) of the groups around an IPv6 /64
+IPV6_NESTED_CAPS = ((56, 4), (48, 16))
 _ALL = "login:all"
+_PREFIX = "login:client:"
 _log = logging.getLogger("bff.auth")
 
 
@@ -44,6 +48,21 @@ def client_group(address: str | None) -> str:
     return f"login:client:{ip}"
 
 
+def _nested(group: str, per_client: int) -> list[tuple[str, int]]:
+    """(group, limit) pairs a login of `group` counts in, innermost first: the group
+    itself, and for an IPv6 /64 its /56 and /48 (derived from the group's text, so login
+    states stored before keep working)."""
+    groups = [(group, per_client)]
+    if group.startswith(_PREFIX) and group.endswith("/64"):
+        try:
+            net = ipaddress.IPv6Network(group[len(_PREFIX) :])
+        except ValueError:
+            return groups
+        for length, multiple in IPV6_NESTED_CAPS:
+            groups.append((f"{_PREFIX}{net.supernet(new_prefix=length)}", per_client * multiple))
+    return groups
+
+
 def _browser_group(binding_hash: str) -> str:
     return f"login:browser:{binding_hash}"
 
@@ -56,29 +75,44 @@ class PendingLogins:
         self._ttl = ttl
 
     async def admit(self, group: str, state: str) -> None:
-        """Count a new login of `group` (a `client_group`), or raise TooManyRequests."""
-        retry = await self._store.add_pending(group, state, limit=self._per_client, ttl=self._ttl)
-        if retry:
-            raise TooManyRequests(
-                "too many pending logins from this address; finish one or try again later",
-                code="too_many_logins",
-                retry_after=retry,
-            )
-        retry = await self._store.add_pending(_ALL, state, limit=self._total, ttl=self._ttl)
-        if retry:
-            await self._store.remove_pending(group, state)
-            _log.warning("the bound of pending logins in all (%d) is reached", self._total)
-            raise TooManyRequests(
-                "too many pending logins; try again later",
-                code="too_many_logins",
-                retry_after=retry,
-            )
+        """Count a new login of `group` (a `client_group`), or raise TooManyRequests.
+        Step by step: a refusal or a store failure undoes the steps already taken."""
+        steps = [*_nested(group, self._per_client), (_ALL, self._total)]
+        taken: list[str] = []
+        try:
+            for name, limit in steps:
+                retry = await self._store.add_pending(name, state, limit=limit, ttl=self._ttl)
+                if retry:
+                    if name == _ALL:
+                        _log.warning("the bound of pending logins in all (%d) is reached", limit)
+                    raise TooManyRequests(
+                        "too many pending logins from this address; finish one or try again later"
+                        if name != _ALL
+                        else "too many pending logins; try again later",
+                        code="too_many_logins",
+                        retry_after=retry,
+                    )
+                taken.append(name)
+        except BaseException:
+            await self._remove(taken, state, quietly=True)
+            raise
 
     async def release(self, group: str, state: str, *, quietly: bool = False) -> None:
         """The login is no longer pending (finished, refused or failed to start)."""
-        with contextlib.suppress(*((StoreUnavailable,) if quietly else ())):
-            await self._store.remove_pending(group, state)
-            await self._store.remove_pending(_ALL, state)
+        names = [name for name, _ in _nested(group, self._per_client)]
+        await self._remove([*names, _ALL], state, quietly=quietly)
+
+    async def _remove(self, names: list[str], state: str, *, quietly: bool) -> None:
+        """Every removal is tried, whatever an earlier one did; unless `quietly`, the
+        first store failure is raised after all of them."""
+        failure: StoreUnavailable | None = None
+        for name in names:
+            try:
+                await self._store.remove_pending(name, state)
+            except StoreUnavailable as exc:
+                failure = failure or exc
+        if failure is not None and not quietly:
+            raise failure
 
     async def track_browser(self, binding_hash: str, state: str) -> None:
         """One of this browser's pending logins; its oldest beyond the bound are evicted."""

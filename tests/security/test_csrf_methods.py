@@ -99,3 +99,33 @@ async def test_post_logout_still_needs_csrf(env: Env) -> None:
     r = await env.browser.post("/bff/logout")
     assert r.status_code == 403 and r.json()["error"] == "csrf"
     assert (await env.browser.get("/bff/user", csrf=True)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "fetch_metadata",
+    [
+        {"Sec-Fetch-Dest": "image", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors"},
+        {"Sec-Fetch-Dest": "iframe", "Sec-Fetch-Mode": "navigate"},
+        {"Sec-Fetch-Mode": "no-cors"},
+    ],
+    ids=["img", "fetch", "iframe", "mode-only"],
+)
+async def test_login_refuses_subresource_requests_before_storing_anything(
+    env: Env, fetch_metadata: dict[str, str]
+) -> None:
+    """Security review finding 4: `<img src=/bff/login>` on a hostile page burned each
+    visitor's pending-login slots (and stored a login state) without a click."""
+    r = await env.browser.get("/bff/login", headers=fetch_metadata)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "csrf"
+    assert "set-cookie" not in r.headers
+    assert env.store._logins == {}
+
+
+async def test_login_by_navigation_is_served_also_from_another_site(env: Env) -> None:
+    """A top-level navigation, even from a link on another site, is a login."""
+    navigation = {"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate"}
+    r = await env.browser.get("/bff/login", headers={**navigation, "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 302
+    assert len(env.store._logins) == 1

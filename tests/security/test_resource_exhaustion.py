@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from bff.login_bounds import LOGIN_PENDING_PER_BROWSER
+from bff.errors import StoreUnavailable
+from bff.login_bounds import LOGIN_PENDING_PER_BROWSER, PendingLogins, client_group
+from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
 from tests.browser import Browser
-from tests.fake_idp import ISSUER
+from tests.fake_idp import ISSUER, Clock
 from tests.integration.test_serve import SECRET_KEY, serve, stop
 from tests.security.edge_env import Env, edge_env
 
@@ -73,6 +75,69 @@ async def test_ipv6_clients_are_bounded_per_64_prefix() -> None:
             codes.append((await browser.get("/bff/login")).status_code)
             await browser.aclose()
         assert codes == [302, 302, 429]
+
+
+async def test_ipv6_clients_are_bounded_per_56_and_48_prefix_too() -> None:
+    """Security review finding 4: one holder of a /48 (65,536 /64s) filled the total bound
+    alone. Nested caps: a /56 holds at most 4x, a /48 at most 16x BFF_LOGIN_PENDING_MAX."""
+    async with edge_env(BFF_LOGIN_PENDING_MAX="1", BFF_TRUSTED_PROXIES="127.0.0.1/32") as env:
+
+        async def login_from(host: str) -> int:
+            browser = from_address(env, host)
+            try:
+                return (await browser.get("/bff/login")).status_code
+            finally:
+                await browser.aclose()
+
+        # 2001:db8:0:XXYY::/64: XX picks the /56, YY the /64 inside it
+        first_56 = [await login_from(f"2001:db8:0:{i:x}::1") for i in range(5)]
+        assert first_56 == [302] * 4 + [429]
+        rest_of_48 = [
+            await login_from(f"2001:db8:0:{n << 8 | i:x}::1") for n in (1, 2, 3) for i in range(4)
+        ]
+        assert rest_of_48 == [302] * 12  # the /48 now holds 16: a fifth /56 is refused
+        assert await login_from("2001:db8:0:400::1") == 429
+        assert await login_from("2001:db8:1::1") == 302  # another /48 is not affected
+
+
+class FailingStore(MemoryStore):
+    """A store whose pending-login calls on one group fail (a Redis blip mid-way)."""
+
+    def __init__(self, fail_on: str, *, clock: Any) -> None:
+        super().__init__(clock=clock)
+        self.fail_on = fail_on
+
+    async def add_pending(self, group: str, member: str, **kw: Any) -> int:
+        if group == self.fail_on:
+            raise StoreUnavailable("down")
+        return await super().add_pending(group, member, **kw)
+
+    async def remove_pending(self, group: str, member: str) -> bool:
+        if group == self.fail_on:
+            raise StoreUnavailable("down")
+        return await super().remove_pending(group, member)
+
+
+async def test_a_store_failure_between_pending_steps_leaks_no_slot() -> None:
+    """Security review finding 7: a failure after the first of the pending adds left the
+    first counted for 10 minutes; a failed removal skipped the next one."""
+    store = FailingStore("login:all", clock=Clock())
+    pending = PendingLogins(store, per_client=1, total=10, ttl=600)
+    group = client_group("203.0.113.9")
+    with pytest.raises(StoreUnavailable):
+        await pending.admit(group, "s1")
+    store.fail_on = ""
+    assert await store.add_pending(group, "s2", limit=1, ttl=600) == 0  # s1 was undone
+    # a removal that fails does not stop the next: the total's slot is freed
+    store.fail_on = ""
+    await store.remove_pending(group, "s2")
+    await pending.admit(group, "s3")
+    store.fail_on = group
+    await pending.release(group, "s3", quietly=True)
+    with pytest.raises(StoreUnavailable):
+        await pending.release(group, "s3")  # not quietly: the failure is still told
+    store.fail_on = ""
+    assert await store.add_pending("login:all", "s4", limit=1, ttl=600) == 0
 
 
 async def test_global_ceiling_protects_the_store() -> None:
