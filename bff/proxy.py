@@ -66,10 +66,11 @@ _WATCH_DELAY = 1.0  # seconds before a request still waiting for its upstream wa
 # a browser disconnect: fast requests never pay for the extra task
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _ORDINARY = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Never forwarded (THREATS.md invariant 13): TRACE echoes the request, bearer included, to
-# whoever can read the answer (cross-site tracing); TRACK is IIS's TRACE; CONNECT would
-# make the upstream a tunnel. Compared upper-cased: some servers read methods so.
-_REFUSED_METHODS = frozenset({"TRACE", "TRACK", "CONNECT"})
+# Only these are ever forwarded (a route's `methods` is a subset of them), compared
+# exactly (some servers read methods upper-cased). Never forwarded (THREATS.md invariant
+# 13): TRACE echoes the request, bearer included, to whoever can read the answer
+# (cross-site tracing); TRACK is IIS's TRACE; CONNECT would make the upstream a tunnel;
+# WebDAV and cache methods (PROPFIND, LOCK, PURGE) reach what a route never meant to open.
 _ALLOW_ANY = ", ".join(sorted(_ORDINARY)).encode("ascii")  # Allow of a route without `methods`
 _BODILESS = frozenset({204, 304})  # never a body (nor 1xx, which is never relayed)
 _PATH_SAFE = "/!$&'()*+,;=:@~"
@@ -197,7 +198,7 @@ class ProxyApp:
         if config.methods is not None and method not in config.methods:
             await _send_answer(send, _NOT_ALLOWED, (b"allow", route.allow))
             return
-        if method not in _ORDINARY and method.upper() in _REFUSED_METHODS:
+        if method not in _ORDINARY:  # a route without `methods`: no PROPFIND, PURGE, TRACE...
             await _send_answer(send, _NOT_ALLOWED, (b"allow", _ALLOW_ANY))
             return
         if path.params and not config.path_params:
