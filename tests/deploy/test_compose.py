@@ -167,6 +167,11 @@ def test_hosts_urls_and_the_ingress_fit_together(stack: dict[str, Any]) -> None:
     assert "proxy_pass http://keycloak:8080;" in conf
     assert "proxy_buffering off;" in conf  # streams pass unbuffered
     assert "9091" not in conf  # the admin listener is never routed
+    # bff believes this proxy's X-Forwarded-Host: a fixed value, never the browser's Host,
+    # and a Host the ingress does not serve is refused before it reaches bff
+    assert "proxy_set_header X-Forwarded-Host app.localhost:8443;" in conf
+    default = re.search(r"listen 8443 ssl default_server;(.*?)\}", conf, re.S)
+    assert default and "return 421;" in default.group(1) and "proxy_pass" not in default.group(1)
 
 
 def test_the_realm_registers_the_uris_bff_uses(stack: dict[str, Any]) -> None:
