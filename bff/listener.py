@@ -20,7 +20,8 @@ read (a pipelined next request) goes through the counted path.
 And per connection, two bounds on a client that stalls after its headers:
 
 - a request body may pause at most `body_read_timeout` seconds between two reads (while
-  bff itself has paused reading, the clock stands still): else the connection closes,
+  bff itself has paused reading, or not yet asked for an `Expect: 100-continue` body, the
+  clock stands still): else the connection closes,
   also when the answer was already sent (a trickled body would hold it open forever);
 - an answer's bytes must be taken by the client: a write buffer that stays full for
   `send_timeout` seconds (BFF_UPSTREAM_TIMEOUT) aborts the connection, and with it the
@@ -100,8 +101,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if transport is None or transport.is_closing() or self._in_headers:
             return
         now = self.loop.time()
-        if self.flow is not None and self.flow.read_paused:
-            self._last_read = now  # bff is not reading: not the client's stall
+        cycle = self.cycle
+        if (self.flow is not None and self.flow.read_paused) or (
+            cycle is not None and cycle.waiting_for_100_continue
+        ):
+            self._last_read = now  # bff is not reading (yet): not the client's stall
         left = self._last_read + self._limits.body_read_timeout - now
         if left > 0:
             self._body_timer = self.loop.call_later(left, self._body_timeout)
