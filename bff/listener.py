@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -54,6 +55,10 @@ def _refusal(status: bytes) -> bytes:
     return b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
+# uvicorn's parse step; httptools takes any bytes-like object (memoryview slices: no copies)
+_parse = cast(
+    Callable[[HttpToolsProtocol, bytes | memoryview], None], HttpToolsProtocol.data_received
+)
 _TOO_LARGE = _refusal(b"431 Request Header Fields Too Large")
 _TIMEOUT = _refusal(b"408 Request Timeout")
 
@@ -155,23 +160,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._limits.body_read_timeout, self._body_timeout
                 )
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         if not self._in_headers:
             size = self._limits.max_header_bytes
             if len(data) <= size:
-                super().data_received(data)
+                _parse(self, data)
                 return
             # In slices: should the request complete inside this read, the rest (the next
             # request's line and headers) is counted. (Its first bytes inside the slice
             # where the body ended are not: at most 2x the bound, as above.)
-            transport = self.transport
+            transport, view = self.transport, memoryview(data)  # slices without copies
             for start in range(0, len(data), size):
-                super().data_received(data[start : start + size])
+                _parse(self, view[start : start + size])
                 if transport.is_closing() or transport.get_protocol() is not self:
                     return
                 if self._in_headers:
                     if start + size < len(data):
-                        self._feed(data[start + size :])
+                        self._feed(view[start + size :])
                     return
             return
         if self._header_bytes == 0 and self._header_timer is None:
@@ -179,14 +184,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         budget = self._limits.max_header_bytes - self._header_bytes
         if len(data) <= budget:
             self._header_bytes += len(data)
-            super().data_received(data)
+            _parse(self, data)
             return
         # Feed exactly the budget: if the headers end inside it, the rest is body (or the
         # next request) and goes on; if not, they are too large. (A pipelined request
         # that began inside the slice has its first bytes uncounted: at most 2x the bound.)
         self._header_bytes += budget
         messages = self._messages
-        super().data_received(data[:budget])
+        _parse(self, data[:budget])
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return
         if self._in_headers and self._messages == messages:
