@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -55,22 +56,13 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         hashes = await _hashes(service, args)
         if args.action == "list":
-            print("session\tsub\tcreated\tlast_seen\texpires\tuser_agent")
-            for h in hashes:
-                session = await service.load_by_hash(h)
-                ttl = await store.session_ttl(h)
-                if session is None or ttl is None:
-                    continue
-                now = time.time()
-                # The idle expiry slides on every request: last seen = expiry - idle,
-                # unless the absolute cap is what ends it.
-                expires = now + ttl
-                last_seen = min(now, expires - settings.idle_timeout)
-                print(
-                    f"{h}\t{session.sub}\t{_iso(session.created_at)}\t"
-                    f"{_iso(max(last_seen, session.created_at))}\t{_iso(expires)}\t"
-                    f"{_printable(session.user_agent)}"
-                )
+            rows = await _rows(settings, service, hashes)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                print("session\tsub\tcreated\tlast_seen\texpires\tuser_agent")
+                for row in rows:
+                    print("\t".join(_printable(str(row[k])) for k in _COLUMNS))
             return 0
         return await _revoke(settings, service, hashes)
     except BffError as exc:
@@ -78,6 +70,37 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         await store.aclose()
+
+
+_COLUMNS = ("session", "sub", "created", "last_seen", "expires", "user_agent")
+
+
+async def _rows(
+    settings: Settings, service: SessionService, hashes: list[str]
+) -> list[dict[str, str]]:
+    """One row per live session, the most recently seen first."""
+    found: list[tuple[float, dict[str, str]]] = []
+    for h in hashes:
+        session = await service.load_by_hash(h)
+        ttl = await service.store.session_ttl(h)
+        if session is None or ttl is None:
+            continue
+        now = time.time()
+        # The idle expiry slides on every request: last seen = expiry - idle,
+        # unless the absolute cap is what ends it.
+        expires = now + ttl
+        last_seen = max(min(now, expires - settings.idle_timeout), session.created_at)
+        row = {
+            "session": h,
+            "sub": session.sub,
+            "created": _iso(session.created_at),
+            "last_seen": _iso(last_seen),
+            "expires": _iso(expires),
+            "user_agent": session.user_agent,
+        }
+        found.append((last_seen, row))
+    found.sort(key=lambda item: (-item[0], item[1]["session"]))
+    return [row for _, row in found]
 
 
 async def _revoke(settings: Settings, service: SessionService, hashes: list[str]) -> int:
@@ -105,6 +128,9 @@ async def _revoke(settings: Settings, service: SessionService, hashes: list[str]
                 session=short_hash(h),
             )
         print(f"revoked {revoked} session(s)")
+    if revoked == 0:
+        print("bff: no live session matched; nothing was revoked", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -80,6 +80,10 @@ def _classify(exc: BffError) -> tuple[int, str, str, dict[str, str]]:
 
 def error_response(request: Request, exc: BffError) -> Response:
     status, code, description, headers = _classify(exc)
+    if isinstance(exc, RequestRejected) and (
+        exc.status in (401, 403) or request.url.path == "/bff/callback"
+    ):
+        endpoints.log_refusal(request.scope, exc.status, exc.code, exc.reason)
     if status >= 500:
         _log.warning(
             "%s %s -> %s (%s: %s)",

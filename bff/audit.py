@@ -15,7 +15,15 @@ from bff.metrics import count_event
 
 __all__ = ["AuditEvent", "audit"]
 
-AuditEvent = Literal["login", "refresh", "refresh_failed", "logout", "backchannel_logout", "revoke"]
+AuditEvent = Literal[
+    "login",
+    "login_failed",  # a refused or failed callback; `outcome` is the machine-readable reason
+    "refresh",
+    "refresh_failed",
+    "logout",
+    "backchannel_logout",
+    "revoke",
+]
 _logger = logging.getLogger("bff.audit")
 _MAX_FIELD = 256
 

@@ -226,28 +226,59 @@ class LoginFlow:
 
     async def _take_state(self, state: str | None, binding_cookie: str | None) -> LoginState:
         if not state:
-            raise BadRequest("the callback carries no state", code="invalid_state")
+            raise BadRequest(
+                "the callback carries no state", code="invalid_state", reason="state_missing"
+            )
         # Single use: taken (deleted) before anything else is checked.
         blob = await self._sessions.store.take_login_state(state)
         if blob is None:
-            raise BadRequest("unknown, expired or already used login state", code="invalid_state")
+            raise BadRequest(
+                "unknown, expired or already used login state",
+                code="invalid_state",
+                reason="state_unknown",
+            )
         try:
             login = decode_login_state(self._keys.open(blob, aad=_state_aad(state)))
         except (BlobError, ValueError):
-            raise BadRequest("unreadable login state", code="invalid_state") from None
+            raise BadRequest(
+                "unreadable login state", code="invalid_state", reason="state_unreadable"
+            ) from None
         if login.client_group is not None:  # taken: no longer pending, whatever follows
             await self._pending.release(login.client_group, state)
         if self._clock() - login.created_at > LOGIN_STATE_TTL:
-            raise BadRequest("the login took too long; start again", code="invalid_state")
+            raise BadRequest(
+                "the login took too long; start again",
+                code="invalid_state",
+                reason="state_expired",
+            )
         binding = self._signer.unsign_binding(binding_cookie) if binding_cookie else None
-        if binding is None or not hmac.compare_digest(_binding_hash(binding), login.binding):
-            raise BadRequest("this login was started in another browser", code="invalid_state")
+        if binding is None:
+            # Most often the login began at another address than BFF_PUBLIC_URL (the
+            # binding cookie is host-only), less often in another browser.
+            raise BadRequest(
+                "this browser sent no login cookie: the login was started at another "
+                f"address than {self._settings.public_url} or in another browser; "
+                f"open the app at {self._settings.public_url} and log in again",
+                code="invalid_state",
+                reason="binding_missing",
+            )
+        if not hmac.compare_digest(_binding_hash(binding), login.binding):
+            raise BadRequest(
+                "this login was started in another browser",
+                code="invalid_state",
+                reason="binding_mismatch",
+            )
         if login.issuer != self._settings.issuer:
-            raise BadRequest("this login was started for another provider", code="invalid_state")
+            raise BadRequest(
+                "this login was started for another provider",
+                code="invalid_state",
+                reason="issuer_changed",
+            )
         if not await self._pending.still_tracked(login.binding, state):
             raise BadRequest(
                 "this login was replaced by newer logins in this browser; start again",
                 code="invalid_state",
+                reason="login_replaced",
             )
         return login
 
@@ -262,9 +293,14 @@ class LoginFlow:
         metadata = self._oidc.metadata_or_none
         if metadata is None:
             return fallback
+        # The ID token crosses the browser as id_token_hint (it names the user and the
+        # provider session; it grants no API access). BFF_LOGOUT_ID_TOKEN_HINT=false sends
+        # client_id + logout_hint=<sub> instead, for providers that accept them.
+        hint = self._settings.logout_id_token_hint
         url = self._oidc.end_session_url(
             metadata,
-            id_token_hint=id_token,
+            id_token_hint=id_token if hint else None,
+            logout_hint=None if hint else session.sub,
             post_logout_redirect_uri=self._settings.post_logout_redirect_uri,
         )
         return url or fallback

@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from bff.config import Settings, load_settings, read_toml
+from bff.config import (
+    Settings,
+    bind_warnings,
+    effective_config,
+    load_settings,
+    read_toml,
+    unknown_env_warnings,
+)
 from bff.errors import ConfigError
 
 __all__ = ["app_from_environment", "configure_logging", "main", "settings_from", "version_text"]
@@ -131,6 +138,11 @@ def _report(error: ConfigError) -> int:
     return 1
 
 
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"bff: warning: {line}", file=sys.stderr)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -142,11 +154,13 @@ def _serve(args: argparse.Namespace) -> int:
         for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
         if v is not None
     }
+    _warn(unknown_env_warnings(os.environ))
     try:
         settings = settings_from(os.environ, args.config, overrides)
         check_tracing(settings.tracing, protocol=_otlp_protocol())
     except ConfigError as exc:
         return _report(exc)
+    _warn(bind_warnings(settings))
     if args.config:
         os.environ["BFF_CONFIG"] = os.path.abspath(args.config)
     os.environ["BFF_CLI_OVERRIDES"] = json.dumps(overrides)
@@ -211,13 +225,30 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    _warn(unknown_env_warnings(os.environ))
     try:
         settings = settings_from(os.environ, args.config)
     except ConfigError as exc:
         return _report(exc)
-    report = settings.masked()
-    report["session_store_topology"] = asyncio.run(_store_topology(settings))
-    print(json.dumps(report, indent=2, sort_keys=True))
+    _warn(bind_warnings(settings))
+    topology = asyncio.run(_store_topology(settings))
+    if args.format == "json":
+        report = settings.masked()
+        report["session_store_topology"] = topology
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    rows = [row for row in effective_config(settings) if row[0] != "routes"]
+    widths = [max(len(str(row[i])) for row in rows) for i in (0, 1, 3)]
+    print("bff: the configuration is valid; effective settings (secrets masked):")
+    for key, env, value, source in [("setting", "environment", "value", "from"), *rows]:
+        shown = (
+            value if isinstance(value, str) else "(not set)" if value is None else json.dumps(value)
+        )
+        print(f"  {key:<{widths[0]}}  {env:<{widths[1]}}  {source:<{widths[2]}}  {shown}")
+    for route in settings.masked()["routes"]:
+        fields = " ".join(f"{k}={json.dumps(v)}" for k, v in route.items())
+        print(f"  [[routes]] {fields}")
+    print(f"  session store topology: {json.dumps(topology, sort_keys=True)}")
     return 0
 
 
@@ -237,6 +268,7 @@ def _sessions(args: argparse.Namespace) -> int:
     from bff.admin import run_sessions_command
 
     configure_logging()  # the audit trail of revocations goes to standard error
+    _warn(unknown_env_warnings(os.environ))
     try:
         settings = settings_from(os.environ, args.config)
     except ConfigError as exc:
@@ -259,25 +291,38 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bff", description="OAuth backend-for-frontend")
     parser.add_argument("--version", action=_Version, help="print versions and exit")
     sub = parser.add_subparsers(dest="command", required=True)
+    config_help = "TOML config file (default: $BFF_CONFIG); environment variables win over it"
     serve = sub.add_parser("serve", help="run the BFF")
-    serve.add_argument("--config", help="TOML config file (or BFF_CONFIG)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--config", metavar="FILE", help=config_help)
+    serve.add_argument("--host", help="address to listen on (BFF_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (BFF_PORT; default 8000)")
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (BFF_WORKERS; default 1)"
+    )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate and print the effective config")
-    check.add_argument("--config")
+    check.add_argument("--config", metavar="FILE", help=config_help)
+    check.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a table of setting, env name, source and value; json: "
+        "{toml_key: value} for automation (default: text)",
+    )
     check.set_defaults(func=_check_config)
     sessions = sub.add_parser("sessions", help="list or revoke sessions")
-    sessions.add_argument("--config")
+    sessions.add_argument("--config", metavar="FILE", help=config_help)
     actions = sessions.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list")
-    listing.add_argument("--sub")
-    revoke = actions.add_parser("revoke")
+    listing = actions.add_parser("list", help="live sessions, the most recently seen first")
+    listing.add_argument("--sub", help="only the sessions of this user (the ID token's sub)")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    revoke = actions.add_parser(
+        "revoke", help="end sessions and revoke their refresh tokens; exit 1 if none matched"
+    )
     target = revoke.add_mutually_exclusive_group(required=True)
-    target.add_argument("--session", metavar="HASH")
-    target.add_argument("--sub")
-    target.add_argument("--all", action="store_true")
+    target.add_argument("--session", metavar="HASH", help="one session, as `list` shows it")
+    target.add_argument("--sub", help="every session of this user")
+    target.add_argument("--all", action="store_true", help="every session")
     sessions.set_defaults(func=_sessions)
     return parser
 

@@ -8,11 +8,12 @@ Only the CLI reads `os.environ`; this module takes the environment as a paramete
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,13 +25,18 @@ from bff.redis_url import HA_SCHEMES, mask_store_url, parse_ha_url
 
 __all__ = [
     "DEFAULT_SCOPES",
+    "KNOWN_SETTINGS",
+    "Known",
     "RouteConfig",
     "Settings",
+    "bind_warnings",
+    "effective_config",
     "is_loopback_host",
     "load_settings",
     "read_toml",
     "resource_problem",
     "split_host_port",
+    "unknown_env_warnings",
 ]
 
 DEFAULT_SCOPES = "openid profile email offline_access"
@@ -43,6 +49,99 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
 LOG_FORMATS = ("text", "json")
 TRACING_MODES = ("off", "otlp")
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """One setting as a user writes it: the TOML key (`BFF_<KEY>` in the environment,
+    `--key` on the command line) and the `Settings` field that holds its value."""
+
+    key: str
+    field: str = ""  # the Settings attribute; "" means the same as `key`
+    secret: bool = False  # masked by check-config; also read from `BFF_<KEY>_FILE`
+
+    @property
+    def env(self) -> str:
+        return f"BFF_{self.key.upper()}"
+
+    @property
+    def attr(self) -> str:
+        return self.field or self.key
+
+
+# THE table of top-level settings. A new setting needs one entry here: TOML keys not in
+# it are errors ("did you mean"), `BFF_*` variables not in it are warnings, and
+# check-config prints every entry whose field `Settings` has, under the key and env name.
+KNOWN_SETTINGS: tuple[Known, ...] = (
+    Known("issuer"),
+    Known("client_id"),
+    Known("client_secret", secret=True),
+    Known("secret_key", "secret_keys", secret=True),
+    Known("scopes"),
+    Known("resource"),
+    Known("prompt"),
+    Known("public_url"),
+    Known("session_store"),
+    Known("store_prefix"),
+    Known("routes"),
+    Known("cookie_name"),
+    Known("cookie_samesite"),
+    Known("session_idle_timeout", "idle_timeout"),
+    Known("session_max_lifetime", "max_lifetime"),
+    Known("refresh_skew"),
+    Known("upstream_timeout"),
+    Known("upstream_max_connections"),
+    Known("upstream_max_connections_per_session"),
+    Known("upstream_queue_timeout"),
+    Known("post_logout_redirect"),
+    Known("logout_id_token_hint"),
+    Known("static_dir"),
+    Known("trusted_proxies"),
+    Known("access_log"),
+    Known("host"),
+    Known("port"),
+    Known("workers"),
+    Known("login_pending_max"),
+    Known("login_pending_total"),
+    Known("max_header_bytes"),
+    Known("header_read_timeout"),
+    Known("body_read_timeout"),
+    Known("admin_listen"),
+    # Named by SPEC.md and landing from other work; listed so that neither a TOML key
+    # nor an environment variable of theirs is reported as a typo meanwhile.
+    Known("admin_token", secret=True),
+    Known("log_format"),
+    Known("tracing"),
+    Known("shutdown_drain_delay"),
+    Known("shutdown_timeout"),
+)
+# `BFF_*` variables that are not settings but are still ours.
+OTHER_ENV = frozenset({"BFF_CONFIG", "BFF_CLI_OVERRIDES", "BFF_TEST_REDIS_URL"})
+OTHER_ENV_PREFIXES = ("BFF_FRONTEND_", "BFF_TEST_")  # per-frontend secrets; test harness
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _unknown_keys(toml: Mapping[str, Any]) -> list[str]:
+    known = [k.key for k in KNOWN_SETTINGS]
+    return [
+        f"{key}: unknown setting{_suggest(key, known)}" for key in sorted(set(toml) - set(known))
+    ]
+
+
+def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per `BFF_*` variable that names no setting: a typo there is ignored,
+    so it is worth a line at start-up."""
+    known = {k.env for k in KNOWN_SETTINGS} | OTHER_ENV
+    known |= {f"{k.env}_FILE" for k in KNOWN_SETTINGS if k.secret}
+    return [
+        f"{name} is not a bff setting and is ignored{_suggest(name, sorted(known))}"
+        for name in sorted(environ)
+        if name.startswith("BFF_") and name not in known and not name.startswith(OTHER_ENV_PREFIXES)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +182,7 @@ class Settings:
     upstream_max_connections_per_session: int = 32
     upstream_queue_timeout: float = 1.0
     post_logout_redirect: str = "/"
+    logout_id_token_hint: bool = True
     static_dir: str | None = None
     trusted_proxies: tuple[str, ...] = ()
     host: str = "127.0.0.1"
@@ -106,6 +206,9 @@ class Settings:
     tracing: Literal["off", "otlp"] = "off"
     shutdown_drain_delay: float = 5.0  # SIGTERM: seconds /readyz is 503 before refusing
     shutdown_timeout: float = 30.0  # then: bound on in-flight requests (streams included)
+    # where each value came from (TOML key -> env name, --flag, "config file"), for
+    # check-config; not a setting
+    sources: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def secure(self) -> bool:
@@ -124,18 +227,21 @@ class Settings:
         return f"{self.cookie_name}-login"
 
     def masked(self) -> dict[str, Any]:
-        """The effective configuration with every secret replaced by a mask."""
+        """The effective configuration under the TOML keys a user writes, every secret
+        replaced by a mask (the shape of `check-config --format json`)."""
         out: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if name in ("client_secret", "secret_keys"):
+        for known in KNOWN_SETTINGS:
+            if known.key in out or not hasattr(self, known.attr):
+                continue  # a setting of a later release, or listed twice after a merge
+            value = getattr(self, known.attr)
+            if known.secret:
                 count = len(value) if isinstance(value, tuple) else 1
                 value = "****" if count == 1 else f"**** ({count} keys)"
-            elif name == "routes":
+            elif known.key == "routes":
                 value = [_route_dict(r) for r in value]
             elif isinstance(value, tuple):
                 value = list(value)
-            out[name] = value
+            out[known.key] = value
         out["session_store"] = mask_store_url(self.session_store)
         return out
 
@@ -214,8 +320,15 @@ class _Collector:
         self.toml = toml
         self.overrides = overrides
         self.problems: list[str] = []
+        self.sources: dict[str, str] = {}
 
     def raw(self, name: str, *, secret: bool = False) -> tuple[Any, str] | None:
+        got = self._raw(name, secret=secret)
+        if got is not None:
+            self.sources[name] = "config file" if got[1] == name else got[1]
+        return got
+
+    def _raw(self, name: str, *, secret: bool) -> tuple[Any, str] | None:
         env = f"BFF_{name.upper()}"
         if name in self.overrides:  # command-line flags beat environment and file
             return self.overrides[name], f"--{name.replace('_', '-')}"
@@ -331,6 +444,7 @@ def resource_problem(value: str) -> str | None:
 def _parse_routes(c: _Collector) -> tuple[RouteConfig, ...]:
     entries: list[tuple[dict[str, Any], str]] = []
     if "BFF_ROUTES" in c.environ:
+        c.sources["routes"] = "BFF_ROUTES"
         for i, item in enumerate(filter(None, c.environ["BFF_ROUTES"].split(","))):
             prefix, sep, upstream = item.strip().partition("=")
             if not sep:
@@ -338,6 +452,8 @@ def _parse_routes(c: _Collector) -> tuple[RouteConfig, ...]:
                 continue
             entries.append(({"prefix": prefix.strip(), "upstream": upstream.strip()}, "BFF_ROUTES"))
     else:
+        if "routes" in c.toml:
+            c.sources["routes"] = "config file"
         toml_routes = c.toml.get("routes", [])
         if not isinstance(toml_routes, list):
             c.problems.append("routes: must be an array of tables ([[routes]])")
@@ -449,6 +565,7 @@ def load_settings(
 ) -> Settings:
     """Build Settings from env + TOML (+ CLI `overrides`); ConfigError lists ALL problems."""
     c = _Collector(environ, toml or {}, overrides or {})
+    c.problems.extend(_unknown_keys(c.toml))
 
     issuer = c.required("issuer").rstrip("/")
     if issuer:
@@ -578,6 +695,9 @@ def load_settings(
         c.problems.append("BFF_TRACING: must be off or otlp")
     drain_delay = c.number("shutdown_drain_delay", 5, minimum=0, as_float=True)
     shutdown_timeout = c.number("shutdown_timeout", 30, minimum=0, as_float=True)
+    # Off: logout sends client_id + logout_hint instead of the ID token through the browser.
+    hint = c.raw("logout_id_token_hint")
+    id_token_hint = True if hint is None else c.flag(hint[0], hint[1], True)
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -619,4 +739,55 @@ def load_settings(
         tracing="otlp" if tracing == "otlp" else "off",
         shutdown_drain_delay=float(drain_delay),
         shutdown_timeout=float(shutdown_timeout),
+        logout_id_token_hint=id_token_hint,
+        sources=tuple(sorted(c.sources.items())),
     )
+
+
+def effective_config(settings: Settings) -> list[tuple[str, str, Any, str]]:
+    """(TOML key, env name, masked value, where it came from) per setting, for the text
+    form of check-config."""
+    sources = dict(settings.sources)
+    by_key = {k.key: k for k in KNOWN_SETTINGS}
+    return [
+        (key, by_key[key].env, value, sources.get(key, "default"))
+        for key, value in settings.masked().items()
+    ]
+
+
+def _port_of(url: str) -> int | None:
+    parts = urlsplit(url)
+    try:
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+
+
+def bind_warnings(settings: Settings) -> list[str]:
+    """Where the listening address cannot be what BFF_PUBLIC_URL names, so that the
+    provider would send browsers back to an address nobody answers (or another one).
+    Only for a plain-http public URL (development, loopback): an https one is served
+    through a TLS-terminating proxy, which may map any port."""
+    public = urlsplit(settings.public_url)
+    if public.scheme != "http" or settings.trusted_proxies or settings.port == 0:
+        return []
+    warnings = []
+    port = _port_of(settings.public_url)
+    if port is not None and port != settings.port:
+        warnings.append(
+            f"bff listens on port {settings.port} but BFF_PUBLIC_URL {settings.public_url} "
+            f"names port {port}: after login the provider sends the browser to port {port}. "
+            f"Set BFF_PUBLIC_URL to http://{public.hostname}:{settings.port}, or --port {port}, "
+            "or list the proxy that forwards to bff in BFF_TRUSTED_PROXIES"
+        )
+    try:
+        wildcard = ipaddress.ip_address(settings.host.strip("[]")).is_unspecified
+    except ValueError:
+        wildcard = False  # a host name
+    if is_loopback_host(public.hostname) and not wildcard and not is_loopback_host(settings.host):
+        warnings.append(
+            f"bff listens on {settings.host}, which is not loopback, but BFF_PUBLIC_URL "
+            f"{settings.public_url} names a loopback host: browsers cannot reach it there. "
+            "Listen on 127.0.0.1 (--host) or set BFF_PUBLIC_URL to the address browsers use"
+        )
+    return warnings

@@ -7,20 +7,29 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import Scope
 
 from bff.audit import audit
 from bff.auth_flow import LOGIN_STATE_TTL, LoginFlow
 from bff.backchannel import backchannel_logout
 from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
-from bff.errors import BadRequest, BffError, CsrfRejected, NotAuthenticated
-from bff.headers import csrf_ok, header_values, navigation_ok
+from bff.errors import (
+    BadRequest,
+    BffError,
+    CsrfRejected,
+    IdpError,
+    NotAuthenticated,
+    RequestRejected,
+)
+from bff.headers import ForwardRules, csrf_ok, csrf_refusal, header_values, navigation_ok
 from bff.lifecycle import Lifecycle
 from bff.oidc import OidcClient
+from bff.redirects import printable_host, same_host
 from bff.session import Session, short_hash
 from bff.session_service import SessionRef, SessionService
 from bff.store import SessionStore
@@ -32,6 +41,8 @@ __all__ = [
     "login",
     "callback",
     "logout",
+    "log_refusal",
+    "no_session_reason",
     "readiness_problems",
     "readiness_response",
     "readyz",
@@ -39,6 +50,23 @@ __all__ = [
 ]
 
 _log = logging.getLogger("bff.endpoints")
+_refusals = logging.getLogger("bff.refused")
+
+
+def log_refusal(scope: Scope, status: int, code: str, reason: str) -> None:
+    """One line per refused callback, CSRF refusal and 401 with its machine-readable
+    reason: never a query string, a token, a code, a cookie value or a secret."""
+    state = scope.get("state")
+    _refusals.log(
+        logging.INFO if status == 401 else logging.WARNING,
+        "%s %s: %s %s reason=%s rid=%s",
+        scope["method"],
+        scope["path"][:256].encode("unicode_escape").decode("ascii"),
+        status,
+        code,
+        reason,
+        (state.get("request_id") if state else None) or "-",
+    )
 
 
 @dataclass(slots=True)
@@ -73,6 +101,32 @@ def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def no_session_reason(cookie: str | None, ref: SessionRef | None) -> str:
+    """Why a request has no live session, for the log line of its 401."""
+    if not cookie:
+        return "no_cookie"
+    return "cookie_invalid" if ref is None else "session_not_found"
+
+
+def _browser_host(request: Request) -> str | None:
+    """The host (and port) the browser addressed, when bff can know it: the Host header
+    when the public URL is plain http (bff serves the browser directly, development);
+    a trusted proxy's X-Forwarded-Host otherwise. None: unknown, no host check."""
+    s = _rt(request).settings
+    if s.trusted_proxies:
+        state = request.scope.get("state") or {}
+        peer = state.get("direct_peer")
+        if not ForwardRules.create((), s.trusted_proxies).trusts(peer):
+            return None
+        return request.headers.get("x-forwarded-host", "").split(",")[0].strip() or None
+    if s.secure:
+        return None  # behind a TLS-terminating proxy that we were not told about
+    return request.headers.get("host")
+
+
+_HOST_HOP = "-host-redirect"  # marks a login already sent to the public URL once
+
+
 async def _current(request: Request) -> tuple[SessionRef | None, Session | None]:
     rt = _rt(request)
     ref = rt.sessions.ref_from_cookie(_cookie(request, rt.settings.cookie_name))
@@ -86,9 +140,38 @@ async def login(request: Request) -> Response:
     # A login is a top-level navigation: a hostile page's `<img src=/bff/login>` or
     # `fetch()` would otherwise burn its visitors' pending-login slots (and store state).
     if not navigation_ok(request.scope["headers"]):
-        raise CsrfRejected("/bff/login must be opened as a top-level navigation")
+        raise CsrfRejected(
+            "/bff/login must be opened as a top-level navigation", reason="not_a_navigation"
+        )
     rt = _rt(request)
     s = rt.settings
+    host = _browser_host(request)
+    hop_cookie = s.login_cookie_name + _HOST_HOP
+    if host is not None and not same_host(s.public_url, host):
+        if _cookie(request, hop_cookie) is None:
+            # The login-binding cookie is host-only: a login started here could never
+            # finish at the public URL's callback. Start it there instead, once.
+            query = request.url.query
+            target = f"{s.public_url}/bff/login" + (f"?{query}" if query else "")
+            _log.info(
+                "login on host %s redirected to %s (BFF_PUBLIC_URL)",
+                printable_host(host) or "(unprintable)",
+                urlsplit(s.public_url).netloc,
+            )
+            response = RedirectResponse(target, status_code=302)
+            response.headers.append(
+                "set-cookie",
+                build_set_cookie(hop_cookie, "1", max_age=30, secure=s.secure, samesite="lax"),
+            )
+            return response
+        # Sent there before and back here again: a proxy in front rewrites the Host
+        # header. Go on; the binding cookie lives on the host the browser sees.
+        _log.warning(
+            "login: the Host header %s is not BFF_PUBLIC_URL's %s even after a redirect; a "
+            "proxy rewrites it? list it in BFF_TRUSTED_PROXIES and send X-Forwarded-Host",
+            printable_host(host) or "(unprintable)",
+            urlsplit(s.public_url).netloc,
+        )
     start = await rt.flow.start(
         return_url=_single_param(request, "returnUrl"),
         binding_cookie=_cookie(request, s.login_cookie_name),
@@ -120,12 +203,24 @@ async def callback(request: Request) -> Response:
             params[name] = value
     previous = rt.sessions.ref_from_cookie(_cookie(request, s.cookie_name))
     user_agent = request.headers.get("user-agent", "")
-    result = await rt.flow.finish(
-        params,
-        binding_cookie=_cookie(request, s.login_cookie_name),
-        user_agent=user_agent,
-        previous=previous,
-    )
+    binding = _cookie(request, s.login_cookie_name)
+    try:
+        host = _browser_host(request)
+        if binding is None and host is not None and not same_host(s.public_url, host):
+            raise _wrong_host(host, s.public_url)
+        result = await rt.flow.finish(
+            params, binding_cookie=binding, user_agent=user_agent, previous=previous
+        )
+    except (RequestRejected, IdpError) as exc:
+        reason = exc.reason if isinstance(exc, RequestRejected) else "idp_unavailable"
+        audit(
+            "login_failed",
+            outcome=reason,
+            now=rt.clock(),
+            client_ip=_client_ip(request),
+            user_agent=user_agent,
+        )
+        raise
     audit(
         "login",
         outcome="success",
@@ -149,13 +244,30 @@ async def callback(request: Request) -> Response:
     return response
 
 
+def _wrong_host(host: str, public_url: str) -> BadRequest:
+    shown = printable_host(host) or "another address"
+    return BadRequest(
+        f"This sign-in came back to {shown}, but bff's public URL is {public_url}, and the "
+        f"login cookie lives there. Open the app at {public_url} and log in again; or, if "
+        f"{shown} is the right address, set BFF_PUBLIC_URL to it (and register its "
+        "/bff/callback at the provider).",
+        code="wrong_host",
+    )
+
+
+def _csrf_check(request: Request) -> None:
+    headers = request.scope["headers"]
+    if not csrf_ok(headers):
+        raise CsrfRejected("X-CSRF: 1 header required", reason=csrf_refusal(headers))
+
+
 async def user(request: Request) -> Response:
-    if not csrf_ok(request.scope["headers"]):
-        raise CsrfRejected("X-CSRF: 1 header required")
+    _csrf_check(request)
     rt = _rt(request)
     ref, session = await _current(request)
     if ref is None or session is None:
-        raise NotAuthenticated("no live session")
+        cookie = _cookie(request, rt.settings.cookie_name)
+        raise NotAuthenticated("no live session", reason=no_session_reason(cookie, ref))
     body: dict[str, Any] = dict(session.claims)
     body["bff:logout_url"] = f"/bff/logout?sid={ref.logout_sid}"
     body["bff:session_expires_in"] = session.ttl(
@@ -170,8 +282,8 @@ async def logout(request: Request) -> Response:
     # Fail closed on the method (THREATS.md 13): a POST needs X-CSRF, anything else the
     # session's sid. The route serves GET and POST only; this holds even if that changed.
     by_post = request.method == "POST"
-    if by_post and not csrf_ok(request.scope["headers"]):
-        raise CsrfRejected("X-CSRF: 1 header required")
+    if by_post:
+        _csrf_check(request)
     ref, session = await _current(request)
     if not by_post and session is not None:
         assert ref is not None

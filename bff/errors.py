@@ -77,16 +77,21 @@ class TokenValidationError(BffError):
 
 
 class RequestRejected(BffError):
-    """The request is refused; `status`, `code` and `description` form the JSON answer."""
+    """The request is refused; `status`, `code` and `description` form the JSON answer.
+    `reason` is the finer, machine-readable cause for the log (default: `code`); like the
+    code, it never carries a token, a code, a cookie value or a secret."""
 
     status = 400
     code = "invalid_request"
     retry_after: int | None = None  # seconds, sent as `Retry-After` when set
 
-    def __init__(self, description: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, description: str, *, code: str | None = None, reason: str | None = None
+    ) -> None:
         self.description = description
         if code is not None:
             self.code = code
+        self.reason = reason or self.code
         super().__init__(description)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ForwardRules",
     "Inbound",
     "csrf_ok",
+    "csrf_refusal",
     "navigation_ok",
     "filter_request_headers",
     "filter_response_headers",
@@ -121,6 +122,17 @@ def navigation_ok(headers: Iterable[tuple[bytes, bytes]]) -> bool:
         if name == b"sec-fetch-mode" and value.strip().lower() != b"navigate":
             return False
     return True
+
+
+def csrf_refusal(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """Why `csrf_ok` refused, for the log line (asked only after a refusal)."""
+    for name, value in headers:
+        if name == b"sec-fetch-site" and value.strip().lower() == b"cross-site":
+            return "cross_site"
+    for name, value in headers:
+        if name == b"x-csrf" and value.strip() != b"1":
+            return "csrf_header_invalid"
+    return "csrf_header_missing"
 
 
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -73,6 +73,20 @@ _OUTCOMES = frozenset(
         "invalid_client",
         "idp_unavailable",
         "no_refresh_token",
+        # login_failed reasons (bff's own; a provider's error codes count as "other")
+        "invalid_issuer",
+        "invalid_state",
+        "state_missing",
+        "state_unknown",
+        "state_unreadable",
+        "state_expired",
+        "binding_missing",
+        "binding_mismatch",
+        "issuer_changed",
+        "login_replaced",
+        "wrong_host",
+        "invalid_id_token",
+        "access_denied",
     }
 )
 REFRESH_OUTCOMES: Final = frozenset(
@@ -108,7 +122,8 @@ _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 EVENTS = Counter(
     "bff_events_total",
-    "Audit events: login, refresh, refresh_failed, logout, backchannel_logout, revoke",
+    "Audit events: login, login_failed, refresh, refresh_failed, logout, "
+    "backchannel_logout, revoke",
     ["event", "outcome"],
 )
 REQUESTS = Counter(

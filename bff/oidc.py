@@ -278,7 +278,10 @@ class OidcClient:
         *,
         id_token_hint: str | None,
         post_logout_redirect_uri: str,
+        logout_hint: str | None = None,
     ) -> str | None:
+        """RP-Initiated Logout 1.0: the browser carries these parameters to the provider,
+        `id_token_hint` (the ID token) included when given."""
         if metadata.end_session_endpoint is None:
             return None
         params = [
@@ -287,6 +290,8 @@ class OidcClient:
         ]
         if id_token_hint:
             params.insert(0, ("id_token_hint", id_token_hint))
+        elif logout_hint:
+            params.insert(1, ("logout_hint", logout_hint))
         return str(add_params_to_uri(metadata.end_session_endpoint, params))
 
     # -- back channel ----------------------------------------------------------------

@@ -31,12 +31,13 @@ from urllib.parse import quote, urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bff.cookies import find_cookie
-from bff.endpoints import Runtime
+from bff.endpoints import Runtime, log_refusal, no_session_reason
 from bff.errors import StoreUnavailable
 from bff.headers import (
     ForwardRules,
     Inbound,
     csrf_ok,
+    csrf_refusal,
     filter_request_headers,
     filter_response_headers,
     outbound_headers,
@@ -214,6 +215,7 @@ class ProxyApp:
             await _send_answer(send, _TWO_HOSTS)
             return
         if config.csrf and not csrf_ok(raw_headers):
+            log_refusal(scope, 403, "csrf", csrf_refusal(raw_headers))
             await _send_answer(send, _CSRF)
             return
         ref: SessionRef | None = None
@@ -235,7 +237,13 @@ class ProxyApp:
             if isinstance(result, Bearer):
                 bearer = result.token
             elif isinstance(result, TokenFailure) or config.token == "user":
-                await _send_answer(send, _token_answer(result) if result else _NOT_AUTHENTICATED)
+                answer = _token_answer(result) if result else _NOT_AUTHENTICATED
+                if answer[0] == 401:
+                    cookie = find_cookie(inbound.cookies, self._cookie)
+                    code = result.code if result else "not_authenticated"
+                    reason = code if result else no_session_reason(cookie, ref)
+                    log_refusal(scope, 401, code, reason)
+                await _send_answer(send, answer)
                 return
             # token = "optional" without a usable session: forwarded without a bearer
         request_id = state.get("request_id") if state else None

@@ -1,10 +1,11 @@
-"""Redirect rules: what counts as a local return URL. Pure."""
+"""Redirect rules: what counts as a local return URL, and whether a request's host is
+the public URL's. Pure."""
 
 from __future__ import annotations
 
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["MAX_RETURN_URL", "is_local_path"]
+__all__ = ["MAX_RETURN_URL", "is_local_path", "printable_host", "same_host"]
 
 MAX_RETURN_URL = 512  # SPEC: a returnUrl of at most 512 characters (issue 11 defect 3)
 
@@ -34,3 +35,30 @@ def is_local_path(value: str) -> bool:
             return True
         text = decoded
     return False  # still changing after several decodes: no real return URL does that
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _normal(host: str, scheme: str) -> str:
+    host = host.strip().lower().rstrip(".")
+    name, sep, port = host.rpartition(":")
+    if sep and "]" not in port and port == _DEFAULT_PORTS.get(scheme):
+        return name
+    return host
+
+
+def same_host(public_url: str, host_header: str) -> bool:
+    """Does `host_header` (a Host or X-Forwarded-Host value) name the public URL's host
+    and port? Default ports and letter case do not matter."""
+    public = urlsplit(public_url)
+    return _normal(host_header, public.scheme) == _normal(public.netloc, public.scheme)
+
+
+def printable_host(value: str) -> str | None:
+    """A Host header value fit for a page or a log line, or None when it is not a plain
+    `name[:port]` / `[v6]:port`."""
+    if not value or len(value) > 255:
+        return None
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789.-:[]_")
+    return value if set(value.lower()) <= allowed else None

@@ -198,7 +198,7 @@ def test_check_config_prints_masked_config() -> None:
         "BFF_CLIENT_SECRET": "very-secret-client-secret",
         "BFF_SECRET_KEY": SECRET_KEY,
     }
-    result = run_cli(env, "check-config")
+    result = run_cli(env, "check-config", "--format", "json")
     assert result.returncode == 0, result.stderr
     assert "very-secret-client-secret" not in result.stdout
     assert SECRET_KEY not in result.stdout
