@@ -4,7 +4,9 @@ become HTTP answers."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import html
 import logging
 import time
@@ -58,6 +60,18 @@ __all__ = [
 
 _log = logging.getLogger("bff.app")
 _HTML_PATHS = ("/bff/login", "/bff/callback", "/bff/logout")
+_PAGE_STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;color:#1d2433;background:#f4f6fb;margin:0}"
+    "main{max-width:40rem;margin:3rem auto;background:#fff;border:1px solid #dfe3ec;"
+    "border-radius:12px;padding:1.25rem 1.5rem}h1{font-size:1.35rem;margin:0 0 .75rem}"
+    "code{background:#eef1f8;padding:0 .3rem;border-radius:4px}"
+)
+# The page's own style and nothing else (the rest of /bff/* gets default-src 'none').
+_PAGE_CSP = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_PAGE_STYLE.encode()).digest()).decode()
+    + "'; frame-ancestors 'none'"
+)
 
 
 def _classify(exc: BffError) -> tuple[int, str, str, dict[str, str]]:
@@ -96,11 +110,17 @@ def error_response(request: Request, exc: BffError) -> Response:
     headers["cache-control"] = "no-store"
     accept = request.headers.get("accept", "")
     if request.url.path in _HTML_PATHS and "text/html" in accept:
+        runtime = getattr(request.app.state, "bff", None)
+        home = f"{runtime.settings.public_url}/" if runtime is not None else "/"
         page = (
             "<!doctype html><meta charset=utf-8><title>Sign-in problem</title>"
+            f"<style>{_PAGE_STYLE}</style><main>"
             f"<h1>Sign-in problem</h1><p>{html.escape(description)}</p>"
-            f'<p><code>{html.escape(code)}</code></p><p><a href="/">Back to the app</a></p>'
+            f'<p><code>{html.escape(code)}</code></p><p><a href="{html.escape(home)}">'
+            "Back to the app</a></p>"
+            "</main>"
         )
+        headers["content-security-policy"] = _PAGE_CSP
         return HTMLResponse(page, status_code=status, headers=headers)
     return JSONResponse(
         {"error": code, "error_description": description}, status_code=status, headers=headers

@@ -34,6 +34,7 @@ if _HERE not in sys.path:
 from authlib.oauth2.rfc6749 import OAuth2Error  # noqa: E402
 from provider_core import DevProvider  # noqa: E402
 from provider_http import (  # noqa: E402
+    FAVICON,
     DroppedConnection,
     OAuthRequest,
     hidden_fields,
@@ -152,8 +153,9 @@ def create_provider_app(
             return page("Logout request refused", f"<p>{detail}</p>", 400)
         if validated.needs_confirmation and request.method == "GET":
             hidden = hidden_fields(list(oauth.payload.data.items()))
-            body = f'<form method="post" action="/end_session">{hidden}<button>Sign out</button>'
-            body += "</form>"
+            body = "<p>Sign out of the development provider too?</p>"
+            body += f'<form method="post" action="/end_session">{hidden}'
+            body += '<div class="actions"><button>Sign out</button></div></form>'
             return page("Sign out?", body)
         reply = server.create_endpoint_response("end_session", validated)
         await send_backchannel(getattr(validated, "ended", []))
@@ -194,6 +196,11 @@ def create_provider_app(
         return results
 
     # -- dev-only observability and fault injection ------------------------------
+    async def favicon(request: Request) -> Response:
+        return Response(
+            FAVICON, media_type="image/svg+xml", headers={"cache-control": "max-age=86400"}
+        )
+
     async def dev_stats(request: Request) -> JSONResponse:
         return JSONResponse(op.stats_snapshot())
 
@@ -230,6 +237,8 @@ def create_provider_app(
         Route("/token", token, methods=["POST"]),
         Route("/revoke", revoke, methods=["POST"]),
         Route("/end_session", end_session, methods=["GET", "POST"]),
+        Route("/favicon.svg", favicon),
+        Route("/favicon.ico", favicon),
         Route("/_dev/stats", dev_stats),
         Route("/_dev/reset-stats", dev_reset_stats, methods=["POST"]),
         Route("/_dev/fail", dev_fail, methods=["POST"]),

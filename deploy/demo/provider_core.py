@@ -38,9 +38,15 @@ from provider_models import (
     digest,
 )
 
-__all__ = ["BACKCHANNEL_EVENT", "DevProvider"]
+__all__ = ["BACKCHANNEL_EVENT", "DevProvider", "display_name"]
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def display_name(sub: str) -> str:
+    """The user's `name` claim, in the ID token and in access tokens alike: "alice" is
+    "Alice" wherever the demo shows it."""
+    return sub.title()
 
 
 class _S256Required(CodeChallenge):  # type: ignore[misc]
@@ -80,7 +86,7 @@ class _IdTokenClaims:
         # auth_time here overrides authlib's "now" default on refresh (OIDC Core §12.2).
         info: dict[str, Any] = {"sub": user.sub, "sid": user.sid, "auth_time": user.auth_time}
         if "profile" in scope.split():
-            info.update(name=user.sub.title(), preferred_username=user.sub)
+            info.update(name=display_name(user.sub), preferred_username=user.sub)
         if "email" in scope.split():
             info.update(email=f"{user.sub}@example.test", email_verified=True)
         return info
@@ -328,6 +334,8 @@ class DevProvider:
             "sid": user.sid,
             "auth_time": user.auth_time,
         }
+        if "profile" in scope.split():  # the same name as in the ID token, for the API
+            claims.update(name=display_name(user.sub), preferred_username=user.sub)
         header = {"alg": "RS256", "kid": self.kid, "typ": "at+jwt"}  # RFC 9068
         refresh_token = secrets.token_urlsafe(32)
         self.refresh_tokens[digest(refresh_token)] = RefreshRecord(

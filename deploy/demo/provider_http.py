@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 __all__ = [
+    "FAVICON",
     "DroppedConnection",
     "OAuthRequest",
     "hidden_fields",
@@ -77,11 +78,38 @@ def to_response(reply: Reply) -> Response:
     return Response(reply.body or b"", reply.status, headers=dict(reply.headers))
 
 
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto}}
-.warn{{background:#b00;color:#fff;padding:.5rem;font-weight:bold}}</style></head>
-<body><p class="warn">Development OpenID provider: NOT FOR PRODUCTION</p>
-<h1>{title}</h1>{body}</body></html>"""
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · development provider</title><link rel="icon" href="/favicon.svg">
+<style>
+:root{{color-scheme:light;--ink:#1d2433;--muted:#5b6478;--line:#dfe3ec;--accent:#7a3cc2}}
+body{{font:16px/1.5 system-ui,sans-serif;color:var(--ink);background:#f3f0f8;margin:0}}
+main{{max-width:26rem;margin:3rem auto;background:#fff;border:1px solid var(--line);
+border-radius:12px;box-shadow:0 6px 24px rgba(40,20,80,.08);overflow:hidden}}
+.warn{{background:#b3261e;color:#fff;margin:0;padding:.5rem 1rem;font-size:.85rem;
+font-weight:600;letter-spacing:.02em}}
+.body{{padding:1.25rem 1.5rem 1.5rem}}h1{{font-size:1.35rem;margin:.2rem 0 .8rem}}
+.brand{{color:var(--accent);font-weight:700;font-size:.85rem;text-transform:uppercase;
+letter-spacing:.08em}}
+label{{display:block;font-weight:600;margin:.8rem 0 .3rem}}
+input[name=username]{{width:100%;box-sizing:border-box;font:inherit;padding:.55rem .7rem;
+border:1px solid var(--line);border-radius:8px}}
+.actions{{display:flex;gap:.6rem;margin-top:1rem}}
+button{{font:inherit;font-weight:600;padding:.5rem 1.1rem;border-radius:8px;cursor:pointer;
+border:1px solid var(--accent);background:var(--accent);color:#fff}}
+button.secondary{{background:#fff;color:var(--accent)}}
+.error{{color:#b3261e}}code{{background:#f1eef6;padding:0 .3rem;border-radius:4px}}
+.note{{color:var(--muted);font-size:.9rem}}
+</style></head>
+<body><main><p class="warn">Development OpenID provider: NOT FOR PRODUCTION</p>
+<div class="body"><div class="brand">devop · OpenID provider</div>
+<h1>{title}</h1>{body}</div></main></body></html>"""
+FAVICON = b"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">
+<rect width="64" height="64" rx="32" fill="#7a3cc2"/>
+<circle cx="32" cy="25" r="10" fill="#fff"/>
+<path d="M14 52c2-10 9-15 18-15s16 5 18 15z" fill="#fff"/>
+</svg>
+"""
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -100,13 +128,15 @@ def hidden_fields(params: list[tuple[str, str]]) -> str:
 def login_form(params: list[tuple[str, str]], error: str = "") -> HTMLResponse:
     client = html.escape(dict(params).get("client_id", ""))
     body = (
-        f"<p>Client <code>{client}</code> asks you to sign in. Any user name works; "
-        "there is no password.</p>"
-        + (f'<p style="color:#b00">{html.escape(error)}</p>' if error else "")
+        f"<p>The application <code>{client}</code> asks you to sign in.</p>"
+        '<p class="note">Any user name works; there is no password.</p>'
+        + (f'<p class="error">{html.escape(error)}</p>' if error else "")
         + f'<form method="post" action="/authorize">{hidden_fields(params)}'
-        '<label>User name <input name="username" autofocus required maxlength="64" '
-        'placeholder="alice"></label> <button name="action" value="login">Sign in</button> '
-        '<button name="action" value="cancel" formnovalidate>Cancel</button></form>'
+        '<label for="username">User name</label><input id="username" name="username" '
+        'autofocus required maxlength="64" placeholder="alice" autocomplete="username">'
+        '<div class="actions"><button name="action" value="login">Sign in</button>'
+        '<button class="secondary" name="action" value="cancel" formnovalidate>Cancel'
+        "</button></div></form>"
     )
     return page("Sign in", body, 400 if error else 200)
 

@@ -368,12 +368,13 @@ def test_f_backchannel_logout_from_the_provider_ends_the_bff_session(e2e: E2E) -
     stats = e2e.provider.stats(user)
     assert stats["backchannel_sent"] == 1 and stats["backchannel_failed"] == [], stats
 
-    status, body = whoami(app)
-    assert status == 401 and body["error"] == "not_authenticated", body
+    # The API first: the page still thinks it is logged in, so its button is enabled.
     before = e2e.api.count()
     status, body = call_api(app)
     assert status == 401 and body["error"] == "not_authenticated", body
     assert api_calls(e2e, before) == []
+    status, body = whoami(app)
+    assert status == 401 and body["error"] == "not_authenticated", body
 
 
 # ---- (g) ----------------------------------------------------------------------------------
