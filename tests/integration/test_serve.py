@@ -33,7 +33,8 @@ def serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], int]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BFF_")}
     proc = subprocess.Popen(
         [str(BFF_BIN), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        env={**clean, **env},
+        # The address the tests use is the public one (a login elsewhere is redirected).
+        env={**clean, "BFF_PUBLIC_URL": f"http://127.0.0.1:{port}", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
