@@ -188,3 +188,49 @@ async def test_logout_without_id_token_hint_sends_client_id_and_logout_hint() ->
         assert "eyJ" not in r.headers["location"]
     finally:
         await e.aclose()
+
+
+@pytest.mark.parametrize(
+    ("env", "headers", "redirected"),
+    [
+        # Behind a trusted proxy, its X-Forwarded-Host is the browser's host.
+        (
+            {"BFF_TRUSTED_PROXIES": "127.0.0.1/32"},
+            {"X-Forwarded-Host": "www.example.com"},
+            True,
+        ),
+        ({"BFF_TRUSTED_PROXIES": "127.0.0.1/32"}, {"X-Forwarded-Host": "app.example.com"}, False),
+        (
+            {"BFF_TRUSTED_PROXIES": "127.0.0.1/32"},
+            {"X-Forwarded-Host": "APP.example.com:443"},
+            False,
+        ),
+        # A proxy that says nothing, or one that is not trusted: the host is unknown.
+        ({"BFF_TRUSTED_PROXIES": "127.0.0.1/32"}, {}, False),
+        ({"BFF_TRUSTED_PROXIES": "10.0.0.0/8"}, {"X-Forwarded-Host": "www.example.com"}, False),
+        # https without a trusted proxy: a TLS terminator we were not told about may
+        # rewrite Host, so no check (and no redirect loop).
+        ({}, {}, False),
+    ],
+)
+async def test_login_host_check_behind_proxies(
+    env: dict[str, str], headers: dict[str, str], redirected: bool
+) -> None:
+    clock = Clock()
+    e = Env(
+        FakeIdp(clock=clock),
+        clock,
+        MemoryStore(clock=clock),
+        BFF_PUBLIC_URL="https://app.example.com",
+        **env,
+    )
+    try:
+        r = await e.browser.get("http://bff-internal:8000/bff/login?returnUrl=/x", headers=headers)
+        assert r.status_code == 302
+        target = r.headers["location"]
+        if redirected:
+            assert target == "https://app.example.com/bff/login?returnUrl=/x"
+        else:
+            assert target.startswith(f"{ISSUER}/authorize?")
+    finally:
+        await e.aclose()
