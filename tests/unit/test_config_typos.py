@@ -148,3 +148,10 @@ def test_no_bind_warning_when_it_can_work(env: dict[str, str]) -> None:
 def test_bind_warning_when_listening_on_a_non_loopback_address_for_a_loopback_url() -> None:
     (warning,) = bind_warnings(_settings(BFF_HOST="192.0.2.10"))
     assert "192.0.2.10" in warning and "loopback" in warning
+
+
+def test_every_settings_field_is_in_the_table() -> None:
+    # A new setting needs its one entry in KNOWN_SETTINGS (TOML key, env name, field):
+    # without it, its TOML key would be refused and check-config would not show it.
+    fields = set(Settings.__dataclass_fields__) - {"sources"}
+    assert fields - {k.attr for k in KNOWN_SETTINGS} == set()
