@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Scope
 
 from bff.audit import audit
-from bff.auth_flow import LOGIN_STATE_TTL, LoginFlow
+from bff.auth_flow import LOGIN_STATE_TTL, CallbackResult, LoginFlow
 from bff.backchannel import backchannel_logout
 from bff.config import Settings
 from bff.cookies import build_set_cookie, expire_cookie, find_cookie
@@ -193,25 +193,31 @@ async def login(request: Request) -> Response:
     return response
 
 
-async def callback(request: Request) -> Response:
-    rt = _rt(request)
-    s = rt.settings
+async def _finish_login(request: Request, user_agent: str) -> CallbackResult:
+    s = _rt(request).settings
     params: dict[str, str] = {}
     for name in ("iss", "state", "code", "error", "error_description"):
         value = _single_param(request, name)
         if value is not None:
             params[name] = value
-    previous = rt.sessions.ref_from_cookie(_cookie(request, s.cookie_name))
-    user_agent = request.headers.get("user-agent", "")
+    previous = _rt(request).sessions.ref_from_cookie(_cookie(request, s.cookie_name))
     binding = _cookie(request, s.login_cookie_name)
+    host = _browser_host(request)
+    if binding is None and host is not None and not same_host(s.public_url, host):
+        raise _wrong_host(host, s.public_url)
+    return await _rt(request).flow.finish(
+        params, binding_cookie=binding, user_agent=user_agent, previous=previous
+    )
+
+
+async def callback(request: Request) -> Response:
+    rt = _rt(request)
+    s = rt.settings
+    user_agent = request.headers.get("user-agent", "")
     try:
-        host = _browser_host(request)
-        if binding is None and host is not None and not same_host(s.public_url, host):
-            raise _wrong_host(host, s.public_url)
-        result = await rt.flow.finish(
-            params, binding_cookie=binding, user_agent=user_agent, previous=previous
-        )
+        result = await _finish_login(request, user_agent)
     except (RequestRejected, IdpError) as exc:
+        # Every refused callback is an audit event; its reason is machine-readable.
         reason = exc.reason if isinstance(exc, RequestRejected) else "idp_unavailable"
         audit(
             "login_failed",

@@ -234,3 +234,14 @@ async def test_login_host_check_behind_proxies(
             assert target.startswith(f"{ISSUER}/authorize?")
     finally:
         await e.aclose()
+
+
+async def test_a_callback_with_a_repeated_parameter_is_audited_too(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    r = await env.browser.get("/bff/callback?state=a&state=b&code=the-code")
+    assert r.status_code == 400
+    (event,) = audits(caplog)
+    assert (event["event"], event["outcome"]) == ("login_failed", "invalid_request")
+    assert "the-code" not in bff_logs(caplog)
