@@ -148,7 +148,8 @@ def test_the_demo_shows_the_bff_at_work(demo: Demo, browser: Browser, tmp_path: 
         page.click("#callapi")
         expect(page.locator("#output")).to_contain_text("GET /api/whoami -> 200")
         assert '"name": "Alice"' in page.locator("#output").inner_text()
-        expect(page.locator("#token-countdown")).to_have_text(re.compile(r"^0:0\d$"))
+        # (a slow machine may already see it expire: the BFF refreshes it on the next call)
+        expect(page.locator("#token-countdown")).to_have_text(re.compile(r"^(0:0\d|expired)"))
         shots.take(page, "api-call")
 
         # 5. The token nears its end: the next call gets a refreshed one, shown as such.
