@@ -4,9 +4,11 @@ manifests (same names, same specs, same security settings), plus its other switc
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -113,3 +115,13 @@ def test_values_schema_refuses_typos_and_secrets_in_env(setting: str, complaint:
     argv = [tool("helm"), "template", "bff", str(kube.CHART), "--set", setting]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and complaint in result.stderr, result.stderr
+
+
+def test_values_schema_lets_the_logout_hint_switch_through_but_no_secret() -> None:
+    # BFF_LOGOUT_ID_TOKEN_HINT is a switch, not a token; names that carry secrets stay out
+    # of plain env (RE2-safe: Helm's validator has no look-ahead).
+    schema = json.loads((kube.CHART / "values.schema.json").read_text())
+    env = jsonschema.Draft202012Validator(schema["properties"]["env"])
+    assert env.is_valid({"BFF_LOGOUT_ID_TOKEN_HINT": "false"})
+    for name in ("BFF_CLIENT_SECRET", "BFF_ADMIN_TOKEN_FILE", "BFF_SESSION_STORE", "X_TOKEN"):
+        assert not env.is_valid({name: "x"}), name
