@@ -37,22 +37,20 @@ def is_local_path(value: str) -> bool:
     return False  # still changing after several decodes: no real return URL does that
 
 
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
-
-
-def _normal(host: str, scheme: str) -> str:
-    host = host.strip().lower().rstrip(".")
-    name, sep, port = host.rpartition(":")
-    if sep and "]" not in port and port == _DEFAULT_PORTS.get(scheme):
-        return name
-    return host
+def _hostname(netloc: str) -> str | None:
+    try:
+        name = urlsplit(f"//{netloc.strip()}").hostname
+    except ValueError:
+        return None
+    return name.rstrip(".") if name else None
 
 
 def same_host(public_url: str, host_header: str) -> bool:
-    """Does `host_header` (a Host or X-Forwarded-Host value) name the public URL's host
-    and port? Default ports and letter case do not matter."""
-    public = urlsplit(public_url)
-    return _normal(host_header, public.scheme) == _normal(public.netloc, public.scheme)
+    """Does `host_header` (a Host or X-Forwarded-Host value) name the public URL's host?
+    Ports do not matter: cookies are scoped to a host, whatever its port (a port that
+    differs is the start-up warning's business). Letter case does not matter either."""
+    name = _hostname(host_header)
+    return name is not None and name == _hostname(urlsplit(public_url).netloc)
 
 
 def printable_host(value: str) -> str | None:

@@ -55,8 +55,14 @@ class Bff:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
+    @property
+    def browser_url(self) -> str:
+        """The URL browsers use: by the public URL's host name (localhost), since a login
+        on another host is sent there."""
+        return self.url.replace("//127.0.0.1:", "//localhost:")
+
     def browser(self) -> Browser:
-        b = socket_browser(self.url)
+        b = socket_browser(self.browser_url)
         self.browsers.append(b)
         return b
 

@@ -156,7 +156,7 @@ async def test_no_secret_in_any_log_line_response_or_metric(
     assert len(secrets) >= 20
     # The test's own browsers log through httpx/httpcore too (their URLs carry codes,
     # their headers the cookies): those lines are the attacker's side, not bff's.
-    records = [r for r in caplog.records if not _browser_side(r, bff.url)]
+    records = [r for r in caplog.records if not _browser_side(r, bff.browser_url)]
     haystacks: list[tuple[str, str]] = [(f"log {r.name}", r.getMessage()) for r in records]
     haystacks += [(f"log {r.name} args", repr(r.args)) for r in records]
     haystacks += list(recorder.texts())
