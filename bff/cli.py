@@ -154,13 +154,14 @@ def _serve(args: argparse.Namespace) -> int:
         for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
         if v is not None
     }
-    _warn(unknown_env_warnings(os.environ))
+    warnings = unknown_env_warnings(os.environ)
     try:
         settings = settings_from(os.environ, args.config, overrides)
         check_tracing(settings.tracing, protocol=_otlp_protocol())
     except ConfigError as exc:
+        _warn(warnings)  # a misspelt variable may be why a setting is missing
         return _report(exc)
-    _warn(bind_warnings(settings))
+    warnings += bind_warnings(settings)
     if args.config:
         os.environ["BFF_CONFIG"] = os.path.abspath(args.config)
     os.environ["BFF_CLI_OVERRIDES"] = json.dumps(overrides)
@@ -204,7 +205,9 @@ def _serve(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"bff: {exc}", file=sys.stderr)
             return 1
-    # (uvicorn.Config has configured logging: this line follows BFF_LOG_FORMAT too)
+    # (uvicorn.Config has configured logging: these lines follow BFF_LOG_FORMAT too)
+    for warning in warnings:
+        logging.getLogger("bff.config").warning("%s", warning)
     logging.getLogger("bff.serve").info(
         "serving on http://%s:%s (%s worker(s)), public URL %s%s",
         settings.host,

@@ -103,7 +103,9 @@ class Client:
 async def run_flow(url: str, idp: FakeIdp, store: MemoryStore) -> Flow:
     flow = Flow(secrets={CLIENT_SECRET, SECRET_KEY, BAD_CODE})
     idp.access_ttl = 10  # inside the 30 s refresh skew: the proxied call refreshes
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    # By the public URL's host name (localhost): a login on another host is sent there.
+    base = url.replace("//127.0.0.1:", "//localhost:")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         browser = Client(http, flow)
         r = await browser.get(
             "/bff/callback", params={"code": BAD_CODE, "state": "x", "iss": ISSUER}
