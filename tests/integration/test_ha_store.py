@@ -176,7 +176,7 @@ def test_sessions_work_across_two_instances(pair: Pair, op: RunningProvider) -> 
 def test_check_config_reports_the_topology_without_secrets(pair: Pair) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BFF_")}
     done = subprocess.run(
-        [str(BFF_BIN), "check-config"],
+        [str(BFF_BIN), "check-config", "--format", "json"],
         env={**clean, **pair.env},
         capture_output=True,
         text=True,
