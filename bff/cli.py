@@ -14,11 +14,13 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from bff.config import (
     Settings,
     bind_warnings,
+    cookie_warnings,
     effective_config,
     load_settings,
     read_toml,
@@ -143,6 +145,16 @@ def _warn(lines: list[str]) -> None:
         print(f"bff: warning: {line}", file=sys.stderr)
 
 
+def _fresh_metrics_dir(path: str) -> None:
+    """Create the multiprocess metrics folder, and empty it of an earlier process's files:
+    a restarted container keeps its tmp volume, and prometheus_client would otherwise go
+    on summing the dead process's counters and live gauges."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -161,7 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _warn(warnings)  # a misspelt variable may be why a setting is missing
         return _report(exc)
-    warnings += bind_warnings(settings)
+    warnings += bind_warnings(settings) + cookie_warnings(settings)
     if args.config:
         os.environ["BFF_CONFIG"] = os.path.abspath(args.config)
     os.environ["BFF_CLI_OVERRIDES"] = json.dumps(overrides)
@@ -171,6 +183,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Each worker counts in its own files; the admin listener's /metrics merges them
         # (prometheus_client). Set before anything imports prometheus_client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _fresh_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     from bff.listener import bounded_http_protocol
 
     config = uvicorn.Config(
@@ -233,7 +247,7 @@ def _check_config(args: argparse.Namespace) -> int:
         settings = settings_from(os.environ, args.config)
     except ConfigError as exc:
         return _report(exc)
-    _warn(bind_warnings(settings))
+    _warn(bind_warnings(settings) + cookie_warnings(settings))
     topology = asyncio.run(_store_topology(settings))
     if args.format == "json":
         report = settings.masked()

@@ -30,6 +30,7 @@ __all__ = [
     "RouteConfig",
     "Settings",
     "bind_warnings",
+    "cookie_warnings",
     "effective_config",
     "is_loopback_host",
     "load_settings",
@@ -59,6 +60,7 @@ class Known:
     key: str
     field: str = ""  # the Settings attribute; "" means the same as `key`
     secret: bool = False  # masked by check-config; also read from `BFF_<KEY>_FILE`
+    from_file: bool = False  # not masked whole, but may come from `BFF_<KEY>_FILE` too
 
     @property
     def env(self) -> str:
@@ -81,7 +83,7 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("resource"),
     Known("prompt"),
     Known("public_url"),
-    Known("session_store"),
+    Known("session_store", from_file=True),  # its URL may carry the Redis password
     Known("store_prefix"),
     Known("routes"),
     Known("cookie_name"),
@@ -136,7 +138,7 @@ def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
     """One warning per `BFF_*` variable that names no setting: a typo there is ignored,
     so it is worth a line at start-up."""
     known = {k.env for k in KNOWN_SETTINGS} | OTHER_ENV
-    known |= {f"{k.env}_FILE" for k in KNOWN_SETTINGS if k.secret}
+    known |= {f"{k.env}_FILE" for k in KNOWN_SETTINGS if k.secret or k.from_file}
     return [
         f"{name} is not a bff setting and is ignored{_suggest(name, sorted(known))}"
         for name in sorted(environ)
@@ -599,7 +601,8 @@ def load_settings(
     _check_url(c, public_url, "BFF_PUBLIC_URL", allow_path=False, https_unless_loopback=True)
     secure = public_url.startswith("https://")
 
-    store = c.text("session_store", "memory://") or "memory://"
+    # BFF_SESSION_STORE_FILE too: a Redis URL with a password belongs in a secret file.
+    store = c.text("session_store", "memory://", secret=True) or "memory://"
     scheme = store.split("://", 1)[0] if "://" in store else ""
     if scheme not in STORE_SCHEMES:
         c.problems.append(
@@ -791,3 +794,15 @@ def bind_warnings(settings: Settings) -> list[str]:
             "Listen on 127.0.0.1 (--host) or set BFF_PUBLIC_URL to the address browsers use"
         )
     return warnings
+
+
+def cookie_warnings(settings: Settings) -> list[str]:
+    """An https session cookie without the `__Host-` prefix can be set or shadowed by a
+    sibling subdomain (cookie tossing, THREATS.md): allowed, but worth a line."""
+    if settings.secure and not settings.cookie_name.startswith("__Host-"):
+        return [
+            f"BFF_COOKIE_NAME {settings.cookie_name!r} has no __Host- prefix: on https a "
+            "sibling subdomain can then toss a cookie of that name at bff (keep the "
+            "default __Host-bff-session unless a subdomain must share it)"
+        ]
+    return []

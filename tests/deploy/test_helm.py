@@ -88,7 +88,7 @@ def test_switches_digest_fixed_replicas_and_service_monitor() -> None:
     )
     (deployment,) = kube.by_kind(objects, "Deployment")
     assert kube.container(deployment)["image"] == "ghcr.io/example/bff@sha256:" + "a" * 64
-    assert "checkov.io/skip1" not in deployment["metadata"]["annotations"]
+    assert "checkov.io/skip1" not in deployment["metadata"].get("annotations", {})
     assert deployment["spec"]["replicas"] == 3
     assert not kube.by_kind(objects, "HorizontalPodAutoscaler")
     (monitor,) = kube.by_kind(objects, "ServiceMonitor")

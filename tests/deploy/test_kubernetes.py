@@ -28,10 +28,10 @@ assert _FLOOR, "Chart.yaml kubeVersion is >=X.Y.Z-0"
 K8S_VERSIONS = (_FLOOR[1], kubernetes_validate.latest_version())
 SOURCES = ("plain", "helm")
 # checkov findings skipped on purpose, each with its reason beside it in the file:
-# the example image is not pinned by digest (CKV_K8S_43), BFF_SESSION_STORE has no
-# _FILE variant yet (CKV_K8S_35), the Dockerfile's base is pinned through a build
-# argument that checkov cannot read (CKV_DOCKER_7).
-ALLOWED_SKIPS = {"CKV_K8S_43", "CKV_K8S_35", "CKV_DOCKER_7"}
+# the example image is not pinned by digest (CKV_K8S_43), the Dockerfile's base is
+# pinned through a build argument that checkov cannot read (CKV_DOCKER_7). Every secret,
+# the session store's URL included (BFF_SESSION_STORE_FILE), arrives as a file.
+ALLOWED_SKIPS = {"CKV_K8S_43", "CKV_DOCKER_7"}
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,8 @@ def test_secrets_are_files_and_never_in_the_configmap(objects) -> None:
     for name, value in env.items():
         if any(word in name for word in ("SECRET", "PASSWORD", "TOKEN", "STORE")):
             assert name.endswith("_FILE") or isinstance(value, dict), name
-    assert env["BFF_SESSION_STORE"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
-    # BFF_CLIENT_SECRET_FILE and BFF_SECRET_KEY_FILE name files of a read-only volume fed
+    assert "BFF_SESSION_STORE" not in env  # its URL may carry the Redis password
+    # BFF_CLIENT_SECRET_FILE, BFF_SECRET_KEY_FILE and BFF_SESSION_STORE_FILE name files of a read-only volume fed
     # by that Secret; BFF_CONFIG names the ConfigMap's bff.toml in the same volume.
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -140,6 +140,7 @@ def test_secrets_are_files_and_never_in_the_configmap(objects) -> None:
         assert mount.get("readOnly") or "emptyDir" in volumes[name], name
     assert files[env["BFF_CLIENT_SECRET_FILE"]] == (secret["metadata"]["name"], "client-secret")
     assert files[env["BFF_SECRET_KEY_FILE"]] == (secret["metadata"]["name"], "secret-key")
+    assert files[env["BFF_SESSION_STORE_FILE"]] == (secret["metadata"]["name"], "session-store")
     (configmap,) = kube.by_kind(objects, "ConfigMap")
     assert files[env["BFF_CONFIG"]] == (configmap["metadata"]["name"], "bff.toml")
     toml = kube.parse_toml(configmap["data"]["bff.toml"])
@@ -156,10 +157,13 @@ def test_the_configuration_is_one_bff_accepts(objects, tmp_path: Path) -> None:
     for name in ("BFF_CLIENT_SECRET_FILE", "BFF_SECRET_KEY_FILE"):
         (tmp_path / name).write_text("x" * 43)
         env[name] = str(tmp_path / name)
-    env["BFF_SESSION_STORE"] = "redis+sentinel://redis-node-0:26379,redis-node-1:26379/mymaster"
+    store = tmp_path / "session-store"
+    store.write_text("redis+sentinel://redis-node-0:26379,redis-node-1:26379/mymaster")
+    env["BFF_SESSION_STORE_FILE"] = str(store)
     toml = kube.parse_toml(kube.config_toml(objects))
     settings = load_settings(env, toml)
     assert settings.secure and settings.routes and settings.trusted_proxies
+    assert settings.session_store.startswith("redis+sentinel://")
 
 
 def test_the_prometheus_directory_is_on_a_writable_volume(objects) -> None:

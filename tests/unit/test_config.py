@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config import load_settings, read_toml
+from bff.config import cookie_warnings, load_settings, read_toml, unknown_env_warnings
 from bff.errors import ConfigError
 
 KEY = "k" * 32
@@ -91,6 +91,28 @@ def test_secrets_from_files(tmp_path) -> None:
     env = {k: v for k, v in BASE.items() if k != "BFF_CLIENT_SECRET"}
     env["BFF_CLIENT_SECRET_FILE"] = str(tmp_path / "secret")
     assert load_settings(env).client_secret == "from-a-file"
+
+
+def test_session_store_url_from_a_file_is_masked_and_not_a_typo(tmp_path) -> None:
+    # A Redis URL carries the password: operators keep it in a secret file, not the env.
+    (tmp_path / "store").write_text("redis://:hunter2pass@127.0.0.1:6379/0\n")
+    env = {**BASE, "BFF_SESSION_STORE_FILE": str(tmp_path / "store")}
+    settings = load_settings(env)
+    assert settings.session_store == "redis://:hunter2pass@127.0.0.1:6379/0"
+    assert "hunter2pass" not in repr(settings.masked())
+    assert unknown_env_warnings(env) == []
+    assert any(
+        "BFF_SESSION_STORE_FILE" in p
+        for p in problems({**BASE, "BFF_SESSION_STORE_FILE": str(tmp_path / "missing")})
+    )
+
+
+def test_https_cookie_without_host_prefix_is_worth_a_warning() -> None:
+    https = {**BASE, "BFF_PUBLIC_URL": "https://app.example.com"}
+    assert cookie_warnings(load_settings(https)) == []
+    (warning,) = cookie_warnings(load_settings({**https, "BFF_COOKIE_NAME": "session"}))
+    assert "__Host-" in warning and "'session'" in warning
+    assert cookie_warnings(load_settings({**BASE, "BFF_COOKIE_NAME": "session"})) == []
 
 
 def test_masked_output_hides_secrets() -> None:

@@ -170,3 +170,17 @@ except ConfigError as exc:
     )
     result = run_python(code)
     assert "BFF_TRACING: otlp needs the otel extra" in result.stdout, result.stderr
+
+
+def test_serve_starts_with_an_empty_metrics_folder(tmp_path) -> None:
+    # A restarted container keeps its tmp volume: a dead process's counter and gauge
+    # files would be summed into /metrics for ever.
+    from bff.cli import _fresh_metrics_dir
+
+    folder = tmp_path / "metrics"
+    _fresh_metrics_dir(str(folder))  # created when missing (read-only root, tmp volume)
+    (folder / "counter_123.db").write_bytes(b"x")
+    (folder / "gauge_livesum_123.db").write_bytes(b"x")
+    (folder / "keep.txt").write_text("not prometheus_client's")
+    _fresh_metrics_dir(str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]
