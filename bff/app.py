@@ -24,17 +24,12 @@ from starlette.types import ASGIApp, Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bff import endpoints
+from bff.answers import Kind, spec
 from bff.auth_flow import LoginFlow
 from bff.config import Settings
 from bff.cookies import CookieSigner
 from bff.crypto import KeyRing
-from bff.errors import (
-    BffError,
-    IdpError,
-    RequestRejected,
-    StoreUnavailable,
-    TokenValidationError,
-)
+from bff.errors import BffError, RequestRejected
 from bff.lifecycle import Lifecycle
 from bff.metrics import FLUSH_INTERVAL, RequestMetrics, flush_metrics
 from bff.middleware import DirectPeerMiddleware, RequestContextMiddleware
@@ -75,21 +70,14 @@ _PAGE_CSP = (
 
 
 def _classify(exc: BffError) -> tuple[int, str, str, dict[str, str]]:
+    """Status, code, description and extra headers of `exc`'s answer (`bff.answers`)."""
+    entry = spec(exc.kind)
     if isinstance(exc, RequestRejected):
-        extra = {} if exc.retry_after is None else {"retry-after": str(exc.retry_after)}
-        return exc.status, exc.code, exc.description, extra
-    if isinstance(exc, StoreUnavailable):
-        return (
-            503,
-            "session_store_unavailable",
-            "the session store is unavailable",
-            {"retry-after": "5"},
-        )
-    if isinstance(exc, IdpError):
-        return 502, "idp_unavailable", "the identity provider is unavailable", {"retry-after": "5"}
-    if isinstance(exc, TokenValidationError):
-        return 502, "idp_unavailable", "the identity provider sent an invalid token", {}
-    return 500, "server_error", "internal error", {}
+        code, description, retry_after = exc.code, exc.description, exc.retry_after
+    else:
+        code, description, retry_after = entry.code, entry.description, entry.retry_after
+    extra = {} if retry_after is None else {"retry-after": str(retry_after)}
+    return entry.status, code, description, extra
 
 
 def error_response(request: Request, exc: BffError) -> Response:
@@ -135,9 +123,10 @@ async def _handle(request: Request, exc: Exception) -> Response:
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
     """Starlette's 405 (raised by a route for a method it does not list), as JSON."""
     assert isinstance(exc, HTTPException)
+    entry = spec(Kind.METHOD_NOT_ALLOWED)
     return JSONResponse(
-        {"error": "method_not_allowed", "error_description": f"{request.method} is not allowed"},
-        status_code=405,
+        {"error": entry.code, "error_description": f"{request.method} is not allowed"},
+        status_code=entry.status,
         headers={**(exc.headers or {}), "cache-control": "no-store"},
     )
 

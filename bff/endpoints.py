@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Scope
 
+from bff.answers import Kind, spec
 from bff.audit import audit
 from bff.auth_flow import LOGIN_STATE_TTL, CallbackResult, LoginFlow
 from bff.backchannel import backchannel_logout
@@ -383,11 +384,12 @@ def readiness_response(
     and reachability, no secret), shown with the detailed answer only."""
     extra = {"store": store} if detailed and store is not None else {}
     if problems:
-        reason = "; ".join(problems) if detailed else "not ready"
+        entry = spec(Kind.NOT_READY)
+        reason = "; ".join(problems) if detailed else entry.description
         return JSONResponse(
-            {"error": "not_ready", "error_description": reason, **extra},
-            status_code=503,
-            headers={"retry-after": "5", "cache-control": "no-store"},
+            {"error": entry.code, "error_description": reason, **extra},
+            status_code=entry.status,
+            headers={"retry-after": str(entry.retry_after), "cache-control": "no-store"},
         )
     return JSONResponse({"status": "ready", **extra}, headers={"cache-control": "no-store"})
 

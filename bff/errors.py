@@ -1,23 +1,29 @@
-"""The one exception tree of bff.
+"""The one exception tree of bff. Each class names its answer kind (`kind`, see
+`bff.answers`, the one table of status, JSON code and Retry-After):
 
-    BffError
-    ├── ConfigError                 operator input is invalid (carries every problem)
-    ├── StoreUnavailable            the session store cannot be reached      -> 503
-    ├── IdpError                    the OpenID provider failed us            -> 502
-    │   ├── IdpUnavailable          unreachable, timed out, 5xx, garbage
-    │   └── IdpRejected             a definitive OAuth error answer (carries `error`)
-    ├── TokenValidationError        an ID / logout token failed validation   -> 400 / 502
-    └── RequestRejected             the browser's request is refused         -> 4xx
-        ├── CsrfRejected            missing X-CSRF or cross-site             -> 403
-        ├── NotAuthenticated        no live session                          -> 401
-        ├── TooManyRequests         a per-client bound is reached            -> 429
-        └── BadRequest              malformed or forbidden input             -> 400
+    BffError                   anything else                              -> 500
+    ├── ConfigError            operator input is invalid (carries every problem)
+    ├── StoreUnavailable       the session store cannot be reached        -> 503
+    ├── IdpError               the OpenID provider failed us              -> 502
+    │   ├── IdpUnavailable     unreachable, timed out, 5xx, garbage
+    │   └── IdpRejected        a definitive OAuth error answer (carries `error`)
+    ├── TokenValidationError   an ID / logout token failed validation     -> 502
+    ├── UpstreamUnavailable    an upstream refused, is unreachable, broke -> 502
+    │   └── UpstreamBusy       its connections (or the session's share) stayed busy -> 503
+    ├── UpstreamTimeout        no connection / answer / next chunk in time -> 504
+    └── RequestRejected        the browser's request is refused           -> 4xx
+        ├── BadRequest         malformed or forbidden input               -> 400
+        ├── NotAuthenticated   no live session                            -> 401
+        ├── CsrfRejected       missing X-CSRF or cross-site               -> 403
+        └── TooManyRequests    a per-client bound is reached              -> 429
 
 Third-party exceptions (httpx, redis, joserfc) are translated where they enter;
-only `app.py` turns these into HTTP answers.
+app.py and the proxy render these as HTTP answers from `bff.answers`.
 """
 
 from __future__ import annotations
+
+from bff.answers import TABLE, Kind
 
 __all__ = [
     "BadRequest",
@@ -32,6 +38,9 @@ __all__ = [
     "StoreUnavailable",
     "TokenValidationError",
     "TooManyRequests",
+    "UpstreamBusy",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
     "FATAL_REFRESH_ERRORS",
 ]
 
@@ -41,6 +50,8 @@ FATAL_REFRESH_ERRORS = frozenset({"invalid_grant"})
 
 class BffError(Exception):
     """Base of every error bff raises on purpose."""
+
+    kind = Kind.SERVER_ERROR
 
 
 class ConfigError(BffError):
@@ -54,9 +65,13 @@ class ConfigError(BffError):
 class StoreUnavailable(BffError):
     """The session store did not answer (connection, timeout, failover)."""
 
+    kind = Kind.SESSION_STORE_UNAVAILABLE
+
 
 class IdpError(BffError):
     """The OpenID provider did not give a usable answer."""
+
+    kind = Kind.IDP_UNAVAILABLE
 
 
 class IdpUnavailable(IdpError):
@@ -75,46 +90,66 @@ class IdpRejected(IdpError):
 class TokenValidationError(BffError):
     """An ID token or logout token failed a validation rule; the message names the rule."""
 
+    kind = Kind.IDP_INVALID_TOKEN
+
+
+class UpstreamUnavailable(BffError):
+    """The upstream refused the connection, could not be reached, or broke the exchange."""
+
+    kind = Kind.UPSTREAM_UNAVAILABLE
+
+
+class UpstreamBusy(UpstreamUnavailable):
+    """Every connection this request may use (its origin's, or its session's share) stayed
+    busy for the whole queue wait: answered at once instead of after the full timeout."""
+
+    kind = Kind.UPSTREAM_BUSY
+
+
+class UpstreamTimeout(BffError):
+    """The upstream did not connect, answer or send its next chunk within the timeout."""
+
+    kind = Kind.UPSTREAM_TIMEOUT
+
 
 class RequestRejected(BffError):
-    """The request is refused; `status`, `code` and `description` form the JSON answer.
-    `reason` is the finer, machine-readable cause for the log (default: `code`); like the
-    code, it never carries a token, a code, a cookie value or a secret."""
+    """The request is refused; `status` (from the answer table), `code` and `description`
+    form the JSON answer. `reason` is the finer, machine-readable cause for the log
+    (default: `code`); like the code, it never carries a token, a code, a cookie value or
+    a secret."""
 
-    status = 400
-    code = "invalid_request"
+    kind = Kind.INVALID_REQUEST
     retry_after: int | None = None  # seconds, sent as `Retry-After` when set
 
     def __init__(
         self, description: str, *, code: str | None = None, reason: str | None = None
     ) -> None:
         self.description = description
-        if code is not None:
-            self.code = code
+        self.code = code if code is not None else TABLE[self.kind].code
         self.reason = reason or self.code
         super().__init__(description)
 
+    @property
+    def status(self) -> int:
+        return TABLE[self.kind].status
+
 
 class BadRequest(RequestRejected):
-    status = 400
-    code = "invalid_request"
+    kind = Kind.INVALID_REQUEST
 
 
 class CsrfRejected(RequestRejected):
-    status = 403
-    code = "csrf"
+    kind = Kind.CSRF
 
 
 class NotAuthenticated(RequestRejected):
-    status = 401
-    code = "not_authenticated"
+    kind = Kind.NOT_AUTHENTICATED
 
 
 class TooManyRequests(RequestRejected):
     """A bound on what a client may make bff hold was reached; try again later."""
 
-    status = 429
-    code = "too_many_requests"
+    kind = Kind.TOO_MANY_REQUESTS
 
     def __init__(self, description: str, *, code: str | None = None, retry_after: int) -> None:
         super().__init__(description, code=code)

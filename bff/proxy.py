@@ -21,7 +21,6 @@ the answer is 503 `upstream_busy` at once rather than a 504 after the full timeo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,9 +29,10 @@ from urllib.parse import quote, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bff.answers import Answer, Kind, json_answer
 from bff.cookies import find_cookie
 from bff.endpoints import Runtime, log_refusal, no_session_reason
-from bff.errors import StoreUnavailable
+from bff.errors import StoreUnavailable, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from bff.headers import (
     ForwardRules,
     Inbound,
@@ -47,17 +47,14 @@ from bff.metrics import LIVE_CONNECTIONS, RequestMetrics
 from bff.routes import CanonicalPath, PathRejected, Route, RouteTable, canonical_path, safe_query
 from bff.session import Session, short_hash
 from bff.session_service import SessionRef
-from bff.token_manager import Bearer, NoToken, TokenFailure, TokenManager
+from bff.token_manager import STORE_DOWN, Bearer, NoToken, TokenFailure, TokenManager
 from bff.tracing import Tracing
 from bff.upstream import (
     BodyStream,
     DisconnectWatch,
     SessionSlots,
-    UpstreamBusy,
     UpstreamPool,
     UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
 
 __all__ = ["ProxyApp"]
@@ -76,46 +73,23 @@ _ALLOW_ANY = ", ".join(sorted(_ORDINARY)).encode("ascii")  # Allow of a route wi
 _BODILESS = frozenset({204, 304})  # never a body (nor 1xx, which is never relayed)
 _PATH_SAFE = "/!$&'()*+,;=:@~"
 
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-
-
-def _answer(status: int, code: str, description: str, retry_after: int | None = None) -> Answer:
-    body = json.dumps({"error": code, "error_description": description}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    return status, headers, body
-
-
-_BAD_PATH = _answer(400, "invalid_path", "the request path is not allowed")
-_PATH_PARAMS = _answer(400, "invalid_path", "path parameters (;) are not allowed on this route")
-_TWO_HOSTS = _answer(400, "invalid_request", "more than one Host header")
-_NOT_ALLOWED = _answer(405, "method_not_allowed", "method not allowed on this route")
-_CSRF = _answer(403, "csrf", "X-CSRF: 1 header required")
-_NOT_AUTHENTICATED = _answer(401, "not_authenticated", "no live session")
-_STORE_DOWN = _answer(503, "session_store_unavailable", "the session store is unavailable", 5)
-_UNAVAILABLE = _answer(502, "upstream_unavailable", "the upstream is unavailable", 5)
-_TIMEOUT = _answer(504, "upstream_timeout", "the upstream did not answer in time", 5)
-_ORIGIN_BUSY = _answer(
-    503, "upstream_busy", "every connection to the upstream is busy; try again", 1
+_BAD_PATH = json_answer(Kind.INVALID_PATH)
+_PATH_PARAMS = json_answer(Kind.INVALID_PATH, "path parameters (;) are not allowed on this route")
+_TWO_HOSTS = json_answer(Kind.INVALID_REQUEST, "more than one Host header")
+_NOT_ALLOWED = json_answer(Kind.METHOD_NOT_ALLOWED)
+_CSRF = json_answer(Kind.CSRF)
+_NOT_AUTHENTICATED = json_answer(Kind.NOT_AUTHENTICATED)
+_STORE_DOWN = json_answer(Kind.SESSION_STORE_UNAVAILABLE)
+_SESSION_BUSY = json_answer(
+    Kind.UPSTREAM_BUSY, "too many requests of this session are in flight upstream"
 )
-_SESSION_BUSY = _answer(
-    503, "upstream_busy", "too many requests of this session are in flight upstream", 1
-)
-_STALLED = _answer(408, "request_timeout", "the request body stalled")
-_STORE_FAILURE = TokenFailure(
-    503, "session_store_unavailable", "the session store is unavailable", 5
-)
+_STALLED = json_answer(Kind.REQUEST_TIMEOUT)
+# Each kind's default answer (upstream failures and token results), prepared once.
+_BY_KIND: dict[Kind, Answer] = {kind: json_answer(kind) for kind in Kind}
 
 
 def _token_answer(result: NoToken | TokenFailure) -> Answer:
-    if isinstance(result, NoToken):
-        return _answer(401, result.code, result.description)
-    return _answer(result.status, result.code, result.description, result.retry_after)
+    return _BY_KIND[result.kind]
 
 
 async def _send_answer(
@@ -340,11 +314,7 @@ class _Exchange:
                 await _send_answer(send, _STALLED)
                 return None
             _log.warning("%s: %s", self.route.config.prefix, exc)
-            if isinstance(exc, UpstreamBusy):
-                await _send_answer(send, _ORIGIN_BUSY)
-            else:
-                timeout = isinstance(exc, UpstreamTimeout)
-                await _send_answer(send, _TIMEOUT if timeout else _UNAVAILABLE)
+            await _send_answer(send, _BY_KIND[exc.kind])
             return None
         finally:
             self._upstream_timing(time.perf_counter() - started)
@@ -388,7 +358,7 @@ class _Exchange:
         try:
             result = await self.app._tokens.access_token_for(ref, session, stale_token=bearer)
         except StoreUnavailable:
-            result = _STORE_FAILURE
+            result = STORE_DOWN
         except BaseException:
             response.release()
             raise

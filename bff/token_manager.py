@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from bff.answers import TABLE, Kind
 from bff.audit import AuditEvent, audit
 from bff.errors import FATAL_REFRESH_ERRORS, IdpError, IdpRejected, StoreUnavailable
 from bff.metrics import REFRESH_COALESCED, REFRESH_LOCK_WAIT, count_refresh
@@ -42,6 +43,7 @@ __all__ = [
     "LOCK_LEASE_MS",
     "LOCK_WAIT_SECONDS",
     "REFRESH_TIMEOUT",
+    "STORE_DOWN",
     "Bearer",
     "NoToken",
     "TokenFailure",
@@ -69,31 +71,51 @@ class Bearer:
 
 
 @dataclass(frozen=True, slots=True)
-class NoToken:
-    code: str  # "not_authenticated" | "session_expired"
-    description: str
+class _Answered:
+    """A result that is an error answer; its kind names it (`bff.answers`)."""
+
+    kind: Kind
+
+    @property
+    def status(self) -> int:
+        return TABLE[self.kind].status
+
+    @property
+    def code(self) -> str:
+        return TABLE[self.kind].code
+
+    @property
+    def description(self) -> str:
+        return TABLE[self.kind].description
+
+    @property
+    def retry_after(self) -> int | None:
+        return TABLE[self.kind].retry_after
 
 
 @dataclass(frozen=True, slots=True)
-class TokenFailure:
-    status: int  # 502 idp_unavailable, 503 session_store_unavailable / refresh_busy
-    code: str
-    description: str
-    retry_after: int | None = None
+class NoToken(_Answered):
+    """No usable session: 401 `not_authenticated` or `session_expired`."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFailure(_Answered):
+    """The provider or the store failed; the session is kept (502 idp_unavailable, 503
+    session_store_unavailable, 503 refresh_in_progress / refresh_timeout)."""
 
 
 TokenResult = Bearer | NoToken | TokenFailure
 
-_EXPIRED = NoToken("session_expired", "the session has ended; log in again")
-_IDP_DOWN = TokenFailure(502, "idp_unavailable", "the identity provider is unavailable", 5)
-_STORE_DOWN = TokenFailure(503, "session_store_unavailable", "the session store is unavailable", 5)
-_BUSY = TokenFailure(503, "refresh_in_progress", "a token refresh is still in progress", 1)
-_LEASE_OVER = TokenFailure(503, "refresh_timeout", "the token refresh took too long", 5)
+_EXPIRED = NoToken(Kind.SESSION_EXPIRED)
+_IDP_DOWN = TokenFailure(Kind.IDP_UNAVAILABLE)
+STORE_DOWN = TokenFailure(Kind.SESSION_STORE_UNAVAILABLE)
+_BUSY = TokenFailure(Kind.REFRESH_IN_PROGRESS)
+_LEASE_OVER = TokenFailure(Kind.REFRESH_TIMEOUT)
 # bff_refresh_total{outcome} of each result a refresh can end with
 _OUTCOMES: dict[TokenResult, str] = {
     _EXPIRED: "session_ended",
     _IDP_DOWN: "idp_unavailable",
-    _STORE_DOWN: "store_unavailable",
+    STORE_DOWN: "store_unavailable",
     _BUSY: "lock_busy",
     _LEASE_OVER: "timeout",
 }
@@ -202,7 +224,7 @@ class TokenManager:
         try:
             owner = await self._take_lock(ref, seen_token)
         except StoreUnavailable:
-            return _STORE_DOWN
+            return STORE_DOWN
         finally:
             REFRESH_LOCK_WAIT.observe(time.monotonic() - waited)
         if not isinstance(owner, str):
@@ -213,7 +235,7 @@ class TokenManager:
             async with asyncio.timeout(LOCK_LEASE_MS / 1000 - _LEASE_MARGIN):
                 return await self._refresh_locked(ref, seen_token, force=force)
         except StoreUnavailable:
-            return _STORE_DOWN
+            return STORE_DOWN
         except TimeoutError:
             _log.warning("refresh did not finish within its lock lease; session kept")
             return _LEASE_OVER

@@ -2,8 +2,8 @@
 client of `bff.upstream_http` (why not aiohttp or httpx, and the rules it keeps for a
 proxy, are in its docstring), plus the browser-side helpers of an exchange: its request
 body as a stream, disconnect detection, and each session's share of the upstream
-connections. The client's errors (502 / 503 / 504, see `bff.upstream_wire`) are
-re-exported here.
+connections. The client's errors (502 / 503 / 504, in `bff.errors`) are re-exported
+here.
 """
 
 from __future__ import annotations

@@ -3,12 +3,9 @@
 connections, writes the requests and decides about reuse through what this module
 records (see its docstring for the rules this client keeps).
 
-Errors are this module's own (re-exported by `bff.upstream_http` and `bff.upstream`):
-
-    BffError
-    ├── UpstreamUnavailable   refused, unreachable, reset, malformed answer  -> 502
-    │   └── UpstreamBusy      no free connection slot within the queue wait  -> 503
-    └── UpstreamTimeout       no connection / headers / next chunk in time   -> 504
+Errors are `bff.errors`' UpstreamUnavailable (502; UpstreamBusy, 503) and
+UpstreamTimeout (504), re-exported here and by `bff.upstream_http` and `bff.upstream`;
+`StaleConnection` (an UpstreamUnavailable) is this module's own.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from bff.errors import BffError
+from bff.errors import UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 
 __all__ = [
     "Connection",
@@ -50,19 +47,6 @@ class ConnectionOwner(Protocol):
     def put(self, conn: Connection) -> None: ...
 
     def lost(self, conn: Connection) -> None: ...
-
-
-class UpstreamUnavailable(BffError):
-    """The upstream refused the connection, could not be reached, or broke the exchange."""
-
-
-class UpstreamBusy(UpstreamUnavailable):
-    """Every connection this request may use (its origin's, or its session's share) stayed
-    busy for the whole queue wait: answered at once instead of after the full timeout."""
-
-
-class UpstreamTimeout(BffError):
-    """The upstream did not connect, answer or send its next chunk within the timeout."""
 
 
 class InvalidRequest(ValueError):

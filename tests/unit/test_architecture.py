@@ -9,6 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "bff"
 
 LAYER0 = {
+    "answers",
     "errors",
     "config",
     "tokens",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from bff.answers import Kind
 from bff.cookies import CookieSigner
 from bff.crypto import KeyRing
 from bff.oidc import OidcClient
@@ -57,7 +58,7 @@ class Instance:
     async def token(self, ref: SessionRef) -> Any:
         session = await self.sessions.load(ref)
         if session is None:
-            return NoToken("not_authenticated", "")
+            return NoToken(Kind.NOT_AUTHENTICATED)
         return await self.tokens.access_token_for(ref, session)
 
     async def aclose(self) -> None:
