@@ -12,17 +12,17 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bff.audit import audit
 from bff.config import Settings
 from bff.cookies import CookieSigner
 from bff.crypto import KeyRing
-from bff.errors import BffError, IdpError
+from bff.errors import BffError
 from bff.oidc import OidcClient
-from bff.session import short_hash
 from bff.session_service import SessionService
 from bff.store.factory import create_store
 
 __all__ = ["run_sessions_command"]
+
+_REVOKE_TIMEOUT = 10.0  # an operator waits: more than a logout would
 
 
 def _printable(text: str) -> str:
@@ -38,33 +38,36 @@ async def _hashes(service: SessionService, args: argparse.Namespace) -> list[str
     if getattr(args, "session", None):
         return [args.session]
     if args.sub:
-        return await service.store.sessions_by_sub(args.sub)
-    return [h async for h in service.store.all_sessions()]
+        return await service.find(sub=args.sub)
+    return [h async for h in service.all_hashes()]
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = create_store(settings)
     keys = KeyRing(settings.secret_keys)
-    service = SessionService(
-        store=store,
-        keys=keys,
-        signer=CookieSigner(keys.signing_keys),
-        idle_timeout=settings.idle_timeout,
-        max_lifetime=settings.max_lifetime,
-        clock=time.time,
-    )
     try:
-        hashes = await _hashes(service, args)
-        if args.action == "list":
-            rows = await _rows(settings, service, hashes)
-            if args.json:
-                print(json.dumps(rows, indent=2))
-            else:
-                print("session\tsub\tcreated\tlast_seen\texpires\tuser_agent")
-                for row in rows:
-                    print("\t".join(_printable(str(row[k])) for k in _COLUMNS))
-            return 0
-        return await _revoke(settings, service, hashes)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+            service = SessionService(
+                store=store,
+                keys=keys,
+                signer=CookieSigner(keys.signing_keys),
+                idle_timeout=settings.idle_timeout,
+                max_lifetime=settings.max_lifetime,
+                clock=time.time,
+                revoke=OidcClient.from_settings(settings, http=http).revoke,
+                revoke_timeout=_REVOKE_TIMEOUT,
+            )
+            hashes = await _hashes(service, args)
+            if args.action == "list":
+                rows = await _rows(settings, service, hashes)
+                if args.json:
+                    print(json.dumps(rows, indent=2))
+                else:
+                    print("session\tsub\tcreated\tlast_seen\texpires\tuser_agent")
+                    for row in rows:
+                        print("\t".join(_printable(str(row[k])) for k in _COLUMNS))
+                return 0
+            return await _revoke(service, hashes)
     except BffError as exc:
         print(f"bff: {exc}", file=sys.stderr)
         return 1
@@ -82,7 +85,7 @@ async def _rows(
     found: list[tuple[float, dict[str, str]]] = []
     for h in hashes:
         session = await service.load_by_hash(h)
-        ttl = await service.store.session_ttl(h)
+        ttl = await service.ttl(h)
         if session is None or ttl is None:
             continue
         now = time.time()
@@ -103,31 +106,13 @@ async def _rows(
     return [row for _, row in found]
 
 
-async def _revoke(settings: Settings, service: SessionService, hashes: list[str]) -> int:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
-        oidc = OidcClient.from_settings(settings, http=http)
-        revoked = 0
-        for h in hashes:
-            session = await service.load_by_hash(h)
-            existed = await service.delete(h, session)
-            if not existed:
-                continue
+async def _revoke(service: SessionService, hashes: list[str]) -> int:
+    revoked = 0
+    for h in hashes:
+        session = await service.load_by_hash(h)
+        if await service.end(h, session, "revoke", revoke=True):
             revoked += 1
-            outcome = "deleted"
-            if session is not None and session.tokens.refresh_token:
-                try:
-                    await oidc.revoke(session.tokens.refresh_token)
-                    outcome = "deleted_and_revoked"
-                except IdpError:
-                    outcome = "deleted_revocation_failed"
-            audit(
-                "revoke",
-                outcome=outcome,
-                now=time.time(),
-                sub=session.sub if session else None,
-                session=short_hash(h),
-            )
-        print(f"revoked {revoked} session(s)")
+    print(f"revoked {revoked} session(s)")
     if revoked == 0:
         print("bff: no live session matched; nothing was revoked", file=sys.stderr)
         return 1

@@ -230,6 +230,7 @@ def create_app(
         idle_timeout=settings.idle_timeout,
         max_lifetime=settings.max_lifetime,
         clock=clock,
+        revoke=oidc.revoke,
     )
     flow = LoginFlow(
         settings=settings, oidc=oidc, sessions=sessions, keys=keys, signer=signer, clock=clock

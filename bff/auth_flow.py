@@ -7,7 +7,6 @@ verifier, then ID-token validation, and only then a brand-new session.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from bff.config import Settings
 from bff.cookies import CookieSigner
 from bff.crypto import BlobError, KeyRing
-from bff.errors import BadRequest, IdpError, IdpRejected, IdpUnavailable, TokenValidationError
+from bff.errors import BadRequest, IdpRejected, IdpUnavailable, TokenValidationError
 from bff.login_bounds import PendingLogins, client_group
 from bff.oidc import OidcClient
 from bff.pkce import code_challenge, new_code_verifier, new_nonce, new_state
@@ -42,7 +41,6 @@ __all__ = [
 ]
 
 LOGIN_STATE_TTL = 600  # seconds a login may take, and the binding cookie's Max-Age
-REVOKE_TIMEOUT = 3.0
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_PARAM = 4096
 _log = logging.getLogger("bff.auth")
@@ -157,7 +155,7 @@ class LoginFlow:
         )
         blob = self._keys.seal(encode_login_state(login), aad=_state_aad(state))
         await self._pending.track_browser(login.binding, state)
-        await self._sessions.store.put_login_state(state, blob, ttl=LOGIN_STATE_TTL)
+        await self._sessions.put_login_state(state, blob, ttl=LOGIN_STATE_TTL)
         return LoginStart(redirect_to=url, binding_cookie=self._signer.sign_binding(binding))
 
     # ---- /bff/callback ---------------------------------------------------------------
@@ -230,7 +228,7 @@ class LoginFlow:
                 "the callback carries no state", code="invalid_state", reason="state_missing"
             )
         # Single use: taken (deleted) before anything else is checked.
-        blob = await self._sessions.store.take_login_state(state)
+        blob = await self._sessions.take_login_state(state)
         if blob is None:
             raise BadRequest(
                 "unknown, expired or already used login state",
@@ -283,11 +281,19 @@ class LoginFlow:
         return login
 
     # ---- /bff/logout -----------------------------------------------------------------
-    async def logout(self, ref: SessionRef, session: Session) -> str:
-        """Delete, revoke (bounded, best effort), then where to send the browser."""
-        await self._sessions.delete(ref.hash, session)
-        if session.tokens.refresh_token:
-            await self.revoke_quietly(session.tokens.refresh_token)
+    async def logout(
+        self,
+        ref: SessionRef,
+        session: Session,
+        *,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> str:
+        """End the session (delete, revoke: bounded, best effort; audit), then where to
+        send the browser."""
+        await self._sessions.end(
+            ref.hash, session, "logout", revoke=True, client_ip=client_ip, user_agent=user_agent
+        )
         id_token = session.tokens.id_token
         fallback = self._settings.post_logout_redirect
         metadata = self._oidc.metadata_or_none
@@ -304,13 +310,3 @@ class LoginFlow:
             post_logout_redirect_uri=self._settings.post_logout_redirect_uri,
         )
         return url or fallback
-
-    async def revoke_quietly(self, refresh_token: str) -> bool:
-        """RFC 7009 revocation that never blocks a logout for more than a few seconds."""
-        try:
-            async with asyncio.timeout(REVOKE_TIMEOUT):
-                await self._oidc.revoke(refresh_token, token_type_hint="refresh_token")
-            return True
-        except (IdpError, TimeoutError) as exc:
-            _log.warning("refresh token revocation failed: %s", type(exc).__name__)
-            return False

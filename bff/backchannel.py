@@ -6,11 +6,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from bff.audit import audit
 from bff.errors import BadRequest, TokenValidationError
 from bff.jwt_validation import LOGOUT_TOKEN_MAX_AGE
 from bff.oidc import OidcClient
-from bff.session import short_hash
 from bff.session_service import SessionService
 
 __all__ = ["REPLAY_TTL", "backchannel_logout"]
@@ -34,13 +32,13 @@ async def backchannel_logout(
         raise BadRequest(f"invalid logout token: {exc}", code="invalid_request") from None
     # Remembered only once the token is valid, so garbage cannot burn real jti values.
     replay_key = "jti:" + hashlib.sha256(f"{claims['iss']}\0{claims['jti']}".encode()).hexdigest()
-    if not await sessions.store.remember_once(replay_key, ttl=REPLAY_TTL):
+    if not await sessions.remember_once(replay_key, ttl=REPLAY_TTL):
         raise BadRequest("logout token already used (jti replayed)", code="invalid_request")
     sid, sub = claims.get("sid"), claims.get("sub")
     if isinstance(sid, str) and sid:
-        hashes = await sessions.store.sessions_by_idp_sid(sid)
+        hashes = await sessions.find(idp_sid=sid)
     else:
-        hashes = await sessions.store.sessions_by_sub(str(sub))
+        hashes = await sessions.find(sub=str(sub))
     ended = 0
     for session_hash in hashes:
         session = await sessions.load_by_hash(session_hash)
@@ -48,14 +46,6 @@ async def backchannel_logout(
             continue  # both given: both must match
         if session is not None and isinstance(sid, str) and sid and session.idp_sid != sid:
             continue  # the index matches on a hash tag: the session itself must agree
-        if await sessions.delete(session_hash, session):
+        if await sessions.end(session_hash, session, "backchannel_logout", client_ip=client_ip):
             ended += 1
-            audit(
-                "backchannel_logout",
-                outcome="success",
-                now=clock(),
-                sub=session.sub if session else None,
-                session=short_hash(session_hash),
-                client_ip=client_ip,
-            )
     return ended

@@ -309,15 +309,8 @@ async def logout(request: Request) -> Response:
                 expire_cookie(s.cookie_name, secure=s.secure, samesite=s.cookie_samesite),
             )
         return response
-    target = await rt.flow.logout(ref, session)
-    audit(
-        "logout",
-        outcome="success",
-        now=rt.clock(),
-        sub=session.sub,
-        session=short_hash(ref.hash),
-        client_ip=_client_ip(request),
-        user_agent=request.headers.get("user-agent"),
+    target = await rt.flow.logout(
+        ref, session, client_ip=_client_ip(request), user_agent=request.headers.get("user-agent")
     )
     response = RedirectResponse(target, status_code=302)
     response.headers.append(
@@ -359,7 +352,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readiness_problems(
-    store: SessionStore, oidc: OidcClient, lifecycle: Lifecycle | None = None
+    store: SessionStore | SessionService, oidc: OidcClient, lifecycle: Lifecycle | None = None
 ) -> list[str]:
     """Why this process is not ready (shutting down, the store does not answer, no
     provider metadata); empty when ready. The reasons are shown only on the admin
@@ -397,5 +390,5 @@ def readiness_response(
 async def readyz(request: Request) -> Response:
     """The public, bare status: the reason may name internal hosts (issue 11 defect 13)."""
     rt = _rt(request)
-    problems = await readiness_problems(rt.sessions.store, rt.oidc, rt.lifecycle)
+    problems = await readiness_problems(rt.sessions, rt.oidc, rt.lifecycle)
     return readiness_response(problems, detailed=False)

@@ -3,28 +3,54 @@
 The store sees only hashed keys and sealed blobs. The cookie carries the session id
 and its absolute expiry (signed), so one `GETEX` can both read the session and slide
 its idle expiry to min(idle timeout, remaining lifetime) without a second command.
+
+The service owns the store: the login flow, the token manager, back-channel logout,
+readiness and the admin CLI use its operations (login-state put/take, the refresh lock,
+find by `sub`/`sid`, replay memory, ping), and every way a session ends goes through
+`end`: delete (which unindexes), revoke the refresh token when asked (bounded, best
+effort), one audit line (which also counts `bff_events_total`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from bff.audit import AuditEvent, audit
 from bff.cookies import CookieSigner
 from bff.crypto import BlobError, KeyRing
+from bff.errors import IdpError
 from bff.session import (
     Session,
     decode_session,
     encode_session,
     new_session_id,
     session_hash,
+    short_hash,
 )
 from bff.store import IndexEntry, SessionStore
 from bff.tokens import TokenSet
 
-__all__ = ["SessionRef", "SessionService"]
+__all__ = ["REVOKE_TIMEOUT", "EndReason", "Revoke", "SessionRef", "SessionService"]
+
+_log = logging.getLogger("bff.sessions")
+
+REVOKE_TIMEOUT = 3.0  # seconds a revocation may hold up the end of a session
+# RFC 7009 revocation of a refresh token (`OidcClient.revoke`); IdpError on failure.
+Revoke = Callable[[str], Awaitable[None]]
+# Why a session ends: the audit event (and outcome) `end` writes for it.
+EndReason = Literal["logout", "backchannel_logout", "revoke", "invalid_grant", "no_refresh_token"]
+_EVENTS: dict[EndReason, tuple[AuditEvent, str]] = {
+    "logout": ("logout", "success"),
+    "backchannel_logout": ("backchannel_logout", "success"),
+    "revoke": ("revoke", "deleted"),
+    "invalid_grant": ("refresh_failed", "invalid_grant"),
+    "no_refresh_token": ("refresh_failed", "no_refresh_token"),
+}
 
 # Bounded memo tables (dicts evicting in insertion order), so repeat requests of a
 # session skip deterministic work. Only verified results go in: garbage cannot fill them.
@@ -56,8 +82,12 @@ class SessionService:
         idle_timeout: int,
         max_lifetime: int,
         clock: Callable[[], float],
+        revoke: Revoke | None = None,
+        revoke_timeout: float = REVOKE_TIMEOUT,
     ) -> None:
         self.store = store
+        self._revoke = revoke
+        self._revoke_timeout = revoke_timeout
         self._keys = keys
         self._signer = signer
         self._idle = idle_timeout
@@ -187,3 +217,79 @@ class SessionService:
             return decode_session(self._keys.open(blob, aad=session_hash_value.encode()))
         except (BlobError, ValueError):
             return None
+
+    async def end(
+        self,
+        session_hash_value: str,
+        session: Session | None,
+        reason: EndReason,
+        *,
+        revoke: bool = False,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> bool:
+        """End a session, the one way every caller does: delete it (and its index
+        entries); when `revoke`, revoke its refresh token at the provider (bounded, best
+        effort: a provider that fails never keeps a session alive); one audit line.
+        False (and nothing audited or revoked) when it was already gone."""
+        if not await self.delete(session_hash_value, session):
+            return False
+        event, outcome = _EVENTS[reason]
+        refresh_token = session.tokens.refresh_token if session is not None else None
+        if revoke and refresh_token and self._revoke is not None:
+            revoked = await self._revoke_quietly(refresh_token)
+            if reason == "revoke":
+                outcome = "deleted_and_revoked" if revoked else "deleted_revocation_failed"
+        audit(
+            event,
+            outcome=outcome,
+            now=self._clock(),
+            sub=session.sub if session is not None else None,
+            session=short_hash(session_hash_value),
+            client_ip=client_ip,
+            user_agent=user_agent,
+        )
+        return True
+
+    async def _revoke_quietly(self, refresh_token: str) -> bool:
+        assert self._revoke is not None
+        try:
+            async with asyncio.timeout(self._revoke_timeout):
+                await self._revoke(refresh_token)
+            return True
+        except (IdpError, TimeoutError) as exc:
+            _log.warning("refresh token revocation failed: %s", type(exc).__name__)
+            return False
+
+    # ---- the store's other session operations, for the flows above this service ----
+    async def put_login_state(self, state: str, blob: bytes, *, ttl: int) -> None:
+        await self.store.put_login_state(state, blob, ttl=ttl)
+
+    async def take_login_state(self, state: str) -> bytes | None:
+        """Single use: returned and deleted at once."""
+        return await self.store.take_login_state(state)
+
+    async def acquire_refresh_lock(self, session_hash_value: str, *, lease_ms: int) -> str | None:
+        return await self.store.acquire_lock(session_hash_value, lease_ms=lease_ms)
+
+    async def release_refresh_lock(self, session_hash_value: str, owner: str) -> bool:
+        return await self.store.release_lock(session_hash_value, owner)
+
+    async def remember_once(self, key: str, *, ttl: int) -> bool:
+        return await self.store.remember_once(key, ttl=ttl)
+
+    async def find(self, *, sub: str | None = None, idp_sid: str | None = None) -> list[str]:
+        """Hashes of the live sessions of one provider session (`idp_sid`, preferred)
+        or of one user (`sub`)."""
+        if idp_sid:
+            return await self.store.sessions_by_idp_sid(idp_sid)
+        return await self.store.sessions_by_sub(sub or "")
+
+    def all_hashes(self) -> AsyncIterator[str]:
+        return self.store.all_sessions()
+
+    async def ttl(self, session_hash_value: str) -> int | None:
+        return await self.store.session_ttl(session_hash_value)
+
+    async def ping(self) -> None:
+        await self.store.ping()

@@ -241,15 +241,14 @@ class TokenManager:
             return _LEASE_OVER
         finally:
             with contextlib.suppress(StoreUnavailable):
-                await self._sessions.store.release_lock(ref.hash, owner)
+                await self._sessions.release_refresh_lock(ref.hash, owner)
 
     async def _take_lock(self, ref: SessionRef, seen_token: str) -> str | TokenResult:
         """The lock's owner token, or the outcome another instance produced meanwhile."""
-        store = self._sessions.store
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         delay = _POLL_START
         while True:
-            owner = await store.acquire_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
+            owner = await self._sessions.acquire_refresh_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
             if owner is not None:
                 return owner
             if time.monotonic() >= deadline:
@@ -282,14 +281,14 @@ class TokenManager:
         if not tokens.refresh_token:
             if tokens.expires_at is not None and tokens.expires_at > now and not force:
                 return Bearer(tokens.access_token)  # still valid; nothing to refresh with
-            await self._end(ref, session, "no_refresh_token")
+            await self._sessions.end(ref.hash, session, "no_refresh_token")
             return _EXPIRED
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT):
                 fresh = await self._grant(tokens.refresh_token)
         except IdpRejected as exc:
             if exc.error in FATAL_REFRESH_ERRORS:
-                await self._end(ref, session, exc.error)
+                await self._sessions.end(ref.hash, session, "invalid_grant")
                 return _EXPIRED
             # invalid_client and friends are *our* misconfiguration: keep every session.
             _log.error(
@@ -338,10 +337,6 @@ class TokenManager:
             return _EXPIRED
         self._audit("refresh", session, ref, "success")
         return Bearer(merged.access_token, refreshed_at=self._clock())
-
-    async def _end(self, ref: SessionRef, session: Session, reason: str) -> None:
-        self._audit("refresh_failed", session, ref, reason)
-        await self._sessions.delete(ref.hash, session)
 
     def _audit(self, event: AuditEvent, session: Session, ref: SessionRef, outcome: str) -> None:
         audit(

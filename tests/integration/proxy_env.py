@@ -56,15 +56,14 @@ def make_settings(routes: list[dict[str, Any]], **env: str) -> Settings:
     return load_settings({**base, **env}, {"routes": routes})
 
 
-def session_service(store: SessionStore, secret_key: str = SECRET_KEY) -> SessionService:
+def session_service(
+    store: SessionStore, secret_key: str = SECRET_KEY, **options: Any
+) -> SessionService:
+    """`options` override the defaults (clock, revoke, revoke_timeout, timeouts)."""
     keys = KeyRing([secret_key])
+    settings: dict[str, Any] = {"idle_timeout": 1800, "max_lifetime": 86400, "clock": time.time}
     return SessionService(
-        store=store,
-        keys=keys,
-        signer=CookieSigner(keys.signing_keys),
-        idle_timeout=1800,
-        max_lifetime=86400,
-        clock=time.time,
+        store=store, keys=keys, signer=CookieSigner(keys.signing_keys), **{**settings, **options}
     )
 
 
