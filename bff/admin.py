@@ -88,7 +88,7 @@ async def _rows(
         ttl = await service.ttl(h)
         if session is None or ttl is None:
             continue
-        now = time.time()
+        now = service.now()
         # The idle expiry slides on every request: last seen = expiry - idle,
         # unless the absolute cap is what ends it.
         expires = now + ttl

@@ -96,6 +96,10 @@ class SessionService:
         self._refs: dict[str, SessionRef] = {}
         self._opened: dict[tuple[str, bytes], Session] = {}
 
+    def now(self) -> float:
+        """The injected clock's time (seconds since the epoch)."""
+        return self._clock()
+
     def ref_from_cookie(self, value: str | None) -> SessionRef | None:
         """Verify the signature before any I/O; None for anything not ours or expired."""
         if not value:

@@ -62,6 +62,9 @@ RECENT_SECONDS = 5.0  # how long a finished refresh's outcome is shared in-proce
 _POLL_START, _POLL_GROWTH, _POLL_MAX = 0.005, 1.5, 0.05
 _SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
 _LEASE_MARGIN = 5.0  # seconds of the lease kept free for releasing the lock
+# Waits, deadlines and shared-outcome windows are durations: they read time.monotonic,
+# not the injected wall clock (which a test may freeze, and which would then never end a
+# bounded wait). Token and session expiry read the injected clock.
 
 
 @dataclass(frozen=True, slots=True)
