@@ -9,7 +9,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from bff.compact import MAX_INFLATED, Reader, Writer
+from bff.compact import Reader, Writer
 from bff.tokens import TokenSet
 
 __all__ = [
@@ -89,15 +89,12 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if k not in HIDDEN_CLAIMS}
 
 
-# Record formats, told apart by the first byte:
-#   b"{"     v1, plain JSON (written before records were compressed)
-#   b"z"     v1, zlib(JSON)
+# The record format, told by the first byte:
 #   b"\x02"  v2, a `bff.compact` stream: three tokens (access, ID, refresh), then the rest
 #            as a list of values. Its tables (preset dictionary, claim names) belong to
 #            version 2: changing them needs a new first byte.
-_COMPRESSED = b"z"
+# Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
-_MAX_RECORD = MAX_INFLATED  # the inflate cap, for every compressed format
 
 
 def _derived(id_payload: bytes | None) -> tuple[str, str | None, dict[str, Any]] | None:
@@ -204,54 +201,21 @@ def _checked(s: Session) -> Session:
     return s
 
 
-def _decode_v1(doc: Any) -> Session:
-    if doc.get("v") != _VERSION:
-        raise ValueError("unknown session record version")
-    return Session(
-        sub=doc["sub"],
-        idp_sid=doc["sid"],
-        claims=doc["claims"],
-        tokens=TokenSet(
-            access_token=doc["at"],
-            expires_at=doc["exp"],
-            refresh_token=doc["rt"],
-            id_token=doc["it"],
-            token_type=doc["tt"],
-            scope=doc["sc"],
-            refresh_expires_at=doc["rexp"],
-        ),
-        created_at=doc["ca"],
-        expires_at=doc["ea"],
-        user_agent=doc["ua"],
-    )
-
-
-def _inflate(data: bytes) -> bytes:
-    inflater = zlib.decompressobj()
-    out = inflater.decompress(data, _MAX_RECORD)
-    if not inflater.eof:
-        raise ValueError("session record too large or truncated")
-    return out
-
-
 def encode_session(s: Session) -> bytes:
     """Record format 2. With the development provider's tokens (RS256 JWT access token of
     760 characters, ID token of 910, opaque refresh token) a record takes 709 bytes where
-    the zlib'd JSON of format 1 took 1,449; sealed, 742 instead of 1,482, which Redis keeps
-    in its 768-byte size class (see tests/unit/test_session_record.py)."""
+    the zlib'd JSON of the unreleased format 1 took 1,449; sealed, 742 instead of 1,482,
+    which Redis keeps in its 768-byte size class (see tests/unit/test_session_record.py)."""
     return _encode_v2(s)
 
 
 def decode_session(data: bytes) -> Session:
-    """Inverse of encode_session, also for the older formats; ValueError for anything
-    malformed or of an unknown version."""
+    """Inverse of encode_session; ValueError for anything malformed or of another
+    format."""
+    if data[:1] != _V2:
+        raise ValueError("unknown session record format")
     try:
-        head = data[:1]
-        if head == _V2:
-            return _checked(_decode_v2(data[1:]))
-        if head == _COMPRESSED:
-            data = _inflate(data[1:])
-        return _checked(_decode_v1(json.loads(data)))
+        return _checked(_decode_v2(data[1:]))
     except (
         KeyError,
         TypeError,

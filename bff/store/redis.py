@@ -495,22 +495,13 @@ class RedisStore:
 
     async def sessions_by_sub(self, sub: str) -> list[str]:
         """Hashes of the live sessions of one user."""
-        return await self._lookup(_IndexSlot("sub", sub), self._legacy_index_key("sub", sub))
+        return await self._lookup(_IndexSlot("sub", sub))
 
     async def sessions_by_idp_sid(self, idp_sid: str) -> list[str]:
         """Hashes of the live sessions of one provider session."""
-        return await self._lookup(
-            _IndexSlot("sid", idp_sid), self._legacy_index_key("sid", idp_sid)
-        )
+        return await self._lookup(_IndexSlot("sid", idp_sid))
 
-    def _legacy_index_key(self, kind: str, value: str) -> str:
-        """Where the index lived before the shared buckets: one sorted set per value.
-        Still read (never written) until the last session indexed there has expired
-        (at most the maximum session lifetime after an upgrade), so back-channel logout
-        and `sessions revoke --sub` keep finding sessions created before it."""
-        return f"{self._prefix}:{kind}:{{{_digest(value)}}}"
-
-    async def _lookup(self, slot: _IndexSlot, legacy_key: str) -> list[str]:
+    async def _lookup(self, slot: _IndexSlot) -> list[str]:
         """This value's members not yet past their expiry whose session key still EXISTS;
         prune the bucket's expired members and this value's stale ones.
 
@@ -523,18 +514,13 @@ class RedisStore:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.zremrangebyscore(bucket, "-inf", f"({now}")
                 pipe.zrangebyscore(bucket, now, "+inf")
-                pipe.zrangebyscore(legacy_key, now, "+inf")
-                _, raw_members, legacy_members = await pipe.execute()
+                _, raw_members = await pipe.execute()
             found: dict[str, bytes] = {}
             for member in raw_members:
                 raw = member if isinstance(member, bytes) else str(member).encode()
                 session_hash = slot.session_hash(raw)
                 if session_hash is not None:
                     found[session_hash] = raw
-            for member in legacy_members:
-                text = member.decode("ascii", "replace") if isinstance(member, bytes) else member
-                if _HASH_RE.fullmatch(text) and text not in found:
-                    found[text] = b""  # not in the bucket: nothing to prune there
             if not found:
                 return []
             async with self._client.pipeline(transaction=False) as pipe:
@@ -542,9 +528,7 @@ class RedisStore:
                     pipe.exists(self._session_key(session_hash))
                 exists: list[Any] = await pipe.execute()
             live = [h for h, alive in zip(found, exists, strict=True) if alive]
-            dead = [
-                found[h] for h, alive in zip(found, exists, strict=True) if not alive and found[h]
-            ]
+            dead = [found[h] for h, alive in zip(found, exists, strict=True) if not alive]
             if dead:
                 await self._client.zrem(bucket, *dead)
         return live

@@ -599,32 +599,3 @@ async def test_index_entries_are_small_and_sessions_fit_their_size_class(
     finally:
         await raw.delete(f"{prefix}:ix:{{{target:03x}}}", *(f"{prefix}:{{{h}}}:s" for h in hashes))
         await store.aclose()
-
-
-@pytest.mark.redis
-async def test_sessions_indexed_before_the_shared_buckets_are_still_found(
-    redis_harness: Harness,
-) -> None:
-    """An upgrade must not blind back-channel logout and `sessions revoke --sub`: sessions
-    whose index entries are still in the per-value sorted sets of the earlier layout are
-    found (and told apart from stale entries) until those sets expire."""
-    import hashlib
-
-    store, raw, prefix = redis_harness.store, redis_harness.raw, redis_harness.prefix
-    assert raw is not None
-    expires_at = int(time.time()) + 3600
-
-    def legacy(kind: str, value: str) -> str:
-        return f"{prefix}:{kind}:{{{hashlib.sha256(value.encode()).hexdigest()}}}"
-
-    # What the earlier version wrote for a login: SET, then one ZADD per index.
-    await raw.set(f"{prefix}:{{{H1}}}:s", b"old-record", ex=100)
-    await raw.zadd(legacy("sub", "old-user"), {H1: expires_at, H3: expires_at})  # H3: gone
-    await raw.zadd(legacy("sid", "old-sid"), {H1: expires_at})
-    new = IndexEntry(sub="old-user", idp_sid=None, expires_at=expires_at)
-    await store.create_session(H2, b"new-record", ttl=100, index=new)
-    assert sorted(await store.sessions_by_sub("old-user")) == sorted([H1, H2])
-    assert await store.sessions_by_idp_sid("old-sid") == [H1]
-    await store.delete_session(H1, index=IndexEntry("old-user", "old-sid", expires_at))
-    assert await store.sessions_by_sub("old-user") == [H2]
-    assert await store.sessions_by_idp_sid("old-sid") == []
