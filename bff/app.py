@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 import html
+import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +30,7 @@ from bff.auth_flow import LoginFlow
 from bff.config import Settings
 from bff.cookies import CookieSigner
 from bff.crypto import KeyRing
-from bff.errors import BffError, RequestRejected
+from bff.errors import BffError, ConfigError, RequestRejected
 from bff.lifecycle import Lifecycle
 from bff.metrics import FLUSH_INTERVAL, RequestMetrics, flush_metrics
 from bff.middleware import DirectPeerMiddleware, RequestContextMiddleware
@@ -246,10 +247,15 @@ def create_app(
     # Built once: route table, upstream sessions (opened lazily in the running loop).
     table = RouteTable(settings.routes)
     own_upstreams = upstreams is None
+    if settings.upstream_transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        raise ConfigError(
+            ["BFF_UPSTREAM_TRANSPORT: aiohttp needs the extra: pip install 'bff[aiohttp]'"]
+        )
     upstream_pool = upstreams or UpstreamPool(
         timeout=settings.upstream_timeout,
         limit_per_host=settings.upstream_max_connections,
         queue_timeout=settings.upstream_queue_timeout,
+        transport=settings.upstream_transport,
     )
     token_manager = TokenManager(
         sessions=sessions,

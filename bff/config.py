@@ -95,6 +95,7 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("upstream_max_connections"),
     Known("upstream_max_connections_per_session"),
     Known("upstream_queue_timeout"),
+    Known("upstream_transport"),
     Known("post_logout_redirect"),
     Known("logout_id_token_hint"),
     Known("static_dir"),
@@ -183,6 +184,8 @@ class Settings:
     upstream_max_connections: int = 256
     upstream_max_connections_per_session: int = 32
     upstream_queue_timeout: float = 1.0
+    # The upstream client: the lean HTTP/1.1 client, or aiohttp's (the `aiohttp` extra).
+    upstream_transport: Literal["lean", "aiohttp"] = "lean"
     post_logout_redirect: str = "/"
     logout_id_token_hint: bool = True
     static_dir: str | None = None
@@ -636,6 +639,10 @@ def load_settings(
     max_connections = c.number("upstream_max_connections", 256, minimum=1)
     per_session = c.number("upstream_max_connections_per_session", 32, minimum=1)
     queue_timeout = c.number("upstream_queue_timeout", 1, minimum=0, as_float=True)
+    transport = (c.text("upstream_transport", "lean") or "lean").lower()
+    if transport not in ("lean", "aiohttp"):
+        c.problems.append("BFF_UPSTREAM_TRANSPORT: must be lean or aiohttp")
+        transport = "lean"
     post_logout = c.text("post_logout_redirect", "/") or "/"
     if not is_local_path(post_logout):
         c.problems.append("BFF_POST_LOGOUT_REDIRECT: must be a local path such as /")
@@ -725,6 +732,7 @@ def load_settings(
         upstream_max_connections=max_connections,
         upstream_max_connections_per_session=per_session,
         upstream_queue_timeout=float(queue_timeout),
+        upstream_transport="aiohttp" if transport == "aiohttp" else "lean",
         post_logout_redirect=post_logout,
         static_dir=static_dir,
         trusted_proxies=tuple(proxies),

@@ -53,8 +53,8 @@ from bff.upstream import (
     BodyStream,
     DisconnectWatch,
     SessionSlots,
+    UpstreamExchange,
     UpstreamPool,
-    UpstreamResponse,
 )
 
 __all__ = ["ProxyApp"]
@@ -293,7 +293,7 @@ class _Exchange:
         finally:
             watch.stop()
 
-    async def _send_request(self, stream: BodyStream | None, send: Send) -> UpstreamResponse | None:
+    async def _send_request(self, stream: BodyStream | None, send: Send) -> UpstreamExchange | None:
         pool, origin = self.app._upstreams, self.route.origin
         started = time.perf_counter()
         try:
@@ -348,7 +348,7 @@ class _Exchange:
         finally:
             response.release()
 
-    async def _retry(self, response: UpstreamResponse, send: Send) -> UpstreamResponse | None:
+    async def _retry(self, response: UpstreamExchange, send: Send) -> UpstreamExchange | None:
         """The upstream refused our token: refresh once (unless someone already did) and
         send the request again; only idempotent requests without a body. Releases
         `response` unless it is returned."""
@@ -376,7 +376,7 @@ class _Exchange:
 
     async def _stream(
         self,
-        response: UpstreamResponse,
+        response: UpstreamExchange,
         send: Send,
         watch: DisconnectWatch,
         stream: BodyStream | None,

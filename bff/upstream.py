@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Literal, Protocol
 
 from bff.upstream_http import (
-    InvalidRequest,
     OriginPool,
     UpstreamBusy,
     UpstreamResponse,
@@ -24,6 +23,9 @@ from bff.upstream_http import (
 )
 
 __all__ = [
+    "OriginTransport",
+    "Transport",
+    "UpstreamExchange",
     "BodyStream",
     "ClientGone",
     "DisconnectWatch",
@@ -34,6 +36,60 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]
+
+Transport = Literal["lean", "aiohttp"]  # BFF_UPSTREAM_TRANSPORT
+
+
+class UpstreamExchange(Protocol):
+    """One exchange as the proxy reads it: status and raw headers once the transport's
+    `request` returns, the body through `readany()` until `at_eof()`; `release()` always
+    (hands a fully read connection back), `close()` to drop the connection."""
+
+    status: int
+    raw_headers: list[tuple[bytes, bytes]]
+
+    async def readany(self) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class OriginTransport(Protocol):
+    """The connections to one upstream origin: the lean client (`upstream_http.OriginPool`,
+    the default) or the aiohttp reference (`upstream_aiohttp.AiohttpOrigin`). Errors are
+    UpstreamUnavailable (UpstreamBusy when no connection freed up within the queue wait)
+    and UpstreamTimeout."""
+
+    loop: asyncio.AbstractEventLoop
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: AsyncIterator[bytes] | None,
+    ) -> UpstreamExchange: ...
+
+    def close(self) -> None: ...
+
+
+def origin_transport(
+    kind: Transport,
+    origin: str,
+    *,
+    timeout: float,
+    limit: int,
+    queue_timeout: float | None = None,
+) -> OriginTransport:
+    if kind == "aiohttp":
+        from bff.upstream_aiohttp import AiohttpOrigin  # the optional `aiohttp` extra
+
+        return AiohttpOrigin(origin, timeout=timeout, limit=limit, queue_timeout=queue_timeout)
+    return OriginPool(origin, timeout=timeout, limit=limit, queue_timeout=queue_timeout)
+
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -200,7 +256,12 @@ class UpstreamPool:
     for one; idle ones closed after 30 s); `aclose` on shutdown."""
 
     def __init__(
-        self, *, timeout: float, limit_per_host: int = 256, queue_timeout: float | None = None
+        self,
+        *,
+        timeout: float,
+        limit_per_host: int = 256,
+        queue_timeout: float | None = None,
+        transport: Transport = "lean",
     ) -> None:
         # connecting, the response headers and every gap between two body chunks are
         # bounded by `timeout`, never a whole (streamed) exchange; the wait for a free
@@ -208,16 +269,21 @@ class UpstreamPool:
         self.timeout = timeout
         self._limit = limit_per_host
         self._queue_timeout = queue_timeout
-        self._pools: dict[str, OriginPool] = {}
+        self._transport: Transport = transport
+        self._pools: dict[str, OriginTransport] = {}
 
-    def _pool(self, origin: str) -> OriginPool:
+    def _pool(self, origin: str) -> OriginTransport:
         pool = self._pools.get(origin)
         if pool is None or pool.loop is not asyncio.get_running_loop():
             if pool is not None:  # made in another loop (tests): that loop may be closed
                 with contextlib.suppress(RuntimeError):
                     pool.close()
-            pool = OriginPool(
-                origin, timeout=self.timeout, limit=self._limit, queue_timeout=self._queue_timeout
+            pool = origin_transport(
+                self._transport,
+                origin,
+                timeout=self.timeout,
+                limit=self._limit,
+                queue_timeout=self._queue_timeout,
             )
             self._pools[origin] = pool
         return pool
@@ -229,14 +295,14 @@ class UpstreamPool:
         target: str,
         headers: list[tuple[str, str]],
         body: AsyncIterator[bytes] | None,
-    ) -> UpstreamResponse:
+    ) -> UpstreamExchange:
         """Send `method target` (path and query, already canonical: sent byte for byte)
         with exactly `headers` (plus `Host` and body framing), the body streamed; return
         once the response headers are in. The caller must `release()` the response,
         whatever happens next; its body comes through `readany()` until `at_eof()`."""
         try:
             return await self._pool(origin).request(method, target, headers, body)
-        except InvalidRequest as exc:
+        except ValueError as exc:  # InvalidRequest, or aiohttp's refusal of a header
             # Unreachable through the header rules and uvicorn's parser; should it ever
             # happen, a 502 without a traceback, nothing sent.
             raise UpstreamUnavailable(f"request not sent upstream ({exc})") from None

@@ -153,6 +153,34 @@ async def test_the_bff_adds_no_ambient_headers(env: Env, up: UpstreamServer) -> 
     assert up.last().body_size == 3
 
 
+async def test_the_aiohttp_transport_proxies_the_same_way(
+    up: UpstreamServer, other: UpstreamServer
+) -> None:
+    """BFF_UPSTREAM_TRANSPORT=aiohttp: the same exchange through the reference transport
+    (its Protocol behaviour is tests/integration/test_upstream_http.py's)."""
+    up.received.clear()
+    store = MemoryStore()
+    alice = await mint_session(store, "alice", "token-alice")
+    settings = make_settings(routes(up, other), BFF_UPSTREAM_TRANSPORT="aiohttp")
+    async with serve(settings, store) as url, httpx.AsyncClient(base_url=url) as client:
+        headers = {"Cookie": f"bff-session={alice}", "X-CSRF": "1"}
+        r = await client.post("/api/orders?a=1", content=b"x" * 70_000, headers=headers)
+        assert r.status_code == 200
+        seen = up.last()
+        assert (seen.path, seen.query, seen.body_size) == ("/v1/orders", "a=1", 70_000)
+        assert seen.all("authorization") == ["Bearer token-alice"]
+        assert (
+            seen.header(
+                "user-agent",
+            )
+            == r.request.headers["user-agent"]
+        )
+        assert seen.header("accept-encoding") == r.request.headers["accept-encoding"]
+        async with client.stream("GET", "/api/z?_gzip=1", headers=headers) as streamed:
+            raw = b"".join([chunk async for chunk in streamed.aiter_raw()])
+        assert raw == GZIPPED  # never decompressed
+
+
 async def test_bodies_pass_raw_never_decompressed(env: Env) -> None:
     async with env.client.stream("GET", "/api/z?_gzip=1", headers=env.cookie("alice")) as r:
         raw = b"".join([chunk async for chunk in r.aiter_raw()])

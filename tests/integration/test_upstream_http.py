@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bff import upstream_wire
-from bff.upstream import UpstreamPool
+from bff.upstream import OriginTransport, Transport, UpstreamPool, origin_transport
 from bff.upstream_http import (
     InvalidRequest,
     OriginPool,
@@ -45,6 +45,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 
 
+# The tests of the Protocol's behaviour run against both transports (BFF_UPSTREAM_TRANSPORT):
+# the lean client and the aiohttp reference; the exact-bytes tests are the lean client's.
+TRANSPORTS = pytest.mark.parametrize("transport", ["lean", "aiohttp"])
+
+
+def new_pool(transport: Transport, origin: str, *, timeout: float, limit: int) -> Any:
+    return origin_transport(transport, origin, timeout=timeout, limit=limit)
+
+
 async def read_all(response: UpstreamResponse) -> bytes:
     chunks = [await response.readany()]
     while not response.at_eof():
@@ -53,7 +62,7 @@ async def read_all(response: UpstreamResponse) -> bytes:
 
 
 async def fetch(
-    pool: OriginPool,
+    pool: OriginPool | OriginTransport,
     target: str = "/x",
     method: str = "GET",
     headers: list[tuple[str, str]] | None = None,
@@ -243,13 +252,14 @@ async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused() -> 
 # --- the answer as read ---------------------------------------------------------------
 
 
-async def test_chunked_answers_are_decoded_and_the_connection_reused() -> None:
+@TRANSPORTS
+async def test_chunked_answers_are_decoded_and_the_connection_reused(transport: Transport) -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n"
         b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
     )
     async with ScriptedUpstream(answering(answer)) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         for _ in range(2):
             response, body = await fetch(pool)
             assert response.status == 200
@@ -323,6 +333,7 @@ async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean
     assert len(up.peers) == 2
 
 
+@TRANSPORTS
 @pytest.mark.parametrize(
     "answer",
     [
@@ -331,13 +342,15 @@ async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
     ],
 )
-async def test_an_answer_cut_short_is_an_error_not_a_short_body(answer: bytes) -> None:
+async def test_an_answer_cut_short_is_an_error_not_a_short_body(
+    answer: bytes, transport: Transport
+) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         peer.send(answer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         response = await pool.request("GET", "/x", [], None)
         try:
             with pytest.raises(UpstreamUnavailable):
@@ -403,9 +416,10 @@ async def test_no_answer_or_a_malformed_one_is_unavailable(answer: bytes, then_c
 # --- keep-alive -----------------------------------------------------------------------
 
 
-async def test_a_connection_is_reused_after_a_clean_exchange() -> None:
+@TRANSPORTS
+async def test_a_connection_is_reused_after_a_clean_exchange(transport: Transport) -> None:
     async with ScriptedUpstream(serve_ok) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         for _ in range(3):
             response, body = await fetch(pool)
             assert (response.status, body) == (200, b"ok")
@@ -553,14 +567,15 @@ async def test_a_stale_connection_is_not_retried_once_the_answer_began() -> None
     assert len(up.requests) == 2
 
 
-async def test_the_pool_never_opens_more_than_its_limit() -> None:
+@TRANSPORTS
+async def test_the_pool_never_opens_more_than_its_limit(transport: Transport) -> None:
     async def handler(peer: Peer) -> None:
         while await peer.request() is not None:
             await asyncio.sleep(0.05)
             peer.send(OK)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=5, limit=2)
+        pool = new_pool(transport, up.origin, timeout=5, limit=2)
         results = await asyncio.gather(*(fetch(pool) for _ in range(8)))
         assert [body for _, body in results] == [b"ok"] * 8
         pool.close()
@@ -568,7 +583,10 @@ async def test_the_pool_never_opens_more_than_its_limit() -> None:
     assert len(up.requests) == 8
 
 
-async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout() -> None:
+@TRANSPORTS
+async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout(
+    transport: Transport,
+) -> None:
     async def handler(peer: Peer) -> None:  # holds its connection with a slow stream
         await peer.request()
         peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -578,7 +596,7 @@ async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout() -> No
         peer.send(b"0\r\n\r\n")
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=0.3, limit=1)  # queue_timeout: the timeout
+        pool = new_pool(transport, up.origin, timeout=0.3, limit=1)  # queue_timeout: the timeout
         streaming = await pool.request("GET", "/slow", [], None)
         started = time.monotonic()
         with pytest.raises(UpstreamBusy):
@@ -591,11 +609,12 @@ async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout() -> No
     assert len(up.peers) == 1
 
 
-async def test_connecting_to_nothing_is_unavailable() -> None:
+@TRANSPORTS
+async def test_connecting_to_nothing_is_unavailable(transport: Transport) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: refused
-        pool = OriginPool(f"http://127.0.0.1:{port}", timeout=2, limit=4)
+        pool = new_pool(transport, f"http://127.0.0.1:{port}", timeout=2, limit=4)
         with pytest.raises(UpstreamUnavailable):
             await pool.request("GET", "/x", [], None)
         pool.close()
@@ -604,13 +623,14 @@ async def test_connecting_to_nothing_is_unavailable() -> None:
 # --- timeouts, cancellation, backpressure ---------------------------------------------
 
 
-async def test_headers_that_never_come_time_out() -> None:
+@TRANSPORTS
+async def test_headers_that_never_come_time_out(transport: Transport) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         await peer.until_closed()
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=0.3, limit=4)
+        pool = new_pool(transport, up.origin, timeout=0.3, limit=4)
         started = time.monotonic()
         with pytest.raises(UpstreamTimeout):
             async with asyncio.timeout(5):  # (a TimeoutError of its own is no pass)
@@ -620,7 +640,10 @@ async def test_headers_that_never_come_time_out() -> None:
         pool.close()
 
 
-async def test_each_gap_between_chunks_is_bounded_never_the_whole_body() -> None:
+@TRANSPORTS
+async def test_each_gap_between_chunks_is_bounded_never_the_whole_body(
+    transport: Transport,
+) -> None:
     async def handler(peer: Peer) -> None:
         while (request := await peer.request()) is not None:
             gap = 0.6 if b"/stall" in request.line else 0.1
@@ -632,7 +655,7 @@ async def test_each_gap_between_chunks_is_bounded_never_the_whole_body() -> None
             peer.send(b"0\r\n\r\n")
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=0.3, limit=4)
+        pool = new_pool(transport, up.origin, timeout=0.3, limit=4)
         _, body = await fetch(pool, "/drip")  # 0.6 s in all, each gap 0.1 s
         assert body == b"x" * 6
         response = await pool.request("GET", "/stall", [], None)

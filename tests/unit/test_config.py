@@ -350,3 +350,12 @@ def test_upstream_pool_settings_and_path_params() -> None:
     assert any(p.startswith("BFF_UPSTREAM_MAX_CONNECTIONS: must be at least 1") for p in found)
     assert any(p.startswith("BFF_UPSTREAM_QUEUE_TIMEOUT: must be at least 0") for p in found)
     assert "routes[0].path_params: must be true or false" in found
+
+
+def test_upstream_transport_setting() -> None:
+    assert load_settings(BASE).upstream_transport == "lean"
+    s = load_settings({**BASE, "BFF_UPSTREAM_TRANSPORT": "aiohttp"})
+    assert s.upstream_transport == "aiohttp"
+    assert load_settings(BASE, {"upstream_transport": "aiohttp"}).upstream_transport == "aiohttp"
+    found = problems({**BASE, "BFF_UPSTREAM_TRANSPORT": "curl"})
+    assert "BFF_UPSTREAM_TRANSPORT: must be lean or aiohttp" in found
