@@ -5,10 +5,11 @@ client is proven against a well-kept implementation (the upstream test suite run
 both) and can be swapped out if it ever misbehaves.
 
 Kept to a proxy's rules: no cookie jar, no redirects followed, no decompression, no
-ambient headers (User-Agent, Accept, Accept-Encoding), no proxy from the environment;
-at most `limit` connections, a request waits at most `queue_timeout` for one
-(UpstreamBusy), and connecting, the response headers and every gap between two body
-chunks are bounded by `timeout` (UpstreamTimeout), never a whole streamed exchange.
+ambient headers (User-Agent, Accept, Accept-Encoding, a body's Content-Type), no proxy
+from the environment; at most `limit` connections, a request waits at most
+`queue_timeout` for one (UpstreamBusy), and connecting, the response headers and every
+gap between two body chunks are bounded by `timeout` (UpstreamTimeout), never a whole
+streamed exchange.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bff.errors import UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 __all__ = ["AiohttpOrigin", "AiohttpResponse"]
 
 _KEEPALIVE = 30.0  # seconds an idle connection is kept (the lean client's too)
-_AMBIENT = ("User-Agent", "Accept", "Accept-Encoding")
+_AMBIENT = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 def _translated(exc: BaseException) -> UpstreamUnavailable | UpstreamTimeout:

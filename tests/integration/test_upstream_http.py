@@ -269,14 +269,15 @@ async def test_chunked_answers_are_decoded_and_the_connection_reused(transport: 
     assert len(up.peers) == 1
 
 
-async def test_interim_answers_are_skipped() -> None:
+@TRANSPORTS
+async def test_interim_answers_are_skipped(transport: Transport) -> None:
     answer = (
         b"HTTP/1.1 100 Continue\r\n\r\n"
         b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
         b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok"
     )
     async with ScriptedUpstream(answering(answer)) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         for _ in range(2):
             response, body = await fetch(pool)
             assert response.status == 201
@@ -446,7 +447,10 @@ async def test_an_answer_that_ends_keep_alive_is_never_reused(answer: bytes) -> 
     assert len(up.peers) == 2
 
 
-async def test_released_before_the_end_the_connection_is_closed_not_reused() -> None:
+@TRANSPORTS
+async def test_released_before_the_end_the_connection_is_closed_not_reused(
+    transport: Transport,
+) -> None:
     async def handler(peer: Peer) -> None:
         request = await peer.request()
         if request is not None and b"/partial" in request.line:
@@ -457,7 +461,7 @@ async def test_released_before_the_end_the_connection_is_closed_not_reused() -> 
         await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         response = await pool.request("GET", "/partial", [], None)
         assert await response.readany() == b"0123456789"
         response.release()
@@ -669,7 +673,8 @@ async def test_each_gap_between_chunks_is_bounded_never_the_whole_body(
         pool.close()
 
 
-async def test_a_cancelled_exchange_closes_its_connection() -> None:
+@TRANSPORTS
+async def test_a_cancelled_exchange_closes_its_connection(transport: Transport) -> None:
     async def handler(peer: Peer) -> None:
         if peer.index == 0:
             await peer.request()
@@ -678,7 +683,7 @@ async def test_a_cancelled_exchange_closes_its_connection() -> None:
         await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=5, limit=1)
+        pool = new_pool(transport, up.origin, timeout=5, limit=1)
         task = asyncio.create_task(pool.request("GET", "/x", [], None))
         await asyncio.sleep(0.1)
         task.cancel()
