@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bff.config import RouteConfig
@@ -62,6 +62,7 @@ def test_an_accepted_path_is_canonical_and_has_no_dot_or_hidden_separator(raw: s
 
 
 @given(api_paths | raw_paths)
+@example("/api/admin;")  # found by the fuzz run: refused by the proxy, never a target
 def test_the_outbound_url_is_a_configured_upstream_plus_a_path_under_its_base(raw: str) -> None:
     try:
         path = canonical_path(raw.encode("utf-8"))
@@ -71,6 +72,8 @@ def test_the_outbound_url_is_a_configured_upstream_plus_a_path_under_its_base(ra
     if route is None:
         assert path.segments[0] not in ("api", "files")
         return
+    if path.params and not route.config.path_params:
+        return  # the proxy refuses it (400 invalid_path) before any target is built
     target = route.target(path)
     url = route.origin + target
     parts = urlsplit(url)
