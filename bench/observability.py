@@ -30,13 +30,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import bff
-from bff.app import create_app
-from bff.config import load_settings
-from bff.cookies import CookieSigner
-from bff.crypto import KeyRing
-from bff.session_service import SessionService
+from bff.config.settings import load_settings
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.service import SessionService
 from bff.store.memory import MemoryStore
-from bff.tokens import TokenSet
+from bff.tokens.records import TokenSet
+from bff.web.app import create_app
 
 KEY = "bench-secret-key-0123456789-abcdefghijkl"
 BODY = b'{"ok": true}'
@@ -77,7 +77,7 @@ def _tracing() -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    from bff.tracing import Tracing
+    from bff.telemetry.tracing import Tracing
 
     class Discard(SpanExporter):
         def export(self, spans: Sequence[Any]) -> SpanExportResult:

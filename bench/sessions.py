@@ -15,10 +15,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from bff.cookies import CookieSigner
-from bff.crypto import KeyRing
-from bff.session import Session, new_session_id, session_hash, shown_claims
-from bff.session_service import SessionRef, SessionService
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.records import Session, new_session_id, session_hash, shown_claims
+from bff.session.service import SessionRef, SessionService
 from bff.store import IndexEntry
 from bff.store.redis import RedisStore
 

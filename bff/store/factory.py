@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bff.config import Settings
+from bff.config.settings import Settings
 from bff.errors import ConfigError
-from bff.redis_url import HA_SCHEMES
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
+from bff.store.redis_url import HA_SCHEMES
 
 __all__ = ["create_store"]
 

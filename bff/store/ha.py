@@ -28,7 +28,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-from bff.redis_url import HaStoreUrl, parse_ha_url
+from bff.store.redis_url import HaStoreUrl, parse_ha_url
 
 __all__ = ["HaClient", "StandaloneTopology", "connect_ha"]
 

@@ -8,9 +8,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from bff.metrics import StoreMetrics
 from bff.store import IndexEntry, SessionStore, StoreUnavailable
-from bff.tracing import Tracing
+from bff.telemetry.metrics import StoreMetrics
+from bff.telemetry.tracing import Tracing
 
 __all__ = ["InstrumentedStore"]
 

@@ -52,9 +52,9 @@ from redis.exceptions import (
 )
 
 from bff.errors import StoreUnavailable
-from bff.redis_url import HA_SCHEMES
 from bff.store import IndexEntry
 from bff.store.ha import HaClient, StandaloneTopology, connect_ha
+from bff.store.redis_url import HA_SCHEMES
 
 __all__ = ["RedisStore"]
 

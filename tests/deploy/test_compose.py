@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from bff.config import load_settings
+from bff.config.settings import load_settings
 from tests.deploy import dockerfile
 from tests.deploy.common import DEPLOY, REPO, check_env_names, load_yaml_docs
 

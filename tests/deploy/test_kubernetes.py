@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bff.config import load_settings
+from bff.config.settings import load_settings
 from tests.deploy import kube
 from tests.deploy.common import DEPLOY, check_env_names, tool
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bff.logs import JsonFormatter
+from bff.telemetry.logs import JsonFormatter
 from tests.secret_shapes import secret_shapes_in
 
 _LOGGERS = ("", "bff", "bff.audit", "bff.access", "uvicorn", "uvicorn.error")

@@ -20,14 +20,14 @@ import httpx
 import uvicorn
 
 from bench.procs import free_port, redis_server_argv
-from bff.app import create_app
-from bff.config import Settings, load_settings
-from bff.cookies import CookieSigner
-from bff.crypto import KeyRing
-from bff.listener import bounded_http_protocol
-from bff.session_service import SessionService
+from bff.config.settings import Settings, load_settings
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.service import SessionService
 from bff.store import SessionStore
-from bff.tokens import TokenSet
+from bff.tokens.records import TokenSet
+from bff.web.app import create_app
+from bff.web.listener import bounded_http_protocol
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp
 
 __all__ = [

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from bff.cli import _parser
-from bff.cookies import CookieSigner
-from bff.crypto import KeyRing
-from bff.session_service import SessionService
+from bff.cli.main import _parser
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.service import SessionService
 from bff.store.redis import RedisStore
-from bff.tokens import TokenSet
+from bff.tokens.records import TokenSet
 from tests.integration.test_login_flow import SECRET_KEY, run_cli
 
 ENV = {

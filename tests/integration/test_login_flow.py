@@ -16,9 +16,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bff.app import create_app
-from bff.config import load_settings
+from bff.config.settings import load_settings
 from bff.store.redis import RedisStore
+from bff.web.app import create_app
 from tests.browser import Browser
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
 

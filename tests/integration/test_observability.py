@@ -26,10 +26,10 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY, generate_latest
 
 from bench.procs import free_port
-from bff.logs import JsonFormatter
-from bff.metrics import flush_metrics
 from bff.store.memory import MemoryStore
-from bff.tracing import Tracing
+from bff.telemetry.logs import JsonFormatter
+from bff.telemetry.metrics import flush_metrics
+from bff.telemetry.tracing import Tracing
 from tests.fake_idp import CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp, query
 from tests.integration.proxy_env import BffProcess, make_settings, serve, session_service
 from tests.integration.upstream_server import UpstreamServer, running_upstream

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bff.app import create_app
 from bff.store.memory import MemoryStore
-from bff.upstream import UpstreamPool
+from bff.upstream.origins import UpstreamPool
+from bff.web.app import create_app
 from tests.browser import Browser
 from tests.fake_idp import FakeIdp
 from tests.integration.proxy_env import make_settings, mint_session, raw_request, serve

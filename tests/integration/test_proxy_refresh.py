@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bff.store.memory import MemoryStore
-from bff.tokens import TokenSet
+from bff.tokens.records import TokenSet
 from tests.fake_idp import FakeIdp
 from tests.integration.proxy_env import make_settings, serve, session_service
 from tests.integration.upstream_server import UpstreamServer, running_upstream

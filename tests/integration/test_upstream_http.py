@@ -20,9 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bff import upstream_wire
-from bff.upstream import OriginTransport, Transport, UpstreamPool, origin_transport
-from bff.upstream_http import (
+from bff.upstream import wire as upstream_wire
+from bff.upstream.client import (
     InvalidRequest,
     OriginPool,
     UpstreamBusy,
@@ -30,6 +29,7 @@ from bff.upstream_http import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from bff.upstream.origins import OriginTransport, Transport, UpstreamPool, origin_transport
 from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream, serve_ok
 
 pytestmark = pytest.mark.anyio

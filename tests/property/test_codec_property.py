@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bff.crypto import BlobError, KeyRing
-from bff.session import (
+from bff.session.crypto import BlobError, KeyRing
+from bff.session.records import (
     LoginState,
     Session,
     decode_login_state,
@@ -26,7 +26,7 @@ from bff.session import (
     encode_session,
     shown_claims,
 )
-from bff.tokens import TokenSet
+from bff.tokens.records import TokenSet
 from tests.property.conftest import heavy
 
 KEYS = KeyRing(["codec-property-secret-key-0123456789abcdef"])

@@ -10,8 +10,8 @@ import secrets
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bff.cookies import CookieSigner, find_cookie
-from bff.crypto import KeyRing
+from bff.session.cookies import CookieSigner, find_cookie
+from bff.session.crypto import KeyRing
 
 NAME = "bff-session"
 SIGNER = CookieSigner(KeyRing(["property-test-secret-key-0123456789abcdef"]).signing_keys)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bff.headers import (
+from bff.proxy.headers import (
     ForwardRules,
     filter_request_headers,
     filter_response_headers,

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bff.redirects import MAX_RETURN_URL, is_local_path
+from bff.oidc.redirects import MAX_RETURN_URL, is_local_path
 
 PIECES = [
     "/", "/", "\\", "%2f", "%2F", "%5c", "%5C", "%25", "%252f", "%255c", "%", "2", "5", "f",

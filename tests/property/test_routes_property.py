@@ -12,8 +12,8 @@ from urllib.parse import unquote, urlsplit
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bff.config import RouteConfig
-from bff.routes import PathRejected, RouteTable, canonical_path
+from bff.config.settings import RouteConfig
+from bff.proxy.routes import PathRejected, RouteTable, canonical_path
 
 PIECES = [
     "/", "/", "/", "\\", ".", "..", "...", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C", "%25",

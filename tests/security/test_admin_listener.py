@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from bench.procs import free_port
-from bff.admin_app import create_admin_app
-from bff.config import load_settings
+from bff.config.settings import load_settings
 from bff.store.memory import MemoryStore
+from bff.web.admin_app import create_admin_app
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp
 from tests.integration.test_serve import serve, stop
 from tests.security.edge_env import Env, edge_env
@@ -74,7 +74,7 @@ async def test_admin_app_shows_readiness_reasons_and_metrics() -> None:
 
 
 def _count_login() -> None:
-    from bff.metrics import count_event
+    from bff.telemetry.metrics import count_event
 
     count_event("login", "success")
 

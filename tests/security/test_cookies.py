@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bff.cookies import CookieSigner
-from bff.crypto import KeyRing
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
 from bff.store.memory import MemoryStore
 from tests.fake_idp import SECRET_KEY
 from tests.integration.upstream_server import UpstreamServer

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bff.app import create_app
 from bff.store.memory import MemoryStore
-from bff.upstream import UpstreamPool
+from bff.upstream.origins import UpstreamPool
+from bff.web.app import create_app
 from tests.fake_idp import FakeIdp
 from tests.integration.proxy_env import make_settings, mint_session, serve
 from tests.integration.scripted_upstream import ScriptedUpstream, serve_ok

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio
 
 from bff.errors import StoreUnavailable
-from bff.login_bounds import LOGIN_PENDING_PER_BROWSER, PendingLogins, client_group
+from bff.oidc.login_bounds import LOGIN_PENDING_PER_BROWSER, PendingLogins, client_group
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
 from tests.browser import Browser

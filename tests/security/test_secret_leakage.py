@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bff.metrics import render as render_metrics
+from bff.telemetry.metrics import render as render_metrics
 from tests.fake_idp import CLIENT_SECRET, ISSUER, SECRET_KEY
 from tests.integration.upstream_server import UpstreamServer
 from tests.security.conftest import Bff, running_bff

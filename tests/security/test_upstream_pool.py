@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from bff.store.memory import MemoryStore
-from bff.upstream import SessionSlots, UpstreamBusy
+from bff.upstream.origins import SessionSlots, UpstreamBusy
 from tests.integration.proxy_env import make_settings, mint_session, serve
 from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream
 from tests.security.raw_client import Answer, RawClient, request_bytes

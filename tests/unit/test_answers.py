@@ -23,7 +23,7 @@ from bff.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from bff.token_manager import STORE_DOWN, NoToken, TokenFailure
+from bff.tokens.manager import STORE_DOWN, NoToken, TokenFailure
 
 # SPEC.md: kind -> (status, JSON code, Retry-After)
 EXPECTED = {

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config import cookie_warnings, load_settings, read_toml, unknown_env_warnings
+from bff.config.settings import cookie_warnings, load_settings, read_toml, unknown_env_warnings
 from bff.errors import ConfigError
 
 KEY = "k" * 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config import (
+from bff.config.settings import (
     KNOWN_SETTINGS,
     Settings,
     bind_warnings,

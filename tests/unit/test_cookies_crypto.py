@@ -2,17 +2,23 @@ from __future__ import annotations
 
 import pytest
 
-from bff.cookies import CookieSigner, build_set_cookie, expire_cookie, find_cookie, strip_cookies
-from bff.crypto import BlobError, KeyRing
-from bff.pkce import code_challenge, new_code_verifier
-from bff.session import (
+from bff.oidc.pkce import code_challenge, new_code_verifier
+from bff.session.cookies import (
+    CookieSigner,
+    build_set_cookie,
+    expire_cookie,
+    find_cookie,
+    strip_cookies,
+)
+from bff.session.crypto import BlobError, KeyRing
+from bff.session.records import (
     Session,
     decode_session,
     encode_session,
     new_session_id,
     session_hash,
 )
-from bff.tokens import TokenSet, needs_refresh, token_set_from_response
+from bff.tokens.records import TokenSet, needs_refresh, token_set_from_response
 
 OLD, NEW = "o" * 32, "n" * 32
 

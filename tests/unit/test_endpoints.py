@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bff.app import create_app
-from bff.config import load_settings
-from bff.metrics import render as render_metrics
+from bff.config.settings import load_settings
 from bff.store.memory import MemoryStore
+from bff.telemetry.metrics import render as render_metrics
+from bff.web.app import create_app
 from tests.browser import Browser
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp, query
 
@@ -518,8 +518,8 @@ async def test_store_unreachable_is_503_never_logged_out(clock: Clock) -> None:
         )
         assert r.status_code == 401  # an unsigned cookie never reaches the store
         # sign a cookie the way the app does, so the store is asked
-        from bff.cookies import CookieSigner
-        from bff.crypto import KeyRing
+        from bff.session.cookies import CookieSigner
+        from bff.session.crypto import KeyRing
 
         value = CookieSigner(KeyRing([SECRET_KEY]).signing_keys).sign_session(
             "A" * 43, 1_900_000_000
@@ -568,7 +568,7 @@ async def test_https_issuer_may_not_advertise_plain_http_endpoints(clock: Clock)
 
 
 def test_admin_listing_prints_no_terminal_escapes() -> None:
-    from bff.admin import _printable
+    from bff.cli.sessions import _printable
 
     assert _printable("Mozilla\x1b]0;pwned\x07 5.0") == "Mozilla?]0;pwned? 5.0"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bff.headers import (
+from bff.proxy.headers import (
     ForwardRules,
     filter_request_headers,
     filter_response_headers,

@@ -11,7 +11,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from bff.errors import TokenValidationError
-from bff.jwt_validation import (
+from bff.oidc.validation import (
     BACKCHANNEL_LOGOUT_EVENT,
     JwsHeader,
     check_id_token_claims,

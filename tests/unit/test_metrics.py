@@ -8,8 +8,8 @@ import threading
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
-from bff import metrics
-from bff.metrics import RequestMetrics, flush_metrics, render, track_inflight
+from bff.telemetry import metrics
+from bff.telemetry.metrics import RequestMetrics, flush_metrics, render, track_inflight
 
 VALUES = [0.0, 0.0004, 0.0005, 0.003, 0.2, 7.0, 31.0, 1e9]
 

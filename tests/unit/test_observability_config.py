@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bff.cli import configure_logging, main, version_text
-from bff.config import load_settings
+from bff.cli.main import configure_logging, main, version_text
+from bff.config.settings import load_settings
 from bff.errors import ConfigError
-from bff.logs import REQUEST_ID, JsonFormatter
+from bff.telemetry.logs import REQUEST_ID, JsonFormatter
 
 BASE = {
     "BFF_ISSUER": "https://idp.example.com",
@@ -136,9 +136,9 @@ def test_bff_runs_without_opentelemetry_and_imports_none_of_it_when_off() -> Non
         BLOCK_OTEL
         + """
 import asyncio, httpx
-from bff.app import create_app
-from bff.config import load_settings
-import bff.cli, bff.serve
+from bff.web.app import create_app
+from bff.config.settings import load_settings
+import bff.cli.main, bff.cli.serve
 env = {"BFF_ISSUER": "https://idp.example.com", "BFF_CLIENT_ID": "c",
        "BFF_CLIENT_SECRET": "s", "BFF_SECRET_KEY": "k" * 32}
 app = create_app(load_settings(env), discover_on_startup=False)
@@ -161,7 +161,7 @@ def test_otlp_without_the_extra_is_a_config_error() -> None:
         BLOCK_OTEL
         + """
 from bff.errors import ConfigError
-from bff.tracing import check_tracing
+from bff.telemetry.tracing import check_tracing
 try:
     check_tracing("otlp")
 except ConfigError as exc:
@@ -175,7 +175,7 @@ except ConfigError as exc:
 def test_serve_starts_with_an_empty_metrics_folder(tmp_path) -> None:
     # A restarted container keeps its tmp volume: a dead process's counter and gauge
     # files would be summed into /metrics for ever.
-    from bff.cli import _fresh_metrics_dir
+    from bff.cli.main import _fresh_metrics_dir
 
     folder = tmp_path / "metrics"
     _fresh_metrics_dir(str(folder))  # created when missing (read-only root, tmp volume)

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc.jwk import RSAKey
 
 from bff.errors import IdpRejected, IdpUnavailable, TokenValidationError
-from bff.jwt_validation import BACKCHANNEL_LOGOUT_EVENT
-from bff.oidc import MAX_RESPONSE_BYTES, OidcClient, ProviderMetadata
+from bff.oidc.client import MAX_RESPONSE_BYTES, OidcClient, ProviderMetadata
+from bff.oidc.validation import BACKCHANNEL_LOGOUT_EVENT
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bff.redirects import is_local_path
+from bff.oidc.redirects import is_local_path
 
 
 @pytest.mark.parametrize("url", ["/", "/app", "/app/orders?id=3#x", "/a%20b", "/%7Euser"])

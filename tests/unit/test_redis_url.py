@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config import load_settings
+from bff.config.settings import load_settings
 from bff.errors import ConfigError
-from bff.redis_url import mask_store_url, parse_ha_url
+from bff.store.redis_url import mask_store_url, parse_ha_url
 
 BASE = {
     "BFF_ISSUER": "https://idp.example.com",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config import RouteConfig, load_settings
+from bff.config.settings import RouteConfig, load_settings
 from bff.errors import ConfigError
-from bff.routes import PathRejected, RouteTable, canonical_path, safe_query
+from bff.proxy.routes import PathRejected, RouteTable, canonical_path, safe_query
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY
 
 

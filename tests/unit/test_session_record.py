@@ -19,10 +19,10 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
-from bff import compact
-from bff.crypto import KeyRing
-from bff.session import Session, decode_session, encode_session, shown_claims
-from bff.tokens import TokenSet
+from bff.session import codec as compact
+from bff.session.crypto import KeyRing
+from bff.session.records import Session, decode_session, encode_session, shown_claims
+from bff.tokens.records import TokenSet
 
 NOW = 1_795_535_474
 ISSUER = "http://127.0.0.1:41815"

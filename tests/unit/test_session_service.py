@@ -11,10 +11,10 @@ import logging
 import pytest
 
 from bff.errors import IdpUnavailable
-from bff.session import Session
-from bff.session_service import EndReason, Revoke, SessionService
+from bff.session.records import Session
+from bff.session.service import EndReason, Revoke, SessionService
 from bff.store.memory import MemoryStore
-from bff.tokens import TokenSet
+from bff.tokens.records import TokenSet
 from tests.integration.proxy_env import session_service
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,1 @@
+"""Configuration: the settings model and how TOML plus `BFF_*` variables become it."""

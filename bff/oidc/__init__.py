@@ -1,0 +1,3 @@
+"""The OpenID provider side: the client, token validation, the login flow and back-channel
+logout.
+"""

@@ -1,0 +1,3 @@
+"""Sessions: ids and cookies, the record codec, encryption at rest, and the service that owns
+the store.
+"""

@@ -1,0 +1,1 @@
+"""What operators see: the audit trail, log formats, Prometheus metrics and tracing."""

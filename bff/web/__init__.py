@@ -1,0 +1,3 @@
+"""The public ASGI edge: `/bff/*` endpoints, middleware, the composed app, the admin app and
+the listener.
+"""
