@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import bff
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
 from bff.session.service import SessionService

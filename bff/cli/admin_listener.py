@@ -14,7 +14,7 @@ import threading
 
 import uvicorn
 
-from bff.config.settings import Settings
+from bff.config.model import Settings
 from bff.web.admin_app import create_admin_app
 from bff.web.lifecycle import Lifecycle
 from bff.web.listener import bounded_http_protocol

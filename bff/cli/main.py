@@ -17,15 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bff.config.settings import (
-    Settings,
-    bind_warnings,
-    cookie_warnings,
-    effective_config,
-    load_settings,
-    read_toml,
-    unknown_env_warnings,
-)
+from bff.config.known import unknown_env_warnings
+from bff.config.load import load_settings, read_toml
+from bff.config.model import Settings
+from bff.config.report import bind_warnings, cookie_warnings, effective_config, masked_config
 from bff.errors import ConfigError
 
 __all__ = ["app_from_environment", "configure_logging", "main", "settings_from", "version_text"]
@@ -227,7 +222,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings.host,
         settings.port,
         settings.workers,
-        settings.public_url,
+        settings.frontend.public_url,
         f", admin on {settings.admin_listen}" if admin else "",
     )
     try:
@@ -250,7 +245,7 @@ def _check_config(args: argparse.Namespace) -> int:
     _warn(bind_warnings(settings) + cookie_warnings(settings))
     topology = asyncio.run(_store_topology(settings))
     if args.format == "json":
-        report = settings.masked()
+        report = masked_config(settings)
         report["session_store_topology"] = topology
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
@@ -262,7 +257,7 @@ def _check_config(args: argparse.Namespace) -> int:
             value if isinstance(value, str) else "(not set)" if value is None else json.dumps(value)
         )
         print(f"  {key:<{widths[0]}}  {env:<{widths[1]}}  {source:<{widths[2]}}  {shown}")
-    for route in settings.masked()["routes"]:
+    for route in masked_config(settings)["routes"]:
         fields = " ".join(f"{k}={json.dumps(v)}" for k, v in route.items())
         print(f"  [[routes]] {fields}")
     print(f"  session store topology: {json.dumps(topology, sort_keys=True)}")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bff.config.settings import Settings
+from bff.config.model import Frontend, Settings
 from bff.errors import BffError
 from bff.oidc.client import OidcClient
 from bff.session.cookies import CookieSigner
@@ -45,21 +45,22 @@ async def _hashes(service: SessionService, args: argparse.Namespace) -> list[str
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = create_store(settings)
     keys = KeyRing(settings.secret_keys)
+    frontend = settings.frontend
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
             service = SessionService(
                 store=store,
                 keys=keys,
                 signer=CookieSigner(keys.signing_keys),
-                idle_timeout=settings.idle_timeout,
-                max_lifetime=settings.max_lifetime,
+                idle_timeout=frontend.idle_timeout,
+                max_lifetime=frontend.max_lifetime,
                 clock=time.time,
-                revoke=OidcClient.from_settings(settings, http=http).revoke,
+                revoke=OidcClient.for_frontend(frontend, http=http).revoke,
                 revoke_timeout=_REVOKE_TIMEOUT,
             )
             hashes = await _hashes(service, args)
             if args.action == "list":
-                rows = await _rows(settings, service, hashes)
+                rows = await _rows(frontend, service, hashes)
                 if args.json:
                     print(json.dumps(rows, indent=2))
                 else:
@@ -79,7 +80,7 @@ _COLUMNS = ("session", "sub", "created", "last_seen", "expires", "user_agent")
 
 
 async def _rows(
-    settings: Settings, service: SessionService, hashes: list[str]
+    frontend: Frontend, service: SessionService, hashes: list[str]
 ) -> list[dict[str, str]]:
     """One row per live session, the most recently seen first."""
     found: list[tuple[float, dict[str, str]]] = []
@@ -92,7 +93,7 @@ async def _rows(
         # The idle expiry slides on every request: last seen = expiry - idle,
         # unless the absolute cap is what ends it.
         expires = now + ttl
-        last_seen = max(min(now, expires - settings.idle_timeout), session.created_at)
+        last_seen = max(min(now, expires - frontend.idle_timeout), session.created_at)
         row = {
             "session": h,
             "sub": session.sub,

@@ -23,7 +23,8 @@ from urllib.parse import quote_plus, urlsplit
 import httpx
 from authlib.common.urls import add_params_to_uri
 
-from bff.config.settings import Settings, is_loopback_host
+from bff.config.checks import is_loopback_host
+from bff.config.model import Frontend
 from bff.errors import IdpRejected, IdpUnavailable
 from bff.oidc.validation import (
     SUPPORTED_ALGS,
@@ -145,18 +146,18 @@ class OidcClient:
     """One confidential client at one provider. Holds the metadata and JWKS caches."""
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, http: httpx.AsyncClient, clock: Callable[[], float] = time.time
+    def for_frontend(
+        cls, frontend: Frontend, *, http: httpx.AsyncClient, clock: Callable[[], float] = time.time
     ) -> OidcClient:
-        """The client bff's configuration describes (the app and the admin CLI share it)."""
+        """The client a frontend logs in with (the app and the admin CLI share it)."""
         return cls(
-            issuer=settings.issuer,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            redirect_uri=settings.redirect_uri,
-            scopes=settings.scopes,
-            resource=settings.resource,
-            prompt=settings.prompt,
+            issuer=frontend.issuer,
+            client_id=frontend.client_id,
+            client_secret=frontend.client_secret,
+            redirect_uri=frontend.redirect_uri,
+            scopes=frontend.scopes,
+            resource=frontend.resource,
+            prompt=frontend.prompt,
             http=http,
             clock=clock,
         )

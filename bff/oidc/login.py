@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from bff.config.settings import Settings
+from bff.config.model import Frontend
 from bff.errors import BadRequest, IdpRejected, IdpUnavailable, TokenValidationError
 from bff.oidc.client import OidcClient
 from bff.oidc.login_bounds import PendingLogins, client_group
@@ -78,14 +78,16 @@ class LoginFlow:
     def __init__(
         self,
         *,
-        settings: Settings,
+        frontend: Frontend,
+        pending_per_client: int,
+        pending_total: int,
         oidc: OidcClient,
         sessions: SessionService,
         keys: KeyRing,
         signer: CookieSigner,
         clock: Callable[[], float],
     ) -> None:
-        self._settings = settings
+        self._frontend = frontend
         self._oidc = oidc
         self._sessions = sessions
         self._keys = keys
@@ -93,8 +95,8 @@ class LoginFlow:
         self._clock = clock
         self._pending = PendingLogins(
             sessions.store,
-            per_client=settings.login_pending_max,
-            total=settings.login_pending_total,
+            per_client=pending_per_client,
+            total=pending_total,
             ttl=LOGIN_STATE_TTL,
         )
 
@@ -144,7 +146,7 @@ class LoginFlow:
             nonce=nonce,
             return_url=return_url,
             binding=_binding_hash(binding),
-            issuer=self._settings.issuer,
+            issuer=self._frontend.issuer,
             created_at=int(self._clock()),
             previous=previous.hash if previous is not None else None,
             client_group=group,
@@ -202,7 +204,7 @@ class LoginFlow:
             ) from None
         if not tokens.id_token:
             raise IdpUnavailable("the token response has no id_token")
-        if tokens.refresh_token is None and "offline_access" in self._settings.scopes.split():
+        if tokens.refresh_token is None and "offline_access" in self._frontend.scopes.split():
             # The session will end when this access token does (some providers grant
             # offline_access only with prompt=consent, OIDC Core §11).
             _log.warning("offline_access was requested but the provider issued no refresh token")
@@ -255,8 +257,8 @@ class LoginFlow:
             # binding cookie is host-only), less often in another browser.
             raise BadRequest(
                 "this browser sent no login cookie: the login was started at another "
-                f"address than {self._settings.public_url} or in another browser; "
-                f"open the app at {self._settings.public_url} and log in again",
+                f"address than {self._frontend.public_url} or in another browser; "
+                f"open the app at {self._frontend.public_url} and log in again",
                 code="invalid_state",
                 reason="binding_missing",
             )
@@ -266,7 +268,7 @@ class LoginFlow:
                 code="invalid_state",
                 reason="binding_mismatch",
             )
-        if login.issuer != self._settings.issuer:
+        if login.issuer != self._frontend.issuer:
             raise BadRequest(
                 "this login was started for another provider",
                 code="invalid_state",
@@ -295,18 +297,18 @@ class LoginFlow:
             ref.hash, session, "logout", revoke=True, client_ip=client_ip, user_agent=user_agent
         )
         id_token = session.tokens.id_token
-        fallback = self._settings.post_logout_redirect
+        fallback = self._frontend.post_logout_redirect
         metadata = self._oidc.metadata_or_none
         if metadata is None:
             return fallback
         # The ID token crosses the browser as id_token_hint (it names the user and the
         # provider session; it grants no API access). BFF_LOGOUT_ID_TOKEN_HINT=false sends
         # client_id + logout_hint=<sub> instead, for providers that accept them.
-        hint = self._settings.logout_id_token_hint
+        hint = self._frontend.logout_id_token_hint
         url = self._oidc.end_session_url(
             metadata,
             id_token_hint=id_token if hint else None,
             logout_hint=None if hint else session.sub,
-            post_logout_redirect_uri=self._settings.post_logout_redirect_uri,
+            post_logout_redirect_uri=self._frontend.post_logout_redirect_uri,
         )
         return url or fallback

@@ -128,7 +128,7 @@ class ProxyApp:
         metrics: RequestMetrics | None = None,
         tracing: Tracing | None = None,
     ) -> None:
-        settings = runtime.settings
+        settings, frontend = runtime.settings, runtime.frontend
         self._metrics = metrics
         self._tracing = tracing
         self._table = table
@@ -136,12 +136,12 @@ class ProxyApp:
         self._tokens = token_manager
         self._upstreams = upstreams
         self._fallback = fallback
-        self._cookie = settings.cookie_name
+        self._cookie = frontend.cookie_name
         self._body_timeout = settings.upstream_timeout
         self._rules = ForwardRules.create(
-            (settings.cookie_name, settings.login_cookie_name),
+            (frontend.cookie_name, frontend.login_cookie_name),
             settings.trusted_proxies,
-            public_host=urlsplit(settings.public_url).netloc,
+            public_host=urlsplit(frontend.public_url).netloc,
         )
         self._slots = SessionSlots(
             limit=settings.upstream_max_connections_per_session,

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from bff.config.settings import RouteConfig
+from bff.config.model import RouteConfig
 from bff.errors import ConfigError
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bff.config.settings import Settings
+from bff.config.model import Settings
 from bff.errors import ConfigError
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from bff.config.settings import Settings
+from bff.config.model import Settings
 from bff.oidc.client import OidcClient
 from bff.store import SessionStore
 from bff.store.factory import create_store
@@ -96,7 +96,7 @@ def create_admin_app(
     context = AdminContext(
         settings=settings,
         store=store or create_store(settings, clock=clock),
-        oidc=OidcClient.from_settings(settings, http=http_client, clock=clock),
+        oidc=OidcClient.for_frontend(settings.frontend, http=http_client, clock=clock),
         http=http_client,
         clock=clock,
         metrics_dir=metrics_dir,

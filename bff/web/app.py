@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bff.answers import Kind, spec
-from bff.config.settings import Settings
+from bff.config.model import Settings
 from bff.errors import BffError, ConfigError, RequestRejected
 from bff.oidc.client import OidcClient
 from bff.oidc.login import LoginFlow
@@ -100,7 +100,7 @@ def error_response(request: Request, exc: BffError) -> Response:
     accept = request.headers.get("accept", "")
     if request.url.path in _HTML_PATHS and "text/html" in accept:
         runtime = getattr(request.app.state, "bff", None)
-        home = f"{runtime.settings.public_url}/" if runtime is not None else "/"
+        home = f"{runtime.frontend.public_url}/" if runtime is not None else "/"
         page = (
             "<!doctype html><meta charset=utf-8><title>Sign-in problem</title>"
             f"<style>{_PAGE_STYLE}</style><main>"
@@ -223,21 +223,30 @@ def create_app(
     session_store = InstrumentedStore(store or create_store(settings, clock=clock), tracing=tracing)
     keys = KeyRing(settings.secret_keys)
     signer = CookieSigner(keys.signing_keys)
-    oidc = OidcClient.from_settings(settings, http=http_client, clock=clock)
+    frontend = settings.frontend
+    oidc = OidcClient.for_frontend(frontend, http=http_client, clock=clock)
     sessions = SessionService(
         store=session_store,
         keys=keys,
         signer=signer,
-        idle_timeout=settings.idle_timeout,
-        max_lifetime=settings.max_lifetime,
+        idle_timeout=frontend.idle_timeout,
+        max_lifetime=frontend.max_lifetime,
         clock=clock,
         revoke=oidc.revoke,
     )
     flow = LoginFlow(
-        settings=settings, oidc=oidc, sessions=sessions, keys=keys, signer=signer, clock=clock
+        frontend=frontend,
+        pending_per_client=settings.login_pending_max,
+        pending_total=settings.login_pending_total,
+        oidc=oidc,
+        sessions=sessions,
+        keys=keys,
+        signer=signer,
+        clock=clock,
     )
     runtime = endpoints.Runtime(
         settings=settings,
+        frontend=frontend,
         oidc=oidc,
         sessions=sessions,
         flow=flow,
@@ -245,7 +254,7 @@ def create_app(
         lifecycle=lifecycle or Lifecycle(),
     )
     # Built once: route table, upstream sessions (opened lazily in the running loop).
-    table = RouteTable(settings.routes)
+    table = RouteTable(frontend.routes)
     own_upstreams = upstreams is None
     if settings.upstream_transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
         raise ConfigError(
@@ -261,8 +270,8 @@ def create_app(
         sessions=sessions,
         oidc=oidc,
         clock=clock,
-        refresh_skew=settings.refresh_skew,
-        resource=settings.resource,
+        refresh_skew=frontend.refresh_skew,
+        resource=frontend.resource,
         tracing=tracing,
     )
 
@@ -293,8 +302,8 @@ def create_app(
     routes: list[Any] = [
         explicit_route(path, handler, ENDPOINT_METHODS[path]) for path, handler in handlers.items()
     ]
-    if settings.static_dir:
-        routes.append(Mount("/", app=StaticFiles(directory=settings.static_dir, html=True)))
+    if frontend.static_dir:
+        routes.append(Mount("/", app=StaticFiles(directory=frontend.static_dir, html=True)))
     app = Starlette(
         routes=routes,
         exception_handlers={BffError: _handle, 405: method_not_allowed},
@@ -303,7 +312,7 @@ def create_app(
     app.state.bff = runtime
     # Route labels (metrics, access log): the route prefixes and bff's own endpoint paths.
     own_paths = frozenset(ENDPOINT_METHODS)
-    request_metrics = RequestMetrics((*(r.prefix for r in settings.routes), *sorted(own_paths)))
+    request_metrics = RequestMetrics((*(r.prefix for r in frontend.routes), *sorted(own_paths)))
     proxy = ProxyApp(
         table=table,
         runtime=runtime,

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Scope
 
 from bff.answers import Kind, spec
-from bff.config.settings import Settings
+from bff.config.model import Frontend, Settings
 from bff.errors import (
     BadRequest,
     BffError,
@@ -75,6 +75,7 @@ class Runtime:
     """The composed parts, reachable from handlers as `request.app.state.bff`."""
 
     settings: Settings
+    frontend: Frontend  # the one these handlers serve
     oidc: OidcClient
     sessions: SessionService
     flow: LoginFlow
@@ -113,14 +114,14 @@ def _browser_host(request: Request) -> str | None:
     """The host (and port) the browser addressed, when bff can know it: the Host header
     when the public URL is plain http (bff serves the browser directly, development);
     a trusted proxy's X-Forwarded-Host otherwise. None: unknown, no host check."""
-    s = _rt(request).settings
-    if s.trusted_proxies:
+    rt = _rt(request)
+    if rt.settings.trusted_proxies:
         state = request.scope.get("state") or {}
         peer = state.get("direct_peer")
-        if not ForwardRules.create((), s.trusted_proxies).trusts(peer):
+        if not ForwardRules.create((), rt.settings.trusted_proxies).trusts(peer):
             return None
         return request.headers.get("x-forwarded-host", "").split(",")[0].strip() or None
-    if s.secure:
+    if rt.frontend.secure:
         return None  # behind a TLS-terminating proxy that we were not told about
     return request.headers.get("host")
 
@@ -130,7 +131,7 @@ _HOST_HOP = "-host-redirect"  # marks a login already sent to the public URL onc
 
 async def _current(request: Request) -> tuple[SessionRef | None, Session | None]:
     rt = _rt(request)
-    ref = rt.sessions.ref_from_cookie(_cookie(request, rt.settings.cookie_name))
+    ref = rt.sessions.ref_from_cookie(_cookie(request, rt.frontend.cookie_name))
     if ref is None:
         return None, None
     request.scope.setdefault("state", {})["session"] = short_hash(ref.hash)  # access log
@@ -145,7 +146,7 @@ async def login(request: Request) -> Response:
             "/bff/login must be opened as a top-level navigation", reason="not_a_navigation"
         )
     rt = _rt(request)
-    s = rt.settings
+    s = rt.frontend
     host = _browser_host(request)
     hop_cookie = s.login_cookie_name + _HOST_HOP
     if host is not None and not same_host(s.public_url, host):
@@ -195,7 +196,7 @@ async def login(request: Request) -> Response:
 
 
 async def _finish_login(request: Request, user_agent: str) -> CallbackResult:
-    s = _rt(request).settings
+    s = _rt(request).frontend
     params: dict[str, str] = {}
     for name in ("iss", "state", "code", "error", "error_description"):
         value = _single_param(request, name)
@@ -213,7 +214,7 @@ async def _finish_login(request: Request, user_agent: str) -> CallbackResult:
 
 async def callback(request: Request) -> Response:
     rt = _rt(request)
-    s = rt.settings
+    s = rt.frontend
     user_agent = request.headers.get("user-agent", "")
     try:
         result = await _finish_login(request, user_agent)
@@ -273,19 +274,19 @@ async def user(request: Request) -> Response:
     rt = _rt(request)
     ref, session = await _current(request)
     if ref is None or session is None:
-        cookie = _cookie(request, rt.settings.cookie_name)
+        cookie = _cookie(request, rt.frontend.cookie_name)
         raise NotAuthenticated("no live session", reason=no_session_reason(cookie, ref))
     body: dict[str, Any] = dict(session.claims)
     body["bff:logout_url"] = f"/bff/logout?sid={ref.logout_sid}"
     body["bff:session_expires_in"] = session.ttl(
-        now=rt.clock(), idle_timeout=rt.settings.idle_timeout
+        now=rt.clock(), idle_timeout=rt.frontend.idle_timeout
     )
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
 async def logout(request: Request) -> Response:
     rt = _rt(request)
-    s = rt.settings
+    s = rt.frontend
     # Fail closed on the method (THREATS.md 13): a POST needs X-CSRF, anything else the
     # session's sid. The route serves GET and POST only; this holds even if that changed.
     by_post = request.method == "POST"

@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from bff.config.settings import Settings
+from bff.config.model import Settings
 
 __all__ = ["HeaderLimits", "LimitedHttpToolsProtocol", "bounded_http_protocol"]
 

@@ -46,7 +46,7 @@ from provider_http import (  # noqa: E402
 )
 from provider_models import ClientConfig, ProviderConfig, Session, User  # noqa: E402
 
-from bff.config.settings import is_loopback_host  # noqa: E402  (the same rule as the BFF's)
+from bff.config.checks import is_loopback_host  # noqa: E402  (the same rule as the BFF's)
 
 __all__ = ["ClientConfig", "ProviderConfig", "create_provider_app", "main"]
 

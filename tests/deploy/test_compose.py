@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from tests.deploy import dockerfile
 from tests.deploy.common import DEPLOY, REPO, check_env_names, load_yaml_docs
 
@@ -133,7 +133,7 @@ def test_the_bff_environment_is_a_configuration_bff_accepts(stack, tmp_path: Pat
             stand_in.write_text("x" * 43)
             env[name] = str(stand_in)
         settings = load_settings(env)
-        assert settings.secure and settings.cookie_name == "__Host-bff-session"
+        assert settings.frontend.secure and settings.frontend.cookie_name == "__Host-bff-session"
         assert settings.workers == 1
 
 

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from tests.deploy import kube
 from tests.deploy.common import DEPLOY, check_env_names, tool
 
@@ -162,7 +162,7 @@ def test_the_configuration_is_one_bff_accepts(objects, tmp_path: Path) -> None:
     env["BFF_SESSION_STORE_FILE"] = str(store)
     toml = kube.parse_toml(kube.config_toml(objects))
     settings = load_settings(env, toml)
-    assert settings.secure and settings.routes and settings.trusted_proxies
+    assert settings.frontend.secure and settings.frontend.routes and settings.trusted_proxies
     assert settings.session_store.startswith("redis+sentinel://")
 
 

@@ -20,7 +20,8 @@ import httpx
 import uvicorn
 
 from bench.procs import free_port, redis_server_argv
-from bff.config.settings import Settings, load_settings
+from bff.config.load import load_settings
+from bff.config.model import Settings
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
 from bff.session.service import SessionService

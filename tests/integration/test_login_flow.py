@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from bff.store.redis import RedisStore
 from bff.web.app import create_app
 from tests.browser import Browser

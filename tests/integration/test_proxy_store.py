@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bff.config.settings import Settings
+from bff.config.model import Settings
 from bff.errors import StoreUnavailable
 from bff.store.redis import RedisStore
 from tests.integration.proxy_env import PrivateRedis, make_settings, mint_session, serve

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bff.config.settings import RouteConfig
+from bff.config.model import RouteConfig
 from bff.proxy.routes import PathRejected, RouteTable, canonical_path
 
 PIECES = [

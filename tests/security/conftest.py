@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bff.config.settings import Settings
+from bff.config.model import Settings
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
@@ -81,7 +81,7 @@ class Bff:
             "/bff/callback", params={"code": f"code-{sub}", "state": params["state"], "iss": ISSUER}
         )
         assert r.status_code == 302, r.text
-        return browser.cookies[self.settings.cookie_name]
+        return browser.cookies[self.settings.frontend.cookie_name]
 
 
 @contextlib.asynccontextmanager

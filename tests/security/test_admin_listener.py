@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.procs import free_port
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from bff.store.memory import MemoryStore
 from bff.web.admin_app import create_admin_app
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp

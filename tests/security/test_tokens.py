@@ -137,7 +137,7 @@ async def test_a_forged_or_invalid_id_token_creates_no_session(bff: Bff, attack:
     # A token too large for the answer's size cap makes the answer garbage: 502.
     expected = 502 if attack == "oversize" else 400
     assert r.status_code == expected, (r.status_code, r.text)
-    assert bff.settings.cookie_name not in browser.cookies
+    assert bff.settings.frontend.cookie_name not in browser.cookies
     assert "location" not in r.headers
     assert (await browser.get("/bff/user", csrf=True)).status_code == 401
 

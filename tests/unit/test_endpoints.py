@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from bff.store.memory import MemoryStore
 from bff.telemetry.metrics import render as render_metrics
 from bff.web.app import create_app

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bff.cli.main import configure_logging, main, version_text
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 from bff.errors import ConfigError
 from bff.telemetry.logs import REQUEST_ID, JsonFormatter
 
@@ -137,7 +137,7 @@ def test_bff_runs_without_opentelemetry_and_imports_none_of_it_when_off() -> Non
         + """
 import asyncio, httpx
 from bff.web.app import create_app
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
 import bff.cli.main, bff.cli.serve
 env = {"BFF_ISSUER": "https://idp.example.com", "BFF_CLIENT_ID": "c",
        "BFF_CLIENT_SECRET": "s", "BFF_SECRET_KEY": "k" * 32}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config.settings import load_settings
+from bff.config.load import load_settings
+from bff.config.report import masked_config
 from bff.errors import ConfigError
 from bff.store.redis_url import mask_store_url, parse_ha_url
 
@@ -74,7 +75,7 @@ def test_config_accepts_every_ha_scheme_and_masks_it() -> None:
     for scheme in ("redis+sentinel", "rediss+sentinel"):
         url = f"{scheme}://:pw1@h:26379/m?sentinel_password=pw2"
         settings = load_settings({**BASE, "BFF_SESSION_STORE": url})
-        shown = settings.masked()["session_store"]
+        shown = masked_config(settings)["session_store"]
         assert "pw1" not in shown and "pw2" not in shown
     for scheme in ("redis+cluster", "rediss+cluster"):
         load_settings({**BASE, "BFF_SESSION_STORE": f"{scheme}://h:7000,h:7001"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config.settings import RouteConfig, load_settings
+from bff.config.load import load_settings
+from bff.config.model import RouteConfig
 from bff.errors import ConfigError
 from bff.proxy.routes import PathRejected, RouteTable, canonical_path, safe_query
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY
@@ -52,12 +53,12 @@ def test_routes_from_settings_and_env() -> None:
         "BFF_SECRET_KEY": SECRET_KEY,
     }
     env = load_settings({**base, "BFF_ROUTES": "/api=http://a:1,/api/v2=http://b:2/x"})
-    t = RouteTable(env.routes)
+    t = RouteTable(env.frontend.routes)
     assert target(t, b"/api/v2/q") == "http://b:2/x/q"
     toml = load_settings(
         base, {"routes": [{"prefix": "/api", "upstream": "HTTP://Orders:8080", "methods": ["get"]}]}
     )
-    (route,) = RouteTable(toml.routes).routes
+    (route,) = RouteTable(toml.frontend.routes).routes
     assert route.origin == "http://orders:8080"
     assert route.config.methods == frozenset({"GET"})
     assert route.allow == b"GET"

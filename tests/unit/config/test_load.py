@@ -1,47 +1,41 @@
+"""load_settings: TOML plus `BFF_*` (plus command-line overrides) -> Settings, every
+problem named by its setting and reported at once; the process-wide settings."""
+
 from __future__ import annotations
 
 import pytest
 
-from bff.config.settings import cookie_warnings, load_settings, read_toml, unknown_env_warnings
+from bff.config.known import unknown_env_warnings
+from bff.config.load import load_settings, read_toml
+from bff.config.report import masked_config
 from bff.errors import ConfigError
-
-KEY = "k" * 32
-BASE = {
-    "BFF_ISSUER": "https://idp.example.com",
-    "BFF_CLIENT_ID": "spa",
-    "BFF_CLIENT_SECRET": "s3cret-value",
-    "BFF_SECRET_KEY": KEY,
-}
-
-
-def problems(env: dict[str, str], toml: dict | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_settings(env, toml)
-    return info.value.problems
+from tests.unit.config.env import BASE, problems
 
 
 def test_minimal_config_has_spec_defaults() -> None:
     s = load_settings(BASE)
-    assert s.scopes == "openid profile email offline_access"
-    assert s.public_url == "http://localhost:8000"
-    assert s.redirect_uri == "http://localhost:8000/bff/callback"
+    f = s.frontend
+    assert f.scopes == "openid profile email offline_access"
+    assert f.public_url == "http://localhost:8000"
+    assert f.redirect_uri == "http://localhost:8000/bff/callback"
     assert s.session_store == "memory://"
-    assert s.cookie_name == "bff-session"
-    assert s.cookie_samesite == "strict"
-    assert (s.idle_timeout, s.max_lifetime, s.refresh_skew) == (1800, 86400, 30)
+    assert f.cookie_name == "bff-session"
+    assert f.cookie_samesite == "strict"
+    assert (f.idle_timeout, f.max_lifetime, f.refresh_skew) == (1800, 86400, 30)
     assert s.upstream_timeout == 30.0
-    assert s.post_logout_redirect == "/"
+    assert f.post_logout_redirect == "/"
 
 
-def test_https_public_url_gets_host_prefixed_cookie() -> None:
+def test_the_flat_settings_describe_one_default_frontend() -> None:
     s = load_settings({**BASE, "BFF_PUBLIC_URL": "https://app.example.com"})
-    assert s.cookie_name == "__Host-bff-session"
-    assert s.secure
+    assert [f.name for f in s.frontends] == ["default"]
+    assert s.frontend is s.frontends[0]
+    assert (s.frontend.issuer, s.frontend.client_id) == ("https://idp.example.com", "spa")
 
 
 def test_env_wins_over_toml() -> None:
     s = load_settings({**BASE, "BFF_SCOPES": "openid email"}, {"scopes": "openid profile"})
-    assert s.scopes == "openid email"
+    assert s.frontend.scopes == "openid email"
 
 
 def test_every_problem_reported_at_once_each_naming_its_setting() -> None:
@@ -66,21 +60,6 @@ def test_every_problem_reported_at_once_each_naming_its_setting() -> None:
     assert len(found) >= 6
 
 
-def test_missing_issuer_is_named() -> None:
-    env = dict(BASE)
-    del env["BFF_ISSUER"]
-    assert problems(env) == ["BFF_ISSUER: required"]
-
-
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://[::1]:8000", "http://127.9.0.1"])
-def test_http_allowed_for_loopback(url: str) -> None:
-    assert load_settings({**BASE, "BFF_PUBLIC_URL": url}).public_url == url
-
-
-def test_http_issuer_refused_unless_loopback() -> None:
-    assert any("BFF_ISSUER" in p for p in problems({**BASE, "BFF_ISSUER": "http://idp.example"}))
-
-
 def test_secret_key_rotation_list() -> None:
     s = load_settings({**BASE, "BFF_SECRET_KEY": f"{'a' * 32}, {'b' * 40}"})
     assert s.secret_keys == ("a" * 32, "b" * 40)
@@ -90,7 +69,7 @@ def test_secrets_from_files(tmp_path) -> None:
     (tmp_path / "secret").write_text("from-a-file\n")
     env = {k: v for k, v in BASE.items() if k != "BFF_CLIENT_SECRET"}
     env["BFF_CLIENT_SECRET_FILE"] = str(tmp_path / "secret")
-    assert load_settings(env).client_secret == "from-a-file"
+    assert load_settings(env).frontend.client_secret == "from-a-file"
 
 
 def test_session_store_url_from_a_file_is_masked_and_not_a_typo(tmp_path) -> None:
@@ -99,74 +78,12 @@ def test_session_store_url_from_a_file_is_masked_and_not_a_typo(tmp_path) -> Non
     env = {**BASE, "BFF_SESSION_STORE_FILE": str(tmp_path / "store")}
     settings = load_settings(env)
     assert settings.session_store == "redis://:hunter2pass@127.0.0.1:6379/0"
-    assert "hunter2pass" not in repr(settings.masked())
+    assert "hunter2pass" not in repr(masked_config(settings))
     assert unknown_env_warnings(env) == []
     assert any(
         "BFF_SESSION_STORE_FILE" in p
         for p in problems({**BASE, "BFF_SESSION_STORE_FILE": str(tmp_path / "missing")})
     )
-
-
-def test_https_cookie_without_host_prefix_is_worth_a_warning() -> None:
-    https = {**BASE, "BFF_PUBLIC_URL": "https://app.example.com"}
-    assert cookie_warnings(load_settings(https)) == []
-    (warning,) = cookie_warnings(load_settings({**https, "BFF_COOKIE_NAME": "session"}))
-    assert "__Host-" in warning and "'session'" in warning
-    assert cookie_warnings(load_settings({**BASE, "BFF_COOKIE_NAME": "session"})) == []
-
-
-def test_masked_output_hides_secrets() -> None:
-    env = {**BASE, "BFF_SESSION_STORE": "redis://:hunter2pass@127.0.0.1:6379/0"}
-    masked = repr(load_settings(env).masked())
-    assert "s3cret-value" not in masked
-    assert KEY not in masked
-    assert "hunter2pass" not in masked
-    assert "s3cret-value" not in repr(load_settings(env))
-
-
-def test_routes_from_env_and_toml() -> None:
-    s = load_settings({**BASE, "BFF_ROUTES": "/api=http://orders:8080,/b=http://b/v1"})
-    assert [(r.prefix, r.upstream) for r in s.routes] == [
-        ("/api", "http://orders:8080"),
-        ("/b", "http://b/v1"),
-    ]
-    toml = {
-        "routes": [
-            {
-                "prefix": "/api",
-                "upstream": "http://o:1",
-                "token": "optional",
-                "csrf": False,
-                "methods": ["get", "POST"],
-                "retry_on_401": True,
-            }
-        ]
-    }
-    (route,) = load_settings(BASE, toml).routes
-    assert route.token == "optional"
-    assert route.csrf is False
-    assert route.methods == frozenset({"GET", "POST"})
-    assert route.retry_on_401 is True
-
-
-@pytest.mark.parametrize(
-    ("route", "fragment"),
-    [
-        ({"prefix": "api", "upstream": "http://o"}, "must start with '/'"),
-        ({"prefix": "/api/", "upstream": "http://o"}, "plain path"),
-        ({"prefix": "/a/../b", "upstream": "http://o"}, "plain path"),
-        ({"prefix": "/bff", "upstream": "http://o"}, "shadow"),
-        ({"prefix": "/api", "upstream": "ftp://o"}, "not an http(s) URL"),
-        ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional or none"),
-        ({"prefix": "/api", "upstream": "http://o", "methods": ["FETCH"]}, "unknown method"),
-        ({"prefix": "/api", "upstream": "http://o", "colour": 1}, "unknown route setting"),
-        ({"prefix": "/api", "upstream": "http://o", "scopes": "a"}, "not supported yet"),
-        ({"prefix": "/api", "upstream": "http://o", "resource": "https://r"}, "not supported yet"),
-    ],
-)
-def test_bad_routes_named(route: dict, fragment: str) -> None:
-    found = problems(BASE, {"routes": [route]})
-    assert any(fragment in p and p.startswith("routes[0]") for p in found), found
 
 
 def test_bad_numbers_and_enums() -> None:
@@ -201,60 +118,12 @@ def test_unreadable_toml_named(tmp_path) -> None:
         read_toml(str(tmp_path / "missing.toml"))
 
 
-def test_prompt_setting() -> None:
-    assert load_settings({**BASE, "BFF_PROMPT": "consent"}).prompt == "consent"
-    assert load_settings(BASE).prompt is None
-    found = problems({**BASE, "BFF_PROMPT": "consent&evil=1"})
-    assert any(p.startswith("BFF_PROMPT") for p in found)
-    assert any("cannot be combined" in p for p in problems({**BASE, "BFF_PROMPT": "none login"}))
-
-
 def test_access_log_setting() -> None:
     assert load_settings(BASE).access_log is True
     assert load_settings({**BASE, "BFF_ACCESS_LOG": "false"}).access_log is False
     assert load_settings(BASE, {"access_log": False}).access_log is False
     found = problems({**BASE, "BFF_ACCESS_LOG": "sometimes"})
     assert any(p.startswith("BFF_ACCESS_LOG") for p in found)
-
-
-# Issue 11 defect 1: RFC 8707 §2 allows any absolute URI without a fragment.
-@pytest.mark.parametrize(
-    "resource",
-    [
-        "urn:example:api",
-        "api://orders",
-        "https://api.example.com",
-        "https://api.example.com/v1?x=1",
-    ],
-)
-def test_resource_accepts_any_absolute_uri(resource: str) -> None:
-    assert load_settings({**BASE, "BFF_RESOURCE": resource}).resource == resource
-
-
-@pytest.mark.parametrize(
-    ("resource", "fragment"),
-    [
-        ("/api", "not an absolute URI"),
-        ("orders", "not an absolute URI"),
-        ("api.example.com/x", "not an absolute URI"),
-        ("https://api.example.com#frag", "fragment"),
-        ("urn:example:api#x", "fragment"),
-        ("urn:with space", "not an absolute URI"),
-        ("https:///nohost", "no host"),
-    ],
-)
-def test_resource_refuses_relative_or_fragment_naming_the_setting(
-    resource: str, fragment: str
-) -> None:
-    found = problems({**BASE, "BFF_RESOURCE": resource})
-    assert any(p.startswith("BFF_RESOURCE:") and fragment in p for p in found), found
-
-
-def test_route_resource_is_checked_as_a_resource_indicator() -> None:
-    found = problems(
-        BASE, {"routes": [{"prefix": "/a", "upstream": "http://o", "resource": "rel"}]}
-    )
-    assert any(p.startswith("routes[0].resource:") and "absolute URI" in p for p in found), found
 
 
 def test_edge_bounds_have_documented_defaults() -> None:
@@ -342,7 +211,7 @@ def test_upstream_pool_settings_and_path_params() -> None:
     )
     assert s.upstream_max_connections_per_session == 4
     assert s.upstream_queue_timeout == 0.5
-    assert [r.path_params for r in s.routes] == [True, False]
+    assert [r.path_params for r in s.frontend.routes] == [True, False]
     found = problems(
         {**BASE, "BFF_UPSTREAM_MAX_CONNECTIONS": "0", "BFF_UPSTREAM_QUEUE_TIMEOUT": "-1"},
         {"routes": [{**route, "path_params": "sometimes"}]},

@@ -1,0 +1,105 @@
+"""One `Frontend` from the keys a collector reads: the flat `BFF_*` variables and
+top-level TOML keys for the default frontend today; any other mapping of the same keys
+(a `[[frontends]]` table, later) through a collector of its own. Problems are filed in
+the collector, under the collector's names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bff.config.checks import resource_problem, url_problems
+from bff.config.collector import Collector
+from bff.config.model import DEFAULT_FRONTEND, DEFAULT_SCOPES, Frontend
+from bff.config.routes import parse_routes
+from bff.oidc.redirects import is_local_path
+
+__all__ = ["PROMPTS", "load_frontend"]
+
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+
+
+def load_frontend(c: Collector, name: str = DEFAULT_FRONTEND) -> Frontend:
+    """The frontend the collector's keys describe; its values are placeholders when
+    `c.problems` is not empty afterwards (the caller raises then)."""
+    issuer = c.required("issuer").rstrip("/")
+    if issuer:
+        c.problems.extend(url_problems(issuer, c.label("issuer"), https_unless_loopback=True))
+    client_id = c.required("client_id")
+    client_secret = c.required("client_secret", secret=True)
+    scopes = c.text("scopes", DEFAULT_SCOPES) or DEFAULT_SCOPES
+    if "openid" not in scopes.split():
+        c.problems.append(f"{c.label('scopes')}: must include 'openid'")
+    resource = c.text("resource") or None
+    problem = resource_problem(resource) if resource else None
+    if problem:
+        c.problems.append(f"{c.label('resource')}: {problem}")
+    prompt = _prompt(c)
+    public_url = (c.text("public_url", "http://localhost:8000") or "").rstrip("/")
+    c.problems.extend(
+        url_problems(
+            public_url, c.label("public_url"), allow_path=False, https_unless_loopback=True
+        )
+    )
+    secure = public_url.startswith("https://")
+
+    default_cookie = "__Host-bff-session" if secure else "bff-session"
+    cookie_name = c.text("cookie_name", default_cookie) or default_cookie
+    if not cookie_name.replace("-", "").replace("_", "").isalnum():
+        c.problems.append(
+            f"{c.label('cookie_name')}: only letters, digits, '-' and '_' are allowed"
+        )
+    if not secure and cookie_name.startswith(("__Host-", "__Secure-")):
+        c.problems.append(
+            f"{c.label('cookie_name')}: __Host- / __Secure- names need an https "
+            f"{c.label('public_url')}"
+        )
+    samesite = (c.text("cookie_samesite", "strict") or "strict").lower()
+    if samesite not in ("strict", "lax"):
+        c.problems.append(f"{c.label('cookie_samesite')}: must be strict or lax")
+        samesite = "strict"
+
+    idle = c.number("session_idle_timeout", 1800, minimum=1)
+    lifetime = c.number("session_max_lifetime", 86400, minimum=1)
+    skew = c.number("refresh_skew", 30, minimum=0)
+    post_logout = c.text("post_logout_redirect", "/") or "/"
+    if not is_local_path(post_logout):
+        c.problems.append(f"{c.label('post_logout_redirect')}: must be a local path such as /")
+    static_dir = c.text("static_dir") or None
+    if static_dir and not Path(static_dir).is_dir():
+        c.problems.append(f"{c.label('static_dir')}: {static_dir!r} is not a directory")
+    routes = parse_routes(c)
+    # Off: logout sends client_id + logout_hint instead of the ID token through the browser.
+    id_token_hint = c.optional_flag("logout_id_token_hint", True)
+    return Frontend(
+        name=name,
+        public_url=public_url,
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=scopes,
+        resource=resource,
+        prompt=prompt,
+        routes=routes,
+        cookie_name=cookie_name,
+        cookie_samesite="lax" if samesite == "lax" else "strict",
+        idle_timeout=idle,
+        max_lifetime=lifetime,
+        refresh_skew=skew,
+        post_logout_redirect=post_logout,
+        logout_id_token_hint=id_token_hint,
+        static_dir=static_dir,
+    )
+
+
+def _prompt(c: Collector) -> str | None:
+    # Some providers grant offline_access (a refresh token) only with prompt=consent
+    # (OIDC Core §11); a fixed, validated value, never free-form parameters.
+    prompt = c.text("prompt") or None
+    if prompt and not set(prompt.split()) <= PROMPTS:
+        c.problems.append(
+            f"{c.label('prompt')}: {prompt!r} is not one of {', '.join(sorted(PROMPTS))} "
+            "(space separated)"
+        )
+    if prompt and "none" in prompt.split() and len(prompt.split()) > 1:
+        c.problems.append(f"{c.label('prompt')}: none cannot be combined with other values")
+    return prompt

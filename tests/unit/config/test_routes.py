@@ -1,0 +1,61 @@
+"""A frontend's route table as configured: BFF_ROUTES or [[routes]], every bad entry
+named by its place."""
+
+from __future__ import annotations
+
+import pytest
+
+from bff.config.load import load_settings
+from tests.unit.config.env import BASE, problems
+
+
+def test_routes_from_env_and_toml() -> None:
+    s = load_settings({**BASE, "BFF_ROUTES": "/api=http://orders:8080,/b=http://b/v1"})
+    assert [(r.prefix, r.upstream) for r in s.frontend.routes] == [
+        ("/api", "http://orders:8080"),
+        ("/b", "http://b/v1"),
+    ]
+    toml = {
+        "routes": [
+            {
+                "prefix": "/api",
+                "upstream": "http://o:1",
+                "token": "optional",
+                "csrf": False,
+                "methods": ["get", "POST"],
+                "retry_on_401": True,
+            }
+        ]
+    }
+    (route,) = load_settings(BASE, toml).frontend.routes
+    assert route.token == "optional"
+    assert route.csrf is False
+    assert route.methods == frozenset({"GET", "POST"})
+    assert route.retry_on_401 is True
+
+
+@pytest.mark.parametrize(
+    ("route", "fragment"),
+    [
+        ({"prefix": "api", "upstream": "http://o"}, "must start with '/'"),
+        ({"prefix": "/api/", "upstream": "http://o"}, "plain path"),
+        ({"prefix": "/a/../b", "upstream": "http://o"}, "plain path"),
+        ({"prefix": "/bff", "upstream": "http://o"}, "shadow"),
+        ({"prefix": "/api", "upstream": "ftp://o"}, "not an http(s) URL"),
+        ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional or none"),
+        ({"prefix": "/api", "upstream": "http://o", "methods": ["FETCH"]}, "unknown method"),
+        ({"prefix": "/api", "upstream": "http://o", "colour": 1}, "unknown route setting"),
+        ({"prefix": "/api", "upstream": "http://o", "scopes": "a"}, "not supported yet"),
+        ({"prefix": "/api", "upstream": "http://o", "resource": "https://r"}, "not supported yet"),
+    ],
+)
+def test_bad_routes_named(route: dict, fragment: str) -> None:
+    found = problems(BASE, {"routes": [route]})
+    assert any(fragment in p and p.startswith("routes[0]") for p in found), found
+
+
+def test_route_resource_is_checked_as_a_resource_indicator() -> None:
+    found = problems(
+        BASE, {"routes": [{"prefix": "/a", "upstream": "http://o", "resource": "rel"}]}
+    )
+    assert any(p.startswith("routes[0].resource:") and "absolute URI" in p for p in found), found
