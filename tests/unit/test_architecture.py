@@ -27,9 +27,16 @@ LAYERS: dict[str, int] = {
     "bff": RULES,
     "bff.errors": RULES,
     "bff.answers": RULES,
-    # config: the model and its rules are pure; load reads the TOML file
+    # config: the model and its rules are pure; loading reads files (TOML, secrets)
     "bff.config": RULES,
-    "bff.config.settings": ADAPTERS,
+    "bff.config.model": RULES,
+    "bff.config.checks": RULES,
+    "bff.config.known": RULES,
+    "bff.config.report": RULES,
+    "bff.config.collector": ADAPTERS,
+    "bff.config.routes": ADAPTERS,
+    "bff.config.load_frontend": ADAPTERS,
+    "bff.config.load": ADAPTERS,
     # session
     "bff.session": RULES,
     "bff.session.codec": RULES,
