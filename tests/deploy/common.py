@@ -64,7 +64,7 @@ PARALLEL_CONTRACT_NAMES = frozenset(
 )
 # Environment variables of the libraries bff runs on.
 LIBRARY_NAMES = frozenset({"PROMETHEUS_MULTIPROC_DIR", "SSL_CERT_FILE"})
-_SETTING_READERS = {"raw", "text", "required", "number"}
+_SETTING_READERS = {"raw", "text", "required", "number", "seconds", "optional_flag", "label"}
 
 
 def known_env_names() -> set[str]:
