@@ -30,11 +30,13 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio  # noqa: E402
 
-from bench.procs import Stack, ensure_tools, free_port, rss_kib  # noqa: E402
+from bench.procs import BenchStack, ensure_tools, rss_kib  # noqa: E402
 from bench.report import TARGETS, build_table, percentile, summarise  # noqa: E402
-from bench.sessions import bulk_create, expire_access_token, login, service  # noqa: E402
+from bench.sessions import bulk_create  # noqa: E402
 from bench.wrk import WrkResult, run_wrk  # noqa: E402
 from bff.store.redis import RedisStore  # noqa: E402
+from tests.support.procs import free_port  # noqa: E402
+from tests.support.sessions import expire_access_token, login, service  # noqa: E402
 
 CLIENT_ID = "bff-demo"  # the development provider's default client
 CLIENT_SECRET = "bff-demo-secret-not-for-production"
@@ -240,7 +242,7 @@ async def create_sessions(
 
 
 # --- the run ------------------------------------------------------------------------
-def bench(options: Options, stack: Stack, results: dict[str, Any]) -> None:
+def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
     direct_port, proxy_port = stack.nginx()
     redis_url = f"redis://127.0.0.1:{stack.redis()}/0"
     ports = {"bff-1w": free_port(), "bff-2w": free_port()}
@@ -410,7 +412,7 @@ def main() -> int:
     began = time.monotonic()
     failed: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="bff-bench-") as workdir:
-        stack = Stack(Path(workdir))
+        stack = BenchStack(Path(workdir))
         try:
             bench(options, stack, results)
         except BaseException as exc:  # report what was measured, then fail

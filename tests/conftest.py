@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.redis_ha import ClusterGroup, SentinelGroup, running_cluster, running_sentinel
+from tests.support.redis_ha import ClusterGroup, SentinelGroup, running_cluster, running_sentinel
 
 
 @pytest.fixture

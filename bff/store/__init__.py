@@ -16,8 +16,22 @@ Key layout (Redis; the memory store mirrors it):
 Keys written or read together share a hash tag, so the layout works on Redis Cluster;
 nothing needs a cross-slot transaction. A new operation keeps that: one key per command,
 or several keys of one hash tag ({…}); pipelines without MULTI; no SCAN that assumes
-one node (see `RedisStore._scan`). The index buckets are shared by many users, so an
-index entry costs about 32 bytes instead of a key of its own (see `bff.store.redis`).
+one node (see `bff.store.redis_index`). The index buckets are shared by many users, so
+an index entry costs about 32 bytes instead of a key of its own.
+
+The package owns the contract (here) and its implementations:
+    memory          the in-process store (`memory://`, the contract's reference)
+    redis           RedisStore: the Redis store's operations
+    redis_keys      key names, digests and the index's member encoding
+    redis_index     the sub / sid index buckets and the SCAN of every session
+    redis_lane      the hot path's GETEX behind a protocol: lean (default) or plain redis-py
+    redis_lua       the Lua scripts (lock release, bounded pending groups)
+    redis_acks      WAIT 1 after session writes on Sentinel and Cluster
+    redis_boundary  every backend error becomes StoreUnavailable
+    redis_connect   the client `RedisStore.from_url` builds (no retries)
+    redis_url, ha   Sentinel / Cluster URLs, clients and topology reports
+    instrumented    metrics and spans around any store; factory: the store a setting names
+Time is injected: stores take a `clock` (and the cluster lane a `monotonic`).
 """
 
 from __future__ import annotations

@@ -20,5 +20,7 @@ def create_store(settings: Settings, *, clock: Callable[[], float] = time.time) 
     if scheme == "memory":
         return MemoryStore(clock=clock)
     if scheme in ("redis", "rediss", "unix", *HA_SCHEMES):
-        return RedisStore.from_url(settings.session_store, prefix=settings.store_prefix)
+        return RedisStore.from_url(
+            settings.session_store, prefix=settings.store_prefix, clock=clock
+        )
     raise ConfigError([f"BFF_SESSION_STORE: {scheme}:// is not supported by this version yet"])

@@ -26,14 +26,13 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
 
+from bff.store.redis_boundary import BACKEND_ERRORS
 from bff.store.redis_url import HaStoreUrl, parse_ha_url
 
-__all__ = ["HaClient", "StandaloneTopology", "connect_ha"]
+__all__ = ["HEALTH_CHECK_INTERVAL", "HaClient", "StandaloneTopology", "connect_ha"]
 
-_ERRORS = (RedisError, RedisClusterException, OSError)
-_HEALTH_CHECK_INTERVAL = 30
+HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING vets it
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -73,7 +72,7 @@ class HaClient:
                 if self._sentinel is not None:
                     return await self._sentinel_topology(self._sentinel)
                 return await self._cluster_topology()
-        except (*_ERRORS, TimeoutError) as exc:
+        except (*BACKEND_ERRORS, TimeoutError) as exc:
             return {
                 "kind": self.kind,
                 "seeds": [_address(h, p) for h, p in self.spec.nodes],
@@ -88,7 +87,7 @@ class HaClient:
         for (host, port), node in zip(self.spec.nodes, sentinel.sentinels, strict=True):
             try:
                 state = await node.sentinel_master(service)
-            except _ERRORS:
+            except BACKEND_ERRORS:
                 sentinels.append({"address": _address(host, port), "reachable": False})
                 continue
             sentinels.append({"address": _address(host, port), "reachable": True})
@@ -148,7 +147,7 @@ class HaClient:
         await self.client.aclose()
         if self._sentinel is not None:
             for node in self._sentinel.sentinels:
-                with contextlib.suppress(*_ERRORS):
+                with contextlib.suppress(*BACKEND_ERRORS):
                     await node.aclose()
 
 
@@ -166,7 +165,7 @@ def connect_ha(url: str, *, max_connections: int, socket_timeout: float) -> HaCl
         "password": spec.password,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_timeout,
-        "health_check_interval": _HEALTH_CHECK_INTERVAL,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
         "retry": Retry(NoBackoff(), 0),
         **_tls(spec),
     }
@@ -215,7 +214,7 @@ class StandaloneTopology:
         try:
             async with asyncio.timeout(self._timeout * 2):
                 info = await self._client.info("replication")
-        except (*_ERRORS, TimeoutError):
+        except (*BACKEND_ERRORS, TimeoutError):
             return {
                 "kind": "standalone",
                 "primaries": [{"address": address, "reachable": False}],

@@ -20,8 +20,15 @@ T = TypeVar("T")
 class InstrumentedStore:
     """Wraps `inner`; anything beyond the SessionStore protocol is passed through."""
 
-    def __init__(self, inner: SessionStore, *, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self,
+        inner: SessionStore,
+        *,
+        tracing: Tracing | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.inner = inner
+        self._timer = timer  # durations only: any monotonic seconds
         self._metrics = StoreMetrics()
         self._load_duration = self._metrics.durations["load_session"]
         self._load_errors = self._metrics.errors["load_session"]
@@ -32,7 +39,7 @@ class InstrumentedStore:
         return getattr(self.inner, name)
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        started = time.perf_counter()
+        started = self._timer()
         try:
             if self._tracing is None:
                 return await call()
@@ -46,7 +53,7 @@ class InstrumentedStore:
             self._metrics.errors[operation].inc()
             raise
         finally:
-            self._metrics.durations[operation].observe(time.perf_counter() - started)
+            self._metrics.durations[operation].observe(self._timer() - started)
 
     async def create_session(
         self, session_hash: str, blob: bytes, *, ttl: int, index: IndexEntry
@@ -62,14 +69,14 @@ class InstrumentedStore:
                 "load_session", lambda: self.inner.load_session(session_hash, ttl=ttl)
             )
         # Every proxied request comes here: `_call` inlined, one coroutine less.
-        started = time.perf_counter()
+        started = self._timer()
         try:
             return await self.inner.load_session(session_hash, ttl=ttl)
         except StoreUnavailable:
             self._load_errors.inc()
             raise
         finally:
-            self._load_duration.observe(time.perf_counter() - started)
+            self._load_duration.observe(self._timer() - started)
 
     async def update_session(self, session_hash: str, blob: bytes, *, ttl: int) -> bool:
         return await self._call(

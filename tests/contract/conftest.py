@@ -4,7 +4,10 @@ The memory store runs on a fake clock that tests advance; the Redis store runs a
 the real test server (time really passes, so expiry tests use 1-second TTLs) under a
 key prefix of its own, removed afterwards; the Sentinel and Cluster cases against the
 private groups the session starts (tests/conftest.py), through `redis+sentinel://` and
-`redis+cluster://` URLs. An unreachable Redis fails the Redis cases unless
+`redis+cluster://` URLs. Every Redis case runs twice: once with the store's lean hot-path
+lane (the default) and once with plain redis-py (`lane="plain"`, see
+`bff.store.redis_lane`), so the lean lane is proven against the reference. An
+unreachable Redis fails the Redis cases unless
 BFF_TEST_SKIP_REDIS=1 says to skip them.
 """
 
@@ -21,11 +24,12 @@ import anyio
 import pytest
 import redis.asyncio
 
-from bench.redis_ha import PASSWORD, ClusterGroup, SentinelGroup
 from bff.errors import StoreUnavailable
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
+from bff.store.redis_lane import LaneKind
+from tests.support.redis_ha import PASSWORD, ClusterGroup, SentinelGroup
 
 
 class FakeClock:
@@ -71,32 +75,25 @@ async def _sleep(seconds: float) -> None:
 
 @pytest.fixture
 async def redis_harness(redis_url: str) -> AsyncIterator[Harness]:
-    raw = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0)
-    async for harness in _redis_harness("redis", redis_url, raw):
+    """The shared test Redis through the default (lean) lane."""
+    async for harness in _redis_harness("redis", redis_url, "lean", _raw("redis", redis_url)):
         yield harness
 
 
-@pytest.fixture
-async def sentinel_harness(redis_sentinel: SentinelGroup) -> AsyncIterator[Harness]:
-    raw = redis.asyncio.Redis(
-        port=redis_sentinel.primary_port(), password=PASSWORD, socket_timeout=2.0
+def _raw(kind: str, url: str, port: int = 0) -> Any:
+    """A separate client for looking inside (a RedisCluster on Cluster)."""
+    if kind == "redis":
+        return redis.asyncio.Redis.from_url(url, socket_timeout=2.0)
+    if kind == "sentinel":
+        return redis.asyncio.Redis(port=port, password=PASSWORD, socket_timeout=2.0)
+    return redis.asyncio.RedisCluster(
+        host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=2.0
     )
-    async for harness in _redis_harness("sentinel", redis_sentinel.url, raw):
-        yield harness
 
 
-@pytest.fixture
-async def cluster_harness(redis_cluster: ClusterGroup) -> AsyncIterator[Harness]:
-    raw = redis.asyncio.RedisCluster(
-        host="127.0.0.1", port=redis_cluster.ports[0], password=PASSWORD, socket_timeout=2.0
-    )
-    async for harness in _redis_harness("cluster", redis_cluster.url, raw):
-        yield harness
-
-
-async def _redis_harness(kind: str, url: str, raw: Any) -> AsyncIterator[Harness]:
+async def _redis_harness(kind: str, url: str, lane: LaneKind, raw: Any) -> AsyncIterator[Harness]:
     prefix = f"bfftest-{uuid.uuid4().hex}"
-    store = RedisStore.from_url(url, prefix=prefix, socket_timeout=2.0)
+    store = RedisStore.from_url(url, prefix=prefix, socket_timeout=2.0, lane=lane)
     try:
         try:
             await store.ping()
@@ -128,8 +125,7 @@ async def _redis_harness(kind: str, url: str, raw: Any) -> AsyncIterator[Harness
             await store.aclose()
 
 
-@pytest.fixture
-async def memory_harness() -> AsyncIterator[Harness]:
+async def _memory_harness() -> AsyncIterator[Harness]:
     clock = FakeClock()
 
     async def advance(seconds: float) -> None:
@@ -140,15 +136,35 @@ async def memory_harness() -> AsyncIterator[Harness]:
     await store.aclose()
 
 
+_REDIS = pytest.mark.redis
+
+
 @pytest.fixture(
     params=[
         "memory",
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("sentinel", marks=pytest.mark.redis),
-        pytest.param("cluster", marks=pytest.mark.redis),
+        *(
+            pytest.param(f"{kind}-{lane}", marks=_REDIS)
+            for kind in ("redis", "sentinel", "cluster")
+            for lane in ("lean", "plain")
+        ),
     ]
 )
-def harness(request: pytest.FixtureRequest) -> Harness:
-    """The contract harness, once per implementation."""
-    value: Harness = request.getfixturevalue(f"{request.param}_harness")
-    return value
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """The contract harness, once per implementation (and per hot-path lane on Redis)."""
+    if request.param == "memory":
+        async for memory in _memory_harness():
+            yield memory
+        return
+    kind, _, lane = request.param.partition("-")
+    lane_kind: LaneKind = "plain" if lane == "plain" else "lean"
+    if kind == "redis":
+        url = request.getfixturevalue("redis_url")
+        raw = _raw(kind, url)
+    elif kind == "sentinel":
+        group: SentinelGroup = request.getfixturevalue("redis_sentinel")
+        url, raw = group.url, _raw(kind, group.url, group.primary_port())
+    else:
+        cluster: ClusterGroup = request.getfixturevalue("redis_cluster")
+        url, raw = cluster.url, _raw(kind, cluster.url, cluster.ports[0])
+    async for harness in _redis_harness(kind, url, lane_kind, raw):
+        yield harness

@@ -19,6 +19,8 @@ from redis.asyncio.connection import ConnectionPool
 from bff.errors import StoreUnavailable
 from bff.store import IndexEntry, SessionStore
 from bff.store.redis import RedisStore
+from bff.store.redis_keys import IndexSlot
+from bff.store.redis_lane import LaneKind
 
 from .conftest import Harness
 
@@ -467,11 +469,12 @@ async def _silent_server(swallow: set[bytes], seen: list[bytes]) -> asyncio.Serv
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-async def test_a_timed_out_command_is_never_resent() -> None:
+@pytest.mark.parametrize("lane", ["lean", "plain"])
+async def test_a_timed_out_command_is_never_resent(lane: LaneKind) -> None:
     seen: list[bytes] = []
     server = await _silent_server({b"GETEX", b"GETDEL", b"SET"}, seen)
     port = server.sockets[0].getsockname()[1]
-    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5, lane=lane)
     try:
         for call in (
             lambda: store.load_session(H1, ttl=10),
@@ -569,16 +572,14 @@ async def test_index_entries_are_small_and_sessions_fit_their_size_class(
 ) -> None:
     """A session of the usual size (a sealed format-2 record of the development provider's
     tokens is at most 762 bytes) plus its two index entries stays well under 1 KiB."""
-    from bff.store.redis import _IndexSlot
-
     raw = redis_harness.raw
     assert raw is not None
     prefix = "t" + uuid.uuid4().hex[:2]  # as long as "bff": key names count too
     store = RedisStore.from_url(redis_url, prefix=prefix)
-    target = _IndexSlot("sub", "user-0").bucket
+    target = IndexSlot("sub", "user-0").bucket
     subs = []  # users whose entries share one bucket (1 in 2,048)
     for i in range(1_000_000):
-        if _IndexSlot("sub", f"user-{i}").bucket == target:
+        if IndexSlot("sub", f"user-{i}").bucket == target:
             subs.append(f"user-{i}")
             if len(subs) == 100:
                 break

@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.procs import free_port
 from tests.deploy import dockerfile
 from tests.deploy.common import DEPLOY, REPO, check_env_names, known_env_names, tool
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
+from tests.support.procs import free_port
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 UID = GID = 10001

@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from bench.procs import free_port
+from tests.support.procs import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext

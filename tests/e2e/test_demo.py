@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from bench.procs import free_port
 from tests.e2e.harness import ROOT
+from tests.support.procs import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page

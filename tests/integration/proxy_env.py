@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bench.procs import free_port, redis_server_argv
 from bff.config.load import load_settings
 from bff.config.model import Settings
 from bff.session.cookies import CookieSigner
@@ -30,6 +29,7 @@ from bff.tokens.records import TokenSet
 from bff.web.app import create_app
 from bff.web.listener import bounded_http_protocol
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp
+from tests.support.procs import free_port, redis_server_argv
 
 __all__ = [
     "BFF_BIN",

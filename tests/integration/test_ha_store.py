@@ -24,14 +24,15 @@ import httpx
 import pytest
 import redis
 
-from bench.chaos import Figures, failover_load, kill_target, still_logged_in
-from bench.procs import Stack, free_port
-from bench.redis_ha import PASSWORD, ClusterGroup, SentinelGroup
-from bench.sessions import expire_access_token, login, service
 from bff.store import IndexEntry
 from bff.store.redis import RedisStore
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
 from tests.integration.upstream_server import UpstreamServer, running_upstream
+from tests.support.failover import failover_run
+from tests.support.procs import free_port
+from tests.support.redis_ha import PASSWORD, ClusterGroup, SentinelGroup
+from tests.support.sessions import expire_access_token, login, service
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.redis
 
@@ -199,42 +200,23 @@ def test_check_config_reports_the_topology_without_secrets(pair: Pair) -> None:
 
 def test_a_primary_killed_under_load(pair: Pair) -> None:
     cookies = [login(BASES[i % 2], f"load-user-{i}") for i in range(12)]
-    store = pair.store()
-    sessions = service(store, SECRET_KEY)
-    keys = []
-    for cookie in cookies:
-        ref = sessions.ref_from_cookie(cookie.partition("=")[2])
-        assert ref is not None
-        keys.append(f"{pair.prefix}:{{{ref.hash}}}:s")
-    asyncio.run(store.aclose())
-    port, on_killed_shard = kill_target(pair.group, keys)
-
-    try:
-        samples, killed_at = asyncio.run(
-            failover_load(
-                BASES,
-                cookies,
-                rate=40,
-                seconds=10,
-                kill_after=2,
-                kill=lambda: pair.group.kill(port),
-            )
-        )
-    finally:
-        pair.group.heal()  # the killed node back as a replica, for the tests that follow
-    lost = asyncio.run(still_logged_in(BASES, cookies))
-    figures = Figures(
+    figures = failover_run(
         pair.group.__class__.__name__,
-        samples,
-        killed_at,
-        lost,
-        [i for i in lost if i in on_killed_shard],
+        pair.group,
+        BASES,
+        cookies,
+        prefix=pair.prefix,
+        secret_key=SECRET_KEY,
+        rate=40,
+        seconds=10,
+        kill_after=2,
     )
     print(figures.row())  # shown with -s / on failure
     assert figures.other_errors == []  # 200, or 503 session_store_unavailable + Retry-After
     assert figures.logouts == 0 and figures.other_5xx == 0
     assert figures.unavailable, "the kill was not noticed: the test measured nothing"
     assert figures.recovery is not None  # the last answers were 200s, no restart
+    lost, on_killed_shard = figures.lost, figures.lost_on_killed_shard
     assert [i for i in lost if i not in on_killed_shard] == []  # surviving shards: none lost
     assert lost == []  # and, written with WAIT 1, none on the killed shard either
 

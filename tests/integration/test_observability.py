@@ -25,7 +25,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY, generate_latest
 
-from bench.procs import free_port
 from bff.store.memory import MemoryStore
 from bff.telemetry.logs import JsonFormatter
 from bff.telemetry.metrics import flush_metrics
@@ -34,6 +33,7 @@ from tests.fake_idp import CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp, query
 from tests.integration.proxy_env import BffProcess, make_settings, serve, session_service
 from tests.integration.upstream_server import UpstreamServer, running_upstream
 from tests.secret_shapes import secret_shapes_in
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.procs import free_port
 from tests.integration.provider_fixture import RunningProvider, start_dev_provider
+from tests.support.procs import free_port
 
 BFF_BIN = Path(sys.executable).parent / "bff"
 SECRET_KEY = "serve-test-secret-key-0123456789-abcdef"

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bench.procs import free_port
 from bff.config.load import load_settings
 from bff.store.memory import MemoryStore
 from bff.web.admin_app import create_admin_app
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp
 from tests.integration.test_serve import serve, stop
 from tests.security.edge_env import Env, edge_env
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.anyio
 

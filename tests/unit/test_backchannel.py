@@ -14,12 +14,10 @@ from joserfc.jwk import RSAKey
 
 from bff.store.redis import RedisStore
 from tests.browser import Browser
-from tests.fake_idp import CLIENT_ID, ISSUER
+from tests.support.logout import logout_claims
 from tests.unit.test_endpoints import Clock, Env, FakeIdp
 
 pytestmark = pytest.mark.anyio
-
-EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 class Cluster:
@@ -42,22 +40,7 @@ class Cluster:
         return browsers
 
     def logout_token(self, **changes: Any) -> str:
-        now = int(self.clock())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": CLIENT_ID,
-            "iat": now,
-            "exp": now + 120,
-            "jti": uuid.uuid4().hex,
-            "sid": "idp-sid-1",
-            "sub": "alice",
-            "events": {EVENT: {}},
-        }
-        for key, value in changes.items():
-            if value is None:
-                claims.pop(key, None)
-            else:
-                claims[key] = value
+        claims = logout_claims(int(self.clock()), **{"sid": "idp-sid-1", "sub": "alice", **changes})
         return self.idp.sign(claims, {"alg": "RS256", "kid": "k1", "typ": "logout+jwt"})
 
     async def post(self, token: str, instance: int = 0) -> Any:
@@ -106,15 +89,7 @@ async def test_sub_only_logout_token(cluster: Cluster) -> None:
 def _foreign_key_token(cluster: Cluster) -> str:
     other = RSAKey.generate_key(2048, parameters={"kid": "k1"})
     now = int(cluster.clock())
-    claims = {
-        "iss": ISSUER,
-        "aud": CLIENT_ID,
-        "iat": now,
-        "exp": now + 60,
-        "jti": "j",
-        "sid": "idp-sid-1",
-        "events": {EVENT: {}},
-    }
+    claims = logout_claims(now, sid="idp-sid-1", exp=now + 60, jti="j")
     return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, other)
 
 

@@ -10,21 +10,17 @@ failover completes in a few seconds; the defaults are 15 s and 30 s.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import redis
 
-from bench.procs import free_port, redis_server_argv
+from tests.support.procs import free_port
+from tests.support.redis_servers import Servers, running_servers
 
-__all__ = ["ClusterGroup", "SentinelGroup", "running_cluster", "running_sentinel"]
+__all__ = ["PASSWORD", "ClusterGroup", "SentinelGroup", "running_cluster", "running_sentinel"]
 
 PASSWORD = "ha-test-password"  # the data nodes' (and the sentinels') password
 SERVICE = "bffprimary"
@@ -45,68 +41,6 @@ def _client(port: int, password: str | None = PASSWORD) -> redis.Redis:
     return redis.Redis(port=port, password=password, socket_timeout=2, socket_connect_timeout=2)
 
 
-@dataclass
-class _Servers:
-    """Processes started here, by name; only these are stopped."""
-
-    dir: Path
-    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-    started: dict[int, tuple[list[str], Path | None]] = field(default_factory=dict)
-
-    def restart(self, port: int, more: list[str] | None = None) -> None:
-        """Start a killed server again, as it was (a cluster node keeps its nodes.conf),
-        with `more` arguments."""
-        extra, config = self.started[port]
-        self.start(port, [*extra, *(more or [])], config)
-        self.started[port] = (extra, config)
-
-    def start(self, port: int, extra: list[str], config: Path | None = None) -> None:
-        self.started[port] = (extra, config)
-        node_dir = self.dir / str(port)
-        node_dir.mkdir(exist_ok=True)
-        if config is None:
-            argv = redis_server_argv(port, str(node_dir))
-        else:
-            argv = ["redis-server", str(config), "--sentinel"]
-        log = (node_dir / "server.log").open("wb")
-        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [*argv, *extra], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.procs[port] = process
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"redis-server on {port} exited: {self.log(port)}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not listen on {port}")
-
-    def log(self, port: int) -> str:
-        path = self.dir / str(port) / "server.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
-
-    def kill(self, port: int) -> None:
-        """SIGKILL, as a crashed machine: no goodbye to the peers."""
-        process = self.procs.pop(port)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(10)
-
-    def stop_all(self) -> None:
-        for process in self.procs.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.procs.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        self.procs.clear()
-
-
 _AUTH = ["--requirepass", PASSWORD, "--masterauth", PASSWORD]
 
 
@@ -114,7 +48,7 @@ _AUTH = ["--requirepass", PASSWORD, "--masterauth", PASSWORD]
 class ClusterGroup:
     """3 primaries + 3 replicas; `url` is the bff store URL (password included)."""
 
-    servers: _Servers
+    servers: Servers
     ports: list[int]
 
     @property
@@ -165,7 +99,7 @@ class ClusterGroup:
         _wait(ok, "cluster_state:ok on every node", timeout)
 
 
-def _start_cluster(servers: _Servers) -> ClusterGroup:
+def _start_cluster(servers: Servers) -> ClusterGroup:
     ports = [free_port() for _ in range(6)]
     for port in ports:
         servers.start(
@@ -185,8 +119,8 @@ def _start_cluster(servers: _Servers) -> ClusterGroup:
                 *_AUTH,
             ],
         )
-    subprocess.run(  # noqa: S603
-        [  # noqa: S607
+    subprocess.run(
+        [
             "redis-cli",
             "-a",
             PASSWORD,
@@ -221,7 +155,7 @@ def _start_cluster(servers: _Servers) -> ClusterGroup:
 class SentinelGroup:
     """1 primary, 2 replicas, 3 sentinels; `url` is the bff store URL."""
 
-    servers: _Servers
+    servers: Servers
     data_ports: list[int]
     sentinel_ports: list[int]
 
@@ -292,7 +226,7 @@ class SentinelGroup:
         _wait(ok, "a sentinel-agreed primary with its replicas", timeout)
 
 
-def _start_sentinel(servers: _Servers) -> SentinelGroup:
+def _start_sentinel(servers: Servers) -> SentinelGroup:
     data = [free_port() for _ in range(3)]
     servers.start(data[0], _AUTH)
     for port in data[1:]:
@@ -316,36 +250,12 @@ def _start_sentinel(servers: _Servers) -> SentinelGroup:
 
 
 @contextlib.contextmanager
-def _running(start: Callable[[_Servers], object]) -> Iterator[object]:
-    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
-        raise RuntimeError("redis-server and redis-cli are needed (Debian: redis-server)")
-    with tempfile.TemporaryDirectory(prefix="bff-redis-ha-") as tmp:
-        for attempt in range(3):  # a free port can be taken between probe and bind
-            servers = _Servers(Path(tmp) / str(attempt))
-            servers.dir.mkdir()
-            try:
-                group = start(servers)
-                break
-            except (RuntimeError, subprocess.SubprocessError) as exc:
-                logs = "\n".join(servers.log(port) for port in servers.started)
-                servers.stop_all()
-                if attempt == 2:
-                    raise RuntimeError(f"{exc}; server logs:\n{logs[-4000:]}") from exc
-        try:
-            yield group
-        finally:
-            servers.stop_all()
-
-
-@contextlib.contextmanager
 def running_cluster() -> Iterator[ClusterGroup]:
-    with _running(_start_cluster) as group:
-        assert isinstance(group, ClusterGroup)
+    with running_servers(_start_cluster) as group:
         yield group
 
 
 @contextlib.contextmanager
 def running_sentinel() -> Iterator[SentinelGroup]:
-    with _running(_start_sentinel) as group:
-        assert isinstance(group, SentinelGroup)
+    with running_servers(_start_sentinel) as group:
         yield group

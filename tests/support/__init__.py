@@ -1,0 +1,4 @@
+"""Helpers the tests share (and `bench/` reuses): free loopback ports and private
+redis-servers, the processes a test starts (`Stack`), private Sentinel and Cluster groups,
+real logins through the development provider, the failover load loop, and logout-token
+claims."""
