@@ -25,7 +25,7 @@ import pytest
 import redis.asyncio
 
 from bff.errors import StoreUnavailable
-from bff.store import SessionStore
+from bff.store import IndexEntry, SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
 from bff.store.redis_lane import LaneKind
@@ -168,3 +168,37 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         url, raw = cluster.url, _raw(kind, cluster.url, cluster.ports[0])
     async for harness in _redis_harness(kind, url, lane_kind, raw):
         yield harness
+
+
+# --- helpers the contract tests share ----------------------------------------------------
+H1, H2, H3 = "a" * 64, "b" * 64, "c" * 64
+
+
+def entry(
+    h: Harness, sub: str = "user-1", sid: str | None = "idp-sid-1", life: int = 3600
+) -> IndexEntry:
+    return IndexEntry(sub=sub, idp_sid=sid, expires_at=int(h.now()) + life)
+
+
+async def listed(store: SessionStore) -> set[str]:
+    return {session_hash async for session_hash in store.all_sessions()}
+
+
+async def keys_of(h: Harness, session_hash: str) -> list[str]:
+    return [k for k in await h.raw_keys() if session_hash in k]
+
+
+def member_hash(member: bytes) -> str:
+    """The session hash an index member names: after its 8-byte tag, whose low bit says
+    whether the hash is stored as the bytes of its hex or as text."""
+    return member[8:].hex() if member[7] & 1 == 0 else member[8:].decode()
+
+
+async def index_buckets(h: Harness) -> dict[str, list[str]]:
+    """Redis only: each index bucket and the session hashes its members name."""
+    assert h.raw is not None
+    return {
+        key: [member_hash(m) for m in await h.raw.zrange(key, 0, -1)]
+        for key in await h.raw_keys()
+        if ":ix:" in key
+    }

@@ -21,7 +21,7 @@ from joserfc.jwk import RSAKey
 
 from tests.fake_idp import CLIENT_ID, ISSUER
 from tests.security.conftest import Bff, running_bff
-from tests.support.logout import logout_claims
+from tests.support import logout
 from tests.unit.test_oidc import b64, sign
 
 pytestmark = pytest.mark.anyio
@@ -182,27 +182,27 @@ def _sign_with(key: RSAKey, claims: dict[str, Any], *, kid: str) -> str:
 
 
 # --- logout tokens --------------------------------------------------------------------
-def lt_claims(**changes: Any) -> dict[str, Any]:
-    return logout_claims(int(time.time()), **{"sid": "idp-sid-alice", **changes})
+def logout_claims(**changes: Any) -> dict[str, Any]:
+    return logout.logout_claims(int(time.time()), **{"sid": "idp-sid-alice", **changes})
 
 
 LT_HEADER = {"alg": "RS256", "kid": "k1", "typ": "logout+jwt"}
 LOGOUT_ATTACKS: dict[str, Callable[[Bff], str]] = {
-    "alg-none": lambda b: unsigned({"alg": "none", "typ": "logout+jwt"}, lt_claims()),
-    "hs256-public-key": lambda b: hmac_with_public_key(b, lt_claims()),
+    "alg-none": lambda b: unsigned({"alg": "none", "typ": "logout+jwt"}, logout_claims()),
+    "hs256-public-key": lambda b: hmac_with_public_key(b, logout_claims()),
     "unknown-crit": lambda b: sign(
-        lt_claims(), b.idp.key, {**LT_HEADER, "crit": ["urn:x"], "urn:x": 1}
+        logout_claims(), b.idp.key, {**LT_HEADER, "crit": ["urn:x"], "urn:x": 1}
     ),
-    "wrong-iss": lambda b: b.idp.sign(lt_claims(iss="https://evil.example"), LT_HEADER),
-    "wrong-aud": lambda b: b.idp.sign(lt_claims(aud="other"), LT_HEADER),
-    "with-nonce": lambda b: b.idp.sign(lt_claims(nonce="n"), LT_HEADER),
-    "no-events": lambda b: b.idp.sign(lt_claims(events=None), LT_HEADER),
-    "wrong-event": lambda b: b.idp.sign(lt_claims(events={"urn:other": {}}), LT_HEADER),
-    "no-sid-no-sub": lambda b: b.idp.sign(lt_claims(sid=None), LT_HEADER),
-    "no-jti": lambda b: b.idp.sign(lt_claims(jti=None), LT_HEADER),
-    "expired": lambda b: b.idp.sign(lt_claims(exp=int(time.time()) - 600), LT_HEADER),
+    "wrong-iss": lambda b: b.idp.sign(logout_claims(iss="https://evil.example"), LT_HEADER),
+    "wrong-aud": lambda b: b.idp.sign(logout_claims(aud="other"), LT_HEADER),
+    "with-nonce": lambda b: b.idp.sign(logout_claims(nonce="n"), LT_HEADER),
+    "no-events": lambda b: b.idp.sign(logout_claims(events=None), LT_HEADER),
+    "wrong-event": lambda b: b.idp.sign(logout_claims(events={"urn:other": {}}), LT_HEADER),
+    "no-sid-no-sub": lambda b: b.idp.sign(logout_claims(sid=None), LT_HEADER),
+    "no-jti": lambda b: b.idp.sign(logout_claims(jti=None), LT_HEADER),
+    "expired": lambda b: b.idp.sign(logout_claims(exp=int(time.time()) - 600), LT_HEADER),
     "an-id-token": lambda b: b.idp.sign(id_claims("n", sid="idp-sid-alice")),
-    "oversize": lambda b: b.idp.sign(lt_claims(pad="x" * 70_000), LT_HEADER),
+    "oversize": lambda b: b.idp.sign(logout_claims(pad="x" * 70_000), LT_HEADER),
 }
 
 
@@ -226,7 +226,7 @@ async def test_a_replayed_logout_token_ends_nothing_the_second_time(bff: Bff) ->
     logout, replayed against the user's next session, is refused."""
     first = bff.browser()
     await bff.login(first, sub="alice")
-    token = bff.idp.sign(lt_claims(), LT_HEADER)
+    token = bff.idp.sign(logout_claims(), LT_HEADER)
     assert await post_logout_token(bff, token) == 200
     assert (await first.get("/bff/user", csrf=True)).status_code == 401
     second = bff.browser()
