@@ -48,6 +48,13 @@ LAYERS: dict[str, int] = {
     # store
     "bff.store": RULES,
     "bff.store.redis_url": RULES,
+    "bff.store.redis_keys": RULES,
+    "bff.store.redis_lua": RULES,
+    "bff.store.redis_boundary": ADAPTERS,
+    "bff.store.redis_acks": ADAPTERS,
+    "bff.store.redis_connect": ADAPTERS,
+    "bff.store.redis_index": ADAPTERS,
+    "bff.store.redis_lane": ADAPTERS,
     "bff.store.memory": ADAPTERS,
     "bff.store.redis": ADAPTERS,
     "bff.store.ha": ADAPTERS,
