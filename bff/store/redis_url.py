@@ -16,18 +16,21 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 __all__ = ["HA_SCHEMES", "HaStoreUrl", "mask_store_url", "parse_ha_url"]
 
 HA_SCHEMES = ("redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
-_DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
+_DEFAULT_PORT = MappingProxyType({"sentinel": 26379, "cluster": 6379})
 _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _SERVICE_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_QUERY = {
-    "sentinel": frozenset({"db", "sentinel_password", "sentinel_username"}),
-    "cluster": frozenset(),
-}
+_QUERY = MappingProxyType(
+    {
+        "sentinel": frozenset({"db", "sentinel_password", "sentinel_username"}),
+        "cluster": frozenset(),
+    }
+)
 _MAX_NODES = 64
 
 
