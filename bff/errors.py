@@ -13,6 +13,7 @@
     ├── UpstreamTimeout        no connection / answer / next chunk in time -> 504
     └── RequestRejected        the browser's request is refused           -> 4xx
         ├── BadRequest         malformed or forbidden input               -> 400
+        │   └── PathRejected   a path that could change meaning upstream  -> 400 invalid_path
         ├── NotAuthenticated   no live session                            -> 401
         ├── CsrfRejected       missing X-CSRF or cross-site               -> 403
         └── TooManyRequests    a per-client bound is reached              -> 429
@@ -34,6 +35,7 @@ __all__ = [
     "IdpRejected",
     "IdpUnavailable",
     "NotAuthenticated",
+    "PathRejected",
     "RequestRejected",
     "StoreUnavailable",
     "TokenValidationError",
@@ -136,6 +138,13 @@ class RequestRejected(BffError):
 
 class BadRequest(RequestRejected):
     kind = Kind.INVALID_REQUEST
+
+
+class PathRejected(BadRequest):
+    """The request path could change meaning between here and the upstream (THREATS.md
+    invariant 1: dot segments, encoded slashes, ...); the message names the rule."""
+
+    kind = Kind.INVALID_PATH
 
 
 class CsrfRejected(RequestRejected):

@@ -1,4 +1,4 @@
-"""Runs the admin app (`bff.admin_app`) on `BFF_ADMIN_LISTEN`, once per `bff serve`.
+"""Runs the admin app (`bff.web.admin_app`) on `BFF_ADMIN_LISTEN`, once per `bff serve`.
 
 It runs on a thread of the process that `bff serve` started: with `--workers 1` that
 process also serves requests, with more it is uvicorn's supervisor, which only watches

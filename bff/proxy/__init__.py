@@ -1,1 +1,6 @@
-"""The `/api` proxy: the route table, header rules and the hot path as raw ASGI."""
+"""The `/api` proxy. Rules: routes (the table, the canonical path), admission (which
+requests a route takes), request_checks (CSRF, Fetch Metadata, request id),
+forward_rules, request_headers, forwarding and response_headers (strip, then inject),
+replies (the proxy's answers from the table). Services: credentials (CSRF, session,
+token), exchange (one upstream request, retried once on 401), response_stream (the
+answer relayed). Edge: app (the hot path as raw ASGI)."""

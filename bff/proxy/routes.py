@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bff.config.model import RouteConfig
-from bff.errors import ConfigError
+from bff.errors import ConfigError, PathRejected
 
 __all__ = [
     "CanonicalPath",
-    "PathRejected",
     "Route",
     "RouteTable",
     "canonical_path",
@@ -48,10 +47,6 @@ _PLAIN = re.compile(rb"(?:/[A-Za-z0-9\-._~!$&'()*+,;=:@]*)+")
 _DOUBLE = re.compile(r"%(?:2e|2f|5c|00|25)", re.IGNORECASE)
 # Query bytes sent as received, except those no request line may carry.
 _QUERY_OK = re.compile(rb"[\x21-\x22\x24-\x7e]*")
-
-
-class PathRejected(ValueError):
-    """The path could change meaning between here and the upstream: answer 400."""
 
 
 @dataclass(frozen=True, slots=True)

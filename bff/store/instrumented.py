@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from bff.store import IndexEntry, SessionStore, StoreUnavailable
-from bff.telemetry.metrics import StoreMetrics
+from bff.telemetry.request_metrics import StoreMetrics
 from bff.telemetry.tracing import Tracing
 
 __all__ = ["InstrumentedStore"]

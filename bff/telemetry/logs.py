@@ -1,5 +1,6 @@
 """Log formats: `text` (the default) or `json`, one object per line, for the application
-and access logs (the audit log is JSON in both).
+and access logs (the audit log is JSON in both); and the request id every line of a
+request carries (the context variable, and a fresh id when the browser sent none).
 
 JSON fields: `time` (ISO 8601 UTC), `level`, `logger`, `message`, and when known
 `request_id` (also on application lines written while a request is served), `route`,
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-__all__ = ["ACCESS_FIELDS", "REQUEST_ID", "JsonFormatter"]
+__all__ = ["ACCESS_FIELDS", "REQUEST_ID", "JsonFormatter", "new_request_id"]
 
 # The request being served by this task (and by the tasks it starts, such as a refresh).
 REQUEST_ID: ContextVar[str | None] = ContextVar("bff_request_id", default=None)
@@ -29,6 +31,11 @@ ACCESS_FIELDS = (
     "upstream_ms",
     "session",
 )
+
+
+def new_request_id() -> str:
+    """A fresh X-Request-ID, for a request that brought no well-formed one."""
+    return uuid.uuid4().hex
 
 
 class JsonFormatter(logging.Formatter):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from bff.errors import ConfigError
-from bff.proxy.headers import ForwardRules
+from bff.proxy.forward_rules import ForwardRules
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -1,7 +1,7 @@
 """The admin listener (`BFF_ADMIN_LISTEN`): operators' endpoints, kept off the public one.
 
 One admin listener serves the whole `bff serve`, however many workers: it runs in the
-supervising process (see `bff.admin_listener`), merges the workers' metrics from the
+supervising process (see `bff.cli.admin_listener`), merges the workers' metrics from the
 Prometheus multiprocess directory, and checks readiness with its own store connection and
 provider discovery (same configuration as the workers), showing the reason.
 
@@ -33,9 +33,11 @@ from bff.oidc.client import OidcClient
 from bff.store import SessionStore
 from bff.store.factory import create_store
 from bff.telemetry.metrics import CONTENT_TYPE_LATEST, render
-from bff.web.app import discovering, explicit_route, method_not_allowed
-from bff.web.endpoints import readiness_problems, readiness_response
+from bff.web.background import discovering
+from bff.web.error_pages import method_not_allowed
+from bff.web.health import readiness_problems, readiness_response
 from bff.web.lifecycle import Lifecycle
+from bff.web.routing import explicit_route
 
 __all__ = ["AdminContext", "admin_context", "admin_routes", "create_admin_app"]
 

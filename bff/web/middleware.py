@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bff.proxy.headers import request_id_from
-from bff.telemetry.logs import REQUEST_ID
-from bff.telemetry.metrics import OTHER_ROUTE, RequestMetrics, track_inflight
+from bff.proxy.request_checks import inbound_request_id
+from bff.telemetry.logs import REQUEST_ID, new_request_id
+from bff.telemetry.request_metrics import OTHER_ROUTE, RequestMetrics, track_inflight
 from bff.telemetry.tracing import Tracing
 
 __all__ = ["DirectPeerMiddleware", "RequestContextMiddleware"]
@@ -58,7 +58,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_from(scope["headers"])
+        request_id = inbound_request_id(scope["headers"]) or new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context_token = REQUEST_ID.set(request_id)

@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from bff.store.memory import MemoryStore
 from bff.telemetry.logs import JsonFormatter
-from bff.telemetry.metrics import flush_metrics
+from bff.telemetry.request_metrics import flush_metrics
 from bff.telemetry.tracing import Tracing
 from tests.fake_idp import CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp, query
 from tests.integration.proxy_env import BffProcess, make_settings, serve, session_service

@@ -10,12 +10,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bff.proxy.headers import (
-    ForwardRules,
-    filter_request_headers,
-    filter_response_headers,
-    outbound_headers,
-)
+from bff.proxy.forward_rules import ForwardRules
+from bff.proxy.forwarding import outbound_headers
+from bff.proxy.request_headers import filter_request_headers
+from bff.proxy.response_headers import filter_response_headers
 
 MANAGED = [
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",

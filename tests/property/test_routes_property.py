@@ -13,7 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bff.config.model import RouteConfig
-from bff.proxy.routes import PathRejected, RouteTable, canonical_path
+from bff.errors import PathRejected
+from bff.proxy.routes import RouteTable, canonical_path
 
 PIECES = [
     "/", "/", "/", "\\", ".", "..", "...", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C", "%25",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bff.web.app import ENDPOINT_METHODS
+from bff.web.routing import ENDPOINT_METHODS
 from tests.security.edge_env import Env, edge_env
 
 pytestmark = pytest.mark.anyio

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from bff.proxy.headers import (
-    ForwardRules,
-    filter_request_headers,
-    filter_response_headers,
-    outbound_headers,
-)
+from bff.proxy.forward_rules import ForwardRules
+from bff.proxy.forwarding import outbound_headers
+from bff.proxy.request_headers import filter_request_headers
+from bff.proxy.response_headers import filter_response_headers
 
 RULES = ForwardRules.create(
     ["bff-session", "bff-session-login"], ["10.0.0.0/8"], public_host="bff.example:8443"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bff.cli.main import configure_logging, main, version_text
+from bff.cli.logging_setup import configure_logging
+from bff.cli.main import main, version_text
 from bff.config.load import load_settings
 from bff.errors import ConfigError
 from bff.telemetry.logs import REQUEST_ID, JsonFormatter
@@ -138,7 +139,7 @@ def test_bff_runs_without_opentelemetry_and_imports_none_of_it_when_off() -> Non
 import asyncio, httpx
 from bff.web.app import create_app
 from bff.config.load import load_settings
-import bff.cli.main, bff.cli.serve
+import bff.cli.main, bff.cli.serve, bff.cli.serve_command, bff.cli.factory
 env = {"BFF_ISSUER": "https://idp.example.com", "BFF_CLIENT_ID": "c",
        "BFF_CLIENT_SECRET": "s", "BFF_SECRET_KEY": "k" * 32}
 app = create_app(load_settings(env), discover_on_startup=False)
@@ -175,12 +176,12 @@ except ConfigError as exc:
 def test_serve_starts_with_an_empty_metrics_folder(tmp_path) -> None:
     # A restarted container keeps its tmp volume: a dead process's counter and gauge
     # files would be summed into /metrics for ever.
-    from bff.cli.main import _fresh_metrics_dir
+    from bff.cli.serve_command import fresh_metrics_dir
 
     folder = tmp_path / "metrics"
-    _fresh_metrics_dir(str(folder))  # created when missing (read-only root, tmp volume)
+    fresh_metrics_dir(str(folder))  # created when missing (read-only root, tmp volume)
     (folder / "counter_123.db").write_bytes(b"x")
     (folder / "gauge_livesum_123.db").write_bytes(b"x")
     (folder / "keep.txt").write_text("not prometheus_client's")
-    _fresh_metrics_dir(str(folder))
+    fresh_metrics_dir(str(folder))
     assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]

@@ -6,8 +6,8 @@ import pytest
 
 from bff.config.load import load_settings
 from bff.config.model import RouteConfig
-from bff.errors import ConfigError
-from bff.proxy.routes import PathRejected, RouteTable, canonical_path, safe_query
+from bff.errors import ConfigError, PathRejected
+from bff.proxy.routes import RouteTable, canonical_path, safe_query
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY
 
 

@@ -1,0 +1,167 @@
+"""One request to an upstream and its answer streamed back: the request body streamed
+from the browser, the upstream's timing (metrics, access log) and span, one refresh and
+retry when the upstream refuses our token (idempotent requests without a body only), and
+an answer from the table when the upstream fails before its status line. Mid-body, the
+only honest signal left is to end the connection without completing the response."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bff.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnavailable
+from bff.proxy.forward_rules import ForwardRules
+from bff.proxy.replies import BY_KIND, STALLED, Send, send_answer
+from bff.proxy.response_stream import relay_response
+from bff.proxy.routes import Route
+from bff.session.records import Session
+from bff.session.service import SessionRef
+from bff.telemetry.request_metrics import RequestMetrics
+from bff.telemetry.tracing import Tracing
+from bff.tokens.manager import STORE_DOWN, Bearer, TokenManager
+from bff.upstream.origins import (
+    BodyStream,
+    DisconnectWatch,
+    Receive,
+    UpstreamExchange,
+    UpstreamPool,
+)
+
+__all__ = ["Exchange", "Hop"]
+
+_log = logging.getLogger("bff.proxy")
+_WATCH_DELAY = 1.0  # seconds before a request still waiting for its upstream watches for
+# a browser disconnect: fast requests never pay for the extra task
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """What every exchange shares, prepared once by the proxy app."""
+
+    upstreams: UpstreamPool
+    tokens: TokenManager
+    rules: ForwardRules
+    body_timeout: float  # seconds a request body may pause between two chunks
+    metrics: RequestMetrics | None = None
+    tracing: Tracing | None = None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request to an upstream and its response streamed back."""
+
+    hop: Hop
+    route: Route
+    method: str
+    target: str  # path and query, canonical: sent byte for byte after the route's origin
+    has_body: bool
+    headers: list[tuple[str, str]] = field(repr=False)  # holds the bearer
+    ref: SessionRef | None
+    session: Session | None
+    bearer: str | None = field(repr=False)
+    state: dict[str, Any] | None = None  # the request's scope state (route, timings)
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        watch = DisconnectWatch(receive, task, delay=_WATCH_DELAY)
+        stream: BodyStream | None = None
+        if self.has_body:
+            stream = BodyStream(receive, timeout=self.hop.body_timeout, on_done=watch.later)
+        else:
+            watch.later()
+        try:
+            await self._run(send, watch, stream)
+        except asyncio.CancelledError:
+            # Our watcher cancelled us: the browser is gone. Anyone else's cancel stands.
+            if watch.gone and task is not None and task.uncancel() == 0:
+                return
+            raise
+        except OSError:
+            return  # an ASGI server whose send raises once the browser has gone (ASGI 2.4)
+        finally:
+            watch.stop()
+
+    async def _send_request(self, stream: BodyStream | None, send: Send) -> UpstreamExchange | None:
+        pool, origin = self.hop.upstreams, self.route.origin
+        started = time.perf_counter()
+        try:
+            body = stream.chunks() if stream is not None else None
+            tracing = self.hop.tracing
+            if tracing is None:
+                return await pool.request(origin, self.method, self.target, self.headers, body)
+            # ---- tracing on: the hop's span; our traceparent goes upstream ----
+            prefix = self.route.config.prefix
+            with tracing.upstream(self.method, prefix, self.headers) as (span, headers):
+                response = await pool.request(origin, self.method, self.target, headers, body)
+                span.set_attribute("http.response.status_code", response.status)
+                return response
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            if stream is not None and stream.client_gone:
+                return None  # nobody left to answer
+            if stream is not None and stream.stalled:
+                await send_answer(send, STALLED)
+                return None
+            _log.warning("%s: %s", self.route.config.prefix, exc)
+            await send_answer(send, BY_KIND[exc.kind])
+            return None
+        finally:
+            self._upstream_timing(time.perf_counter() - started)
+
+    def _upstream_timing(self, seconds: float) -> None:
+        """bff_upstream_duration_seconds, and `upstream_ms` of the access log."""
+        if self.hop.metrics is not None:
+            self.hop.metrics.upstream(self.route.config.prefix, seconds)
+        if self.state is not None:
+            self.state["upstream_s"] = self.state.get("upstream_s", 0.0) + seconds
+
+    async def _run(self, send: Send, watch: DisconnectWatch, stream: BodyStream | None) -> None:
+        response = await self._send_request(stream, send)
+        if (
+            response is not None
+            and response.status == 401  # the upstream's own answer, not one of ours
+            and self.route.config.retry_on_401
+            and stream is None  # a body is gone once sent: only bodiless requests retry
+            and self.method in _IDEMPOTENT
+        ):
+            response = await self._retry(response, send)
+        if response is None:
+            return
+        try:
+            await relay_response(response, send, rules=self.hop.rules, watch=watch, stream=stream)
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            # Mid-body: the status line is gone, so the only honest signal is to end the
+            # connection without completing the response (the server closes it).
+            _log.warning("%s: response body aborted: %s", self.route.config.prefix, exc)
+            response.close()
+        finally:
+            response.release()
+
+    async def _retry(self, response: UpstreamExchange, send: Send) -> UpstreamExchange | None:
+        """The upstream refused our token: refresh once (unless someone already did) and
+        send the request again; only idempotent requests without a body. Releases
+        `response` unless it is returned."""
+        ref, session, bearer = self.ref, self.session, self.bearer
+        if ref is None or session is None or bearer is None:
+            return response
+        try:
+            result = await self.hop.tokens.access_token_for(ref, session, stale_token=bearer)
+        except StoreUnavailable:
+            result = STORE_DOWN
+        except BaseException:
+            response.release()
+            raise
+        if isinstance(result, Bearer) and result.token == bearer:
+            return response  # nothing newer: the upstream's 401 is the answer
+        response.release()
+        if not isinstance(result, Bearer):
+            await send_answer(send, BY_KIND[result.kind])
+            return None
+        stale = ("Authorization", f"Bearer {bearer}")
+        self.headers = [h for h in self.headers if h != stale]
+        self.headers.append(("Authorization", f"Bearer {result.token}"))
+        self.bearer = result.token
+        return await self._send_request(None, send)

@@ -1,0 +1,48 @@
+"""An upstream's answer relayed to the browser: its status and filtered headers
+(`bff.proxy.response_headers`), then its body as it comes. A short body goes in one
+send; a longer one is streamed, counted in `bff_live_connections`, and stops being read
+as soon as the browser leaves (the disconnect watch)."""
+
+from __future__ import annotations
+
+from bff.proxy.forward_rules import ForwardRules
+from bff.proxy.replies import Send
+from bff.proxy.response_headers import filter_response_headers
+from bff.telemetry.metrics import LIVE_CONNECTIONS
+from bff.upstream.origins import BodyStream, DisconnectWatch, UpstreamExchange
+
+__all__ = ["relay_response"]
+
+_BODILESS = frozenset({204, 304})  # never a body (nor 1xx, which is never relayed)
+
+
+async def relay_response(
+    response: UpstreamExchange,
+    send: Send,
+    *,
+    rules: ForwardRules,
+    watch: DisconnectWatch,
+    stream: BodyStream | None,
+) -> None:
+    """Send `response` to the browser. `stream`: the request's body, if it had one (the
+    disconnect watch may take `receive` only once it is done)."""
+    status = response.status
+    headers = filter_response_headers(response.raw_headers, rules, bodiless=status in _BODILESS)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    read, at_eof = response.readany, response.at_eof
+    chunk = await read()
+    if at_eof():
+        watch.stop()  # from here a disconnect cannot cancel the final send
+        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+        return
+    if stream is None or stream.done:
+        watch.start()  # a longer body: stop reading it as soon as the browser leaves
+    LIVE_CONNECTIONS.inc()  # a streamed response: counted while it stays open
+    try:
+        while not at_eof():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = await read()
+        watch.stop()  # from here a disconnect cannot cancel the final send
+        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+    finally:
+        LIVE_CONNECTIONS.dec()

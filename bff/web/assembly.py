@@ -1,0 +1,130 @@
+"""The services of one app, built from the settings and what a caller injects (tests: a
+mock HTTP client, a store, a clock, an upstream pool): the store, the keys, the provider
+client, sessions, the login flow, tokens, the route table and the upstream pool; and
+their closing, in the app's lifespan."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from bff.config.model import Settings
+from bff.errors import ConfigError
+from bff.oidc.client import OidcClient
+from bff.oidc.login import LoginFlow
+from bff.proxy.routes import RouteTable
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.service import SessionService
+from bff.store import SessionStore
+from bff.store.factory import create_store
+from bff.store.instrumented import InstrumentedStore
+from bff.telemetry.tracing import Tracing
+from bff.tokens.manager import TokenManager
+from bff.upstream.origins import UpstreamPool
+from bff.web.lifecycle import Lifecycle
+from bff.web.runtime import Runtime
+
+__all__ = ["Services", "assemble"]
+
+
+@dataclass(slots=True)
+class Services:
+    runtime: Runtime
+    store: SessionStore
+    http: httpx.AsyncClient
+    upstreams: UpstreamPool
+    tokens: TokenManager
+    table: RouteTable
+    own_http: bool  # built here: closed here (an injected one is its owner's)
+    own_upstreams: bool
+
+    async def aclose(self) -> None:
+        if self.own_upstreams:
+            await self.upstreams.aclose()
+        if self.own_http:
+            await self.http.aclose()
+        await self.store.aclose()
+
+
+def assemble(
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient | None,
+    store: SessionStore | None,
+    clock: Callable[[], float],
+    upstreams: UpstreamPool | None,
+    tracing: Tracing | None,
+    lifecycle: Lifecycle | None,
+) -> Services:
+    http_client = http or httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        follow_redirects=False,
+    )
+    session_store = InstrumentedStore(store or create_store(settings, clock=clock), tracing=tracing)
+    keys = KeyRing(settings.secret_keys)
+    signer = CookieSigner(keys.signing_keys)
+    frontend = settings.frontend
+    oidc = OidcClient.for_frontend(frontend, http=http_client, clock=clock)
+    sessions = SessionService(
+        store=session_store,
+        keys=keys,
+        signer=signer,
+        idle_timeout=frontend.idle_timeout,
+        max_lifetime=frontend.max_lifetime,
+        clock=clock,
+        revoke=oidc.revoke,
+    )
+    flow = LoginFlow(
+        frontend=frontend,
+        pending_per_client=settings.login_pending_max,
+        pending_total=settings.login_pending_total,
+        oidc=oidc,
+        sessions=sessions,
+        keys=keys,
+        signer=signer,
+        clock=clock,
+    )
+    runtime = Runtime(
+        settings=settings,
+        frontend=frontend,
+        oidc=oidc,
+        sessions=sessions,
+        flow=flow,
+        clock=clock,
+        lifecycle=lifecycle or Lifecycle(),
+    )
+    # Built once: route table, upstream sessions (opened lazily in the running loop).
+    table = RouteTable(frontend.routes)
+    if settings.upstream_transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        raise ConfigError(
+            ["BFF_UPSTREAM_TRANSPORT: aiohttp needs the extra: pip install 'bff[aiohttp]'"]
+        )
+    upstream_pool = upstreams or UpstreamPool(
+        timeout=settings.upstream_timeout,
+        limit_per_host=settings.upstream_max_connections,
+        queue_timeout=settings.upstream_queue_timeout,
+        transport=settings.upstream_transport,
+    )
+    token_manager = TokenManager(
+        sessions=sessions,
+        oidc=oidc,
+        clock=clock,
+        refresh_skew=frontend.refresh_skew,
+        resource=frontend.resource,
+        tracing=tracing,
+    )
+    return Services(
+        runtime=runtime,
+        store=session_store,
+        http=http_client,
+        upstreams=upstream_pool,
+        tokens=token_manager,
+        table=table,
+        own_http=http is None,
+        own_upstreams=upstreams is None,
+    )
