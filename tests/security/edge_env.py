@@ -1,5 +1,5 @@
 """Shared by the edge modules of tests/security (login and callback, methods, resource
-exhaustion, admin listener): the in-process bff of tests/unit/test_endpoints on the
+exhaustion, admin listener): the in-process bff of tests/unit/web/env.py on the
 memory store and a fake clock, against the respx-shaped provider."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from bff.store.memory import MemoryStore
 from tests.fake_idp import Clock, FakeIdp
-from tests.unit.test_endpoints import Env
+from tests.unit.web.env import Env
 
 __all__ = ["Env", "edge_env"]
 

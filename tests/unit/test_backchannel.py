@@ -14,8 +14,9 @@ from joserfc.jwk import RSAKey
 
 from bff.store.redis import RedisStore
 from tests.browser import Browser
+from tests.fake_idp import Clock, FakeIdp
 from tests.support.logout import logout_claims
-from tests.unit.test_endpoints import Clock, Env, FakeIdp
+from tests.unit.web.env import Env
 
 pytestmark = pytest.mark.anyio
 

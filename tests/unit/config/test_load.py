@@ -228,3 +228,49 @@ def test_upstream_transport_setting() -> None:
     assert load_settings(BASE, {"upstream_transport": "aiohttp"}).upstream_transport == "aiohttp"
     found = problems({**BASE, "BFF_UPSTREAM_TRANSPORT": "curl"})
     assert "BFF_UPSTREAM_TRANSPORT: must be lean or aiohttp" in found
+
+
+def test_observability_and_shutdown_defaults() -> None:
+    s = load_settings(BASE)
+    assert (s.log_format, s.tracing) == ("text", "off")
+    assert (s.shutdown_drain_delay, s.shutdown_timeout) == (5.0, 30.0)
+
+
+def test_observability_and_shutdown_from_env_and_toml() -> None:
+    env = {
+        **BASE,
+        "BFF_LOG_FORMAT": "JSON",
+        "BFF_TRACING": "otlp",
+        "BFF_SHUTDOWN_DRAIN_DELAY": "0",
+        "BFF_SHUTDOWN_TIMEOUT": "12.5",
+    }
+    s = load_settings(env)
+    assert (s.log_format, s.tracing, s.shutdown_drain_delay, s.shutdown_timeout) == (
+        "json",
+        "otlp",
+        0.0,
+        12.5,
+    )
+    toml = {"log_format": "json", "tracing": "off", "shutdown_drain_delay": 2}
+    s = load_settings(BASE, toml)
+    assert (s.log_format, s.tracing, s.shutdown_drain_delay) == ("json", "off", 2.0)
+
+
+def test_bad_observability_and_shutdown_values_are_named() -> None:
+    env = {
+        **BASE,
+        "BFF_LOG_FORMAT": "xml",
+        "BFF_TRACING": "jaeger",
+        "BFF_SHUTDOWN_DRAIN_DELAY": "-1",
+        "BFF_SHUTDOWN_TIMEOUT": "soon",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    found = " ".join(info.value.problems)
+    for name in (
+        "BFF_LOG_FORMAT",
+        "BFF_TRACING",
+        "BFF_SHUTDOWN_DRAIN_DELAY",
+        "BFF_SHUTDOWN_TIMEOUT",
+    ):
+        assert name in found
