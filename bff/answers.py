@@ -4,7 +4,8 @@ HTTP status, JSON `error` code and `Retry-After` (SPEC.md: all JSON errors are
 
 Nothing else chooses a status for an error: an exception names its kind (`BffError.kind`,
 see `bff.errors`), a token result names its kind (`bff.token_manager`), and the raw ASGI
-proxy, the Starlette endpoints and app.py's error handler render from this table.
+proxy (`bff.proxy.replies`), the Starlette endpoints and their error handler
+(`bff.web.error_pages`) render from this table.
 
 A few kinds carry a finer code per instance (`BadRequest(code="invalid_state")`) or a
 computed `Retry-After` (429 `too_many_logins`); the status always comes from here.

@@ -19,7 +19,8 @@
         └── TooManyRequests    a per-client bound is reached              -> 429
 
 Third-party exceptions (httpx, redis, joserfc) are translated where they enter;
-app.py and the proxy render these as HTTP answers from `bff.answers`.
+`bff.web.error_pages` and the proxy (`bff.proxy.replies`) render these as HTTP answers
+from `bff.answers`.
 """
 
 from __future__ import annotations
