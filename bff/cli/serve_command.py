@@ -17,7 +17,6 @@ import uvicorn
 
 from bff.cli.configuration import otlp_protocol, report_problems, settings_from, warn
 from bff.cli.logging_setup import configure_logging
-from bff.cli.serve import PROCESS_LIFECYCLE, run
 from bff.config.known import unknown_env_warnings
 from bff.config.model import Settings
 from bff.config.report import bind_warnings, cookie_warnings
@@ -86,6 +85,10 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bff-metrics-")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         fresh_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    # Only now: prometheus_client picks its value class (in memory, or the files the admin
+    # listener merges) when first imported, and bff.cli.serve imports it.
+    from bff.cli.serve import PROCESS_LIFECYCLE, run
+
     config = _uvicorn_config(settings)
     admin = None  # started once logging is configured (uvicorn.Config does it)
     if settings.admin_address:

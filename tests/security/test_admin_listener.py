@@ -130,3 +130,35 @@ def test_bff_serve_with_two_workers_runs_one_admin_listener(redis_url: str) -> N
         output = stop(proc)
     assert "Traceback" not in output
     assert output.count("admin listener on") <= 1
+
+
+@pytest.mark.redis
+def test_one_worker_counts_in_the_files_the_admin_listener_merges(redis_url: str) -> None:
+    """One worker and an admin listener: the serving process must count in the
+    multiprocess files, which it does only if prometheus_client is first imported after
+    `bff serve` has set PROMETHEUS_MULTIPROC_DIR (the value class is chosen at import)."""
+    admin_port = free_port()
+    env = {
+        "BFF_ISSUER": f"http://127.0.0.1:{free_port()}",
+        "BFF_CLIENT_ID": "c",
+        "BFF_CLIENT_SECRET": "s",
+        "BFF_SECRET_KEY": SECRET_KEY,
+        "BFF_SESSION_STORE": redis_url,
+        "BFF_STORE_PREFIX": f"bfftest-{uuid.uuid4().hex[:12]}",
+        "BFF_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
+    }
+    proc, port = serve(env)
+    try:
+        for _ in range(3):
+            r = httpx.get(f"http://127.0.0.1:{port}/bff/user", headers={"X-CSRF": "1"}, timeout=5)
+            assert r.status_code == 401
+        counted = 'bff_requests_total{route="/bff/user",status_class="4xx"} 3.0'
+        text = ""
+        deadline = time.monotonic() + 10  # request metrics are batched per second
+        while counted not in text and time.monotonic() < deadline:
+            time.sleep(0.3)
+            text = httpx.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=5).text
+        assert counted in text
+    finally:
+        output = stop(proc)
+    assert "Traceback" not in output
