@@ -12,7 +12,8 @@ import secrets
 import time
 from typing import Any
 
-from bff.session.records import Session, new_session_id, session_hash, shown_claims
+from bff.session.ids import new_session_id
+from bff.session.records import Session, session_hash, shown_claims
 from bff.session.service import SessionRef, SessionService
 from bff.store import IndexEntry
 from bff.store.redis import RedisStore

@@ -3,6 +3,7 @@
 
     BffError                   anything else                              -> 500
     ├── ConfigError            operator input is invalid (carries every problem)
+    ├── BlobError              a sealed record cannot be opened (internal: read as "gone")
     ├── StoreUnavailable       the session store cannot be reached        -> 503
     ├── IdpError               the OpenID provider failed us              -> 502
     │   ├── IdpUnavailable     unreachable, timed out, 5xx, garbage
@@ -13,7 +14,8 @@
     ├── UpstreamTimeout        no connection / answer / next chunk in time -> 504
     └── RequestRejected        the browser's request is refused           -> 4xx
         ├── BadRequest         malformed or forbidden input               -> 400
-        │   └── PathRejected   a path that could change meaning upstream  -> 400 invalid_path
+        │   ├── PathRejected   a path that could change meaning upstream  -> 400 invalid_path
+        │   └── ProviderErrorAnswer  the provider sent the browser back with `error=`
         ├── NotAuthenticated   no live session                            -> 401
         ├── CsrfRejected       missing X-CSRF or cross-site               -> 403
         └── TooManyRequests    a per-client bound is reached              -> 429
@@ -30,6 +32,7 @@ from bff.answers import TABLE, Kind
 __all__ = [
     "BadRequest",
     "BffError",
+    "BlobError",
     "ConfigError",
     "CsrfRejected",
     "IdpError",
@@ -37,6 +40,7 @@ __all__ = [
     "IdpUnavailable",
     "NotAuthenticated",
     "PathRejected",
+    "ProviderErrorAnswer",
     "RequestRejected",
     "StoreUnavailable",
     "TokenValidationError",
@@ -63,6 +67,12 @@ class ConfigError(BffError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class BlobError(BffError):
+    """A sealed blob could not be opened with any configured key (tampered, truncated, or
+    its key is gone). Internal: the session service and the login flow read it as "no such
+    record", so it never reaches an answer."""
 
 
 class StoreUnavailable(BffError):
@@ -146,6 +156,13 @@ class PathRejected(BadRequest):
     invariant 1: dot segments, encoded slashes, ...); the message names the rule."""
 
     kind = Kind.INVALID_PATH
+
+
+class ProviderErrorAnswer(BadRequest):
+    """The provider sent the browser back with `error=` (e.g. the user cancelled)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description or f"the provider refused the login ({error})", code=error)
 
 
 class CsrfRejected(RequestRejected):

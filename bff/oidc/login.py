@@ -1,48 +1,42 @@
-"""The login, callback and logout flows, independent of the web framework.
+"""The login and callback flows (`/bff/login`, `/bff/callback`), independent of the web
+framework; `logout` hands over to `bff.oidc.logout`.
 
-Callback order (THREATS.md invariant 5): `iss` (RFC 9207), then state and its browser
-binding, then the provider's error answer, then the code exchange with the PKCE
-verifier, then ID-token validation, and only then a brand-new session.
+The login is bounded before anything is stored or sent (`login_bounds`), asks the
+provider first (PAR or the authorization URL, with PKCE, state and nonce), then seals its
+state into the store through the session service. The callback's order (THREATS.md
+invariant 5) and its pure checks are in `bff.oidc.login_checks`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bff.config.model import Frontend
-from bff.errors import BadRequest, IdpRejected, IdpUnavailable, TokenValidationError
+from bff.errors import BadRequest, BlobError, IdpRejected, IdpUnavailable, TokenValidationError
 from bff.oidc.client import OidcClient
 from bff.oidc.login_bounds import PendingLogins, client_group
-from bff.oidc.pkce import code_challenge, new_code_verifier, new_nonce, new_state
+from bff.oidc.login_checks import (
+    LOGIN_STATE_TTL,
+    binding_hash,
+    check_callback_params,
+    check_issuer,
+    check_taken_login,
+    provider_error,
+    state_aad,
+)
+from bff.oidc.logout import logout
+from bff.oidc.pkce import code_challenge, new_binding, new_code_verifier, new_nonce, new_state
 from bff.oidc.redirects import MAX_RETURN_URL, is_local_path
 from bff.session.cookies import CookieSigner
-from bff.session.crypto import BlobError, KeyRing
-from bff.session.records import (
-    LoginState,
-    Session,
-    decode_login_state,
-    encode_login_state,
-    shown_claims,
-)
+from bff.session.crypto import KeyRing
+from bff.session.login_record import LoginState, decode_login_state, encode_login_state
+from bff.session.records import Session, shown_claims
 from bff.session.service import SessionRef, SessionService
 
-__all__ = [
-    "LOGIN_STATE_TTL",
-    "CallbackResult",
-    "LoginFlow",
-    "LoginStart",
-    "ProviderErrorAnswer",
-]
+__all__ = ["CallbackResult", "LoginFlow", "LoginStart"]
 
-LOGIN_STATE_TTL = 600  # seconds a login may take, and the binding cookie's Max-Age
-_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_MAX_PARAM = 4096
 _log = logging.getLogger("bff.auth")
 
 
@@ -59,22 +53,9 @@ class CallbackResult:
     return_url: str
 
 
-class ProviderErrorAnswer(BadRequest):
-    """The provider sent the browser back with `error=` (e.g. the user cancelled)."""
-
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description or f"the provider refused the login ({error})", code=error)
-
-
-def _binding_hash(binding: str) -> str:
-    return hashlib.sha256(b"bff/login-binding\0" + binding.encode()).hexdigest()
-
-
-def _state_aad(state: str) -> bytes:
-    return b"bff/login\0" + hashlib.sha256(state.encode()).digest()
-
-
 class LoginFlow:
+    """One frontend's logins: start, callback, logout."""
+
     def __init__(
         self,
         *,
@@ -94,10 +75,7 @@ class LoginFlow:
         self._signer = signer
         self._clock = clock
         self._pending = PendingLogins(
-            sessions.store,
-            per_client=pending_per_client,
-            total=pending_total,
-            ttl=LOGIN_STATE_TTL,
+            sessions, per_client=pending_per_client, total=pending_total, ttl=LOGIN_STATE_TTL
         )
 
     # ---- /bff/login ------------------------------------------------------------------
@@ -120,7 +98,7 @@ class LoginFlow:
         # so logins never pile up cookies (oauth2-proxy #2163).
         binding = self._signer.unsign_binding(binding_cookie) if binding_cookie else None
         if binding is None:
-            binding = secrets.token_urlsafe(32)
+            binding = new_binding()
         state, nonce, verifier = new_state(), new_nonce(), new_code_verifier()
         group = client_group(client)
         # Bounded before anything is stored or sent to the provider (THREATS.md 14).
@@ -145,7 +123,7 @@ class LoginFlow:
             code_verifier=verifier,
             nonce=nonce,
             return_url=return_url,
-            binding=_binding_hash(binding),
+            binding=binding_hash(binding),
             issuer=self._frontend.issuer,
             created_at=int(self._clock()),
             previous=previous.hash if previous is not None else None,
@@ -155,7 +133,7 @@ class LoginFlow:
         url = await self._oidc.authorization_url(
             state=state, nonce=nonce, code_challenge=code_challenge(verifier)
         )
-        blob = self._keys.seal(encode_login_state(login), aad=_state_aad(state))
+        blob = self._keys.seal(encode_login_state(login), aad=state_aad(state))
         await self._pending.track_browser(login.binding, state)
         await self._sessions.put_login_state(state, blob, ttl=LOGIN_STATE_TTL)
         return LoginStart(redirect_to=url, binding_cookie=self._signer.sign_binding(binding))
@@ -169,28 +147,12 @@ class LoginFlow:
         user_agent: str,
         previous: SessionRef | None,
     ) -> CallbackResult:
-        for name, value in params.items():
-            if len(value) > _MAX_PARAM:
-                raise BadRequest(f"callback parameter {name[:32]!r} is too long")
-        metadata = await self._oidc.metadata()
-        iss = params.get("iss")
-        # RFC 9207: a missing (when advertised) or foreign `iss` is a mix-up attempt.
-        # Compared as UTF-8 bytes: compare_digest refuses non-ASCII str (a 500 otherwise).
-        if (metadata.iss_parameter_supported or iss is not None) and (
-            iss is None
-            or not hmac.compare_digest(
-                iss.encode("utf-8", "replace"), metadata.issuer.encode("utf-8", "replace")
-            )
-        ):
-            raise BadRequest(
-                "the authorization response names another issuer", code="invalid_issuer"
-            )
+        check_callback_params(params)
+        check_issuer(params.get("iss"), await self._oidc.metadata())
         login = await self._take_state(params.get("state"), binding_cookie)
-        error = params.get("error")
-        if error is not None:
-            code = error if _ERROR_CODE.fullmatch(error) else "invalid_request"
-            description = params.get("error_description", "")[:200]
-            raise ProviderErrorAnswer(code, "".join(ch for ch in description if ch.isprintable()))
+        refused = provider_error(params)
+        if refused is not None:
+            raise refused
         code_value = params.get("code")
         if not code_value:
             raise BadRequest("the callback carries no authorization code")
@@ -238,42 +200,20 @@ class LoginFlow:
                 reason="state_unknown",
             )
         try:
-            login = decode_login_state(self._keys.open(blob, aad=_state_aad(state)))
+            login = decode_login_state(self._keys.open(blob, aad=state_aad(state)))
         except (BlobError, ValueError):
             raise BadRequest(
                 "unreadable login state", code="invalid_state", reason="state_unreadable"
             ) from None
         if login.client_group is not None:  # taken: no longer pending, whatever follows
             await self._pending.release(login.client_group, state)
-        if self._clock() - login.created_at > LOGIN_STATE_TTL:
-            raise BadRequest(
-                "the login took too long; start again",
-                code="invalid_state",
-                reason="state_expired",
-            )
-        binding = self._signer.unsign_binding(binding_cookie) if binding_cookie else None
-        if binding is None:
-            # Most often the login began at another address than BFF_PUBLIC_URL (the
-            # binding cookie is host-only), less often in another browser.
-            raise BadRequest(
-                "this browser sent no login cookie: the login was started at another "
-                f"address than {self._frontend.public_url} or in another browser; "
-                f"open the app at {self._frontend.public_url} and log in again",
-                code="invalid_state",
-                reason="binding_missing",
-            )
-        if not hmac.compare_digest(_binding_hash(binding), login.binding):
-            raise BadRequest(
-                "this login was started in another browser",
-                code="invalid_state",
-                reason="binding_mismatch",
-            )
-        if login.issuer != self._frontend.issuer:
-            raise BadRequest(
-                "this login was started for another provider",
-                code="invalid_state",
-                reason="issuer_changed",
-            )
+        check_taken_login(
+            login,
+            now=self._clock(),
+            binding=self._signer.unsign_binding(binding_cookie) if binding_cookie else None,
+            public_url=self._frontend.public_url,
+            issuer=self._frontend.issuer,
+        )
         if not await self._pending.still_tracked(login.binding, state):
             raise BadRequest(
                 "this login was replaced by newer logins in this browser; start again",
@@ -291,24 +231,13 @@ class LoginFlow:
         client_ip: str | None = None,
         user_agent: str | None = None,
     ) -> str:
-        """End the session (delete, revoke: bounded, best effort; audit), then where to
-        send the browser."""
-        await self._sessions.end(
-            ref.hash, session, "logout", revoke=True, client_ip=client_ip, user_agent=user_agent
+        """End the session (through `SessionService.end`), then where to send the browser."""
+        return await logout(
+            ref.hash,
+            session,
+            frontend=self._frontend,
+            oidc=self._oidc,
+            sessions=self._sessions,
+            client_ip=client_ip,
+            user_agent=user_agent,
         )
-        id_token = session.tokens.id_token
-        fallback = self._frontend.post_logout_redirect
-        metadata = self._oidc.metadata_or_none
-        if metadata is None:
-            return fallback
-        # The ID token crosses the browser as id_token_hint (it names the user and the
-        # provider session; it grants no API access). BFF_LOGOUT_ID_TOKEN_HINT=false sends
-        # client_id + logout_hint=<sub> instead, for providers that accept them.
-        hint = self._frontend.logout_id_token_hint
-        url = self._oidc.end_session_url(
-            metadata,
-            id_token_hint=id_token if hint else None,
-            logout_hint=None if hint else session.sub,
-            post_logout_redirect_uri=self._frontend.post_logout_redirect_uri,
-        )
-        return url or fallback

@@ -2,7 +2,8 @@
 
 A `GET /bff/login` stores a login state for 10 minutes (and, with PAR, makes a
 client-authenticated call to the provider) for anyone who asks. Three bounds keep that
-in check, each a group of pending `state`s in the store (`SessionStore.add_pending`):
+in check, each a group of pending `state`s in the store, kept through the session service
+(`SessionService.add_pending`, which owns the store):
 
 - per client address (after BFF_TRUSTED_PROXIES; an IPv6 /64 counts as one address):
   at most BFF_LOGIN_PENDING_MAX, checked before anything is stored or sent; and, nested,
@@ -22,7 +23,7 @@ import ipaddress
 import logging
 
 from bff.errors import StoreUnavailable, TooManyRequests
-from bff.store import SessionStore
+from bff.session.service_ops import StoreOps
 
 __all__ = ["IPV6_NESTED_CAPS", "LOGIN_PENDING_PER_BROWSER", "PendingLogins", "client_group"]
 
@@ -68,8 +69,10 @@ def _browser_group(binding_hash: str) -> str:
 
 
 class PendingLogins:
-    def __init__(self, store: SessionStore, *, per_client: int, total: int, ttl: int) -> None:
-        self._store = store
+    """The pending logins of one frontend, bounded per client, in all and per browser."""
+
+    def __init__(self, sessions: StoreOps, *, per_client: int, total: int, ttl: int) -> None:
+        self._sessions = sessions
         self._per_client = per_client
         self._total = total
         self._ttl = ttl
@@ -81,7 +84,7 @@ class PendingLogins:
         taken: list[str] = []
         try:
             for name, limit in steps:
-                retry = await self._store.add_pending(name, state, limit=limit, ttl=self._ttl)
+                retry = await self._sessions.add_pending(name, state, limit=limit, ttl=self._ttl)
                 if retry:
                     if name == _ALL:
                         _log.warning("the bound of pending logins in all (%d) is reached", limit)
@@ -108,7 +111,7 @@ class PendingLogins:
         failure: StoreUnavailable | None = None
         for name in names:
             try:
-                await self._store.remove_pending(name, state)
+                await self._sessions.remove_pending(name, state)
             except StoreUnavailable as exc:
                 failure = failure or exc
         if failure is not None and not quietly:
@@ -116,7 +119,7 @@ class PendingLogins:
 
     async def track_browser(self, binding_hash: str, state: str) -> None:
         """One of this browser's pending logins; its oldest beyond the bound are evicted."""
-        await self._store.add_pending(
+        await self._sessions.add_pending(
             _browser_group(binding_hash),
             state,
             limit=LOGIN_PENDING_PER_BROWSER,
@@ -126,4 +129,4 @@ class PendingLogins:
 
     async def still_tracked(self, binding_hash: str, state: str) -> bool:
         """Take the login off its browser's list: False when it had been evicted."""
-        return await self._store.remove_pending(_browser_group(binding_hash), state)
+        return await self._sessions.remove_pending(_browser_group(binding_hash), state)

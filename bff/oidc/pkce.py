@@ -1,5 +1,5 @@
-"""PKCE (RFC 7636 S256), state and nonce values. Pure apart from the OS random source:
-the verifier's randomness is ours (`secrets`), the S256 transform is authlib's."""
+"""PKCE (RFC 7636 S256), state, nonce and browser-binding values. Pure apart from the OS
+random source: the randomness is ours (`secrets`), the S256 transform is authlib's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import secrets
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-__all__ = ["code_challenge", "new_code_verifier", "new_nonce", "new_state"]
+__all__ = ["code_challenge", "new_binding", "new_code_verifier", "new_nonce", "new_state"]
 
 
 def new_code_verifier() -> str:
@@ -26,4 +26,9 @@ def new_state() -> str:
 
 
 def new_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_binding() -> str:
+    """The login-binding cookie's value: one per browser, shared by its parallel logins."""
     return secrets.token_urlsafe(32)

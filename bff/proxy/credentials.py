@@ -21,7 +21,8 @@ from bff.session.cookies import find_cookie
 from bff.session.records import Session, short_hash
 from bff.session.service import SessionRef, SessionService
 from bff.telemetry.refusals import log_refusal, no_session_reason
-from bff.tokens.manager import Bearer, TokenFailure, TokenManager
+from bff.tokens.manager import TokenManager
+from bff.tokens.results import Bearer, TokenFailure
 
 __all__ = ["ANONYMOUS", "Credentials", "credentials"]
 

@@ -21,7 +21,8 @@ from bff.session.records import Session
 from bff.session.service import SessionRef
 from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
-from bff.tokens.manager import STORE_DOWN, Bearer, TokenManager
+from bff.tokens.manager import TokenManager
+from bff.tokens.results import STORE_DOWN, Bearer
 from bff.upstream.origins import (
     BodyStream,
     DisconnectWatch,

@@ -1,9 +1,11 @@
-"""The tables of session record format 2 (`bff.compact`): member names and what the
+"""The tables of session record format 2 (`bff.session.codec`): member names and what the
 preset dictionary is made of. Pure data. Part of the format: a change needs a new record
 version (a test pins them), or older records would decode differently."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["AT", "KEYS", "RND", "RND32", "SCOPE", "SID", "TEMPLATES", "ZDICT_TEXT", "T"]
@@ -56,16 +58,18 @@ T = 1_700_000_000  # a time; records differ from it, but their time differences 
 RND, RND32, SID, AT = "<16>", "<32>", "<sid>", "<at_hash>"
 KID = "4f9e1c2b7a6d3e5f"
 SCOPE = "openid profile email offline_access"
-RS256_JWT = {"alg": "RS256", "typ": "JWT", "kid": KID}
-PERSON = {
-    "email_verified": True,
-    "name": "Jane Doe",
-    "preferred_username": "jane",
-    "given_name": "Jane",
-    "family_name": "Doe",
-    "email": "jane@example.com",
-}
-TEMPLATES: tuple[tuple[tuple[dict[str, Any], dict[str, Any]], ...], ...] = (
+RS256_JWT: Mapping[str, str] = MappingProxyType({"alg": "RS256", "typ": "JWT", "kid": KID})
+PERSON: Mapping[str, Any] = MappingProxyType(
+    {
+        "email_verified": True,
+        "name": "Jane Doe",
+        "preferred_username": "jane",
+        "given_name": "Jane",
+        "family_name": "Doe",
+        "email": "jane@example.com",
+    }
+)
+TEMPLATES: tuple[tuple[tuple[Mapping[str, Any], Mapping[str, Any]], ...], ...] = (
     (  # Keycloak
         (
             RS256_JWT,

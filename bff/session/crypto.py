@@ -17,15 +17,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["BlobError", "KeyRing"]
+from bff.errors import BlobError
+
+__all__ = ["KeyRing"]
 
 _FORMAT = b"\x01"  # blob format version: 1 = AES-256-GCM, 4-byte key id, 12-byte nonce
 _KID_LEN = 4
 _NONCE_LEN = 12
-
-
-class BlobError(ValueError):
-    """A stored blob could not be decrypted with any configured key (tampered, or key gone)."""
 
 
 def _derive(secret: str, purpose: bytes) -> bytes:

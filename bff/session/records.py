@@ -1,37 +1,27 @@
-"""Session and login-transaction records: ids, hashes, versioned (de)serialisation. Pure."""
+"""Session records: the store key of a session id, the claims a session keeps, and the
+versioned (de)serialisation of a session. Pure (the id itself comes from `bff.session.ids`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from bff.session.codec import Reader, Writer
+from bff.session.codec import Reader, finish
+from bff.session.codec_writer import Writer
 from bff.tokens.records import TokenSet
 
 __all__ = [
     "HIDDEN_CLAIMS",
-    "LoginState",
     "Session",
-    "decode_login_state",
     "decode_session",
-    "encode_login_state",
     "encode_session",
-    "new_session_id",
     "session_hash",
     "short_hash",
     "shown_claims",
 ]
-
-_VERSION = 1
-
-
-def new_session_id() -> str:
-    """256 random bits, base64url (43 characters)."""
-    return secrets.token_urlsafe(32)
 
 
 def session_hash(session_id: str) -> str:
@@ -59,25 +49,6 @@ class Session:
         return max(0, min(idle_timeout, int(self.expires_at - now)))
 
 
-@dataclass(frozen=True, slots=True)
-class LoginState:
-    """A pending login, stored server-side under its `state`."""
-
-    code_verifier: str = field(repr=False)
-    nonce: str = field(repr=False)
-    return_url: str
-    binding: str = field(repr=False)  # hash of the browser-binding cookie value
-    issuer: str
-    created_at: int
-    # The session this browser had when the login started (its hash): the provider's
-    # cross-site redirect back carries no SameSite=Strict cookie, so the callback would
-    # otherwise never learn which session the new one replaces.
-    previous: str | None = None
-    # The pending-login group (client address) this login is counted in, released on
-    # the callback even when the browser comes back from another address.
-    client_group: str | None = field(default=None, repr=False)
-
-
 # --- session records --------------------------------------------------------------------
 # Claims that describe the token rather than the user: never shown on /bff/user, so never
 # part of `Session.claims` (which is the ID token's validated claims without these).
@@ -90,7 +61,7 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 
 
 # The record format, told by the first byte:
-#   b"\x02"  v2, a `bff.compact` stream: three tokens (access, ID, refresh), then the rest
+#   b"\x02"  v2, a `bff.session.codec` stream: three tokens (access, ID, refresh), then the rest
 #            as a list of values. Its tables (preset dictionary, claim names) belong to
 #            version 2: changing them needs a new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
@@ -141,7 +112,7 @@ def _encode_v2(s: Session) -> bytes:
     if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)):
         rest += [s.sub, s.idp_sid, s.claims]
     out.values(rest)
-    return _V2 + out.finish()
+    return _V2 + finish(out)
 
 
 def _decode_v2(data: bytes) -> Session:
@@ -226,37 +197,3 @@ def decode_session(data: bytes) -> Session:
         zlib.error,
     ) as exc:
         raise ValueError("malformed session record") from exc
-
-
-def encode_login_state(s: LoginState) -> bytes:
-    doc = {
-        "v": _VERSION,
-        "cv": s.code_verifier,
-        "n": s.nonce,
-        "r": s.return_url,
-        "b": s.binding,
-        "iss": s.issuer,
-        "ca": s.created_at,
-        "p": s.previous,
-        "cg": s.client_group,
-    }
-    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
-
-
-def decode_login_state(data: bytes) -> LoginState:
-    try:
-        doc = json.loads(data)
-        if doc.get("v") != _VERSION:
-            raise ValueError("unknown login state version")
-        return LoginState(
-            code_verifier=doc["cv"],
-            nonce=doc["n"],
-            return_url=doc["r"],
-            binding=doc["b"],
-            issuer=doc["iss"],
-            created_at=doc["ca"],
-            previous=doc.get("p"),
-            client_group=doc.get("cg"),
-        )
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-        raise ValueError("malformed login state") from exc

@@ -5,10 +5,11 @@ and its absolute expiry (signed), so one `GETEX` can both read the session and s
 its idle expiry to min(idle timeout, remaining lifetime) without a second command.
 
 The service owns the store: the login flow, the token manager, back-channel logout,
-readiness and the admin CLI use its operations (login-state put/take, the refresh lock,
-find by `sub`/`sid`, replay memory, ping), and every way a session ends goes through
-`end`: delete (which unindexes), revoke the refresh token when asked (bounded, best
-effort), one audit line (which also counts `bff_events_total`).
+readiness and the admin CLI use its operations (`bff.session.service_ops`: login-state
+put/take, pending logins, the refresh lock, find by `sub`/`sid`, replay memory, ping), and
+every way a session ends (logout, back-channel logout, admin revoke, `invalid_grant`) goes
+through `end`: delete (which unindexes), revoke the refresh token when asked (bounded,
+best effort), one audit line (which also counts `bff_events_total`).
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
-from bff.errors import IdpError
+from bff.errors import BlobError, IdpError
 from bff.session.cookies import CookieSigner
-from bff.session.crypto import BlobError, KeyRing
+from bff.session.crypto import KeyRing
+from bff.session.ids import new_session_id
 from bff.session.records import (
     Session,
     decode_session,
     encode_session,
-    new_session_id,
     session_hash,
     short_hash,
 )
+from bff.session.service_ops import StoreOps
 from bff.store import IndexEntry, SessionStore
 from bff.telemetry.audit import AuditEvent, audit
 from bff.tokens.records import TokenSet
@@ -44,13 +47,15 @@ REVOKE_TIMEOUT = 3.0  # seconds a revocation may hold up the end of a session
 Revoke = Callable[[str], Awaitable[None]]
 # Why a session ends: the audit event (and outcome) `end` writes for it.
 EndReason = Literal["logout", "backchannel_logout", "revoke", "invalid_grant", "no_refresh_token"]
-_EVENTS: dict[EndReason, tuple[AuditEvent, str]] = {
-    "logout": ("logout", "success"),
-    "backchannel_logout": ("backchannel_logout", "success"),
-    "revoke": ("revoke", "deleted"),
-    "invalid_grant": ("refresh_failed", "invalid_grant"),
-    "no_refresh_token": ("refresh_failed", "no_refresh_token"),
-}
+_EVENTS: Mapping[EndReason, tuple[AuditEvent, str]] = MappingProxyType(
+    {
+        "logout": ("logout", "success"),
+        "backchannel_logout": ("backchannel_logout", "success"),
+        "revoke": ("revoke", "deleted"),
+        "invalid_grant": ("refresh_failed", "invalid_grant"),
+        "no_refresh_token": ("refresh_failed", "no_refresh_token"),
+    }
+)
 
 # Bounded memo tables (dicts evicting in insertion order), so repeat requests of a
 # session skip deterministic work. Only verified results go in: garbage cannot fill them.
@@ -72,7 +77,9 @@ class SessionRef:
         return hashlib.sha256(b"bff/logout-sid\0" + self.session_id.encode()).hexdigest()[:32]
 
 
-class SessionService:
+class SessionService(StoreOps):
+    """Cookie -> session and back; create, save and end sessions (see the module doc)."""
+
     def __init__(
         self,
         *,
@@ -85,7 +92,7 @@ class SessionService:
         revoke: Revoke | None = None,
         revoke_timeout: float = REVOKE_TIMEOUT,
     ) -> None:
-        self.store = store
+        super().__init__(store)
         self._revoke = revoke
         self._revoke_timeout = revoke_timeout
         self._keys = keys
@@ -132,7 +139,7 @@ class SessionService:
         ttl = self._ttl(ref.expires_at)
         if ttl <= 0:
             return None
-        blob = await self.store.load_session(ref.hash, ttl=ttl)
+        blob = await self._store.load_session(ref.hash, ttl=ttl)
         if blob is None:
             return None
         session = self._open(ref.hash, blob)
@@ -184,7 +191,7 @@ class SessionService:
             expires_at=expires_at,
             user_agent=user_agent[:256],
         )
-        await self.store.create_session(
+        await self._store.create_session(
             ref.hash,
             self._seal(ref.hash, session),
             ttl=self._ttl(expires_at),
@@ -197,7 +204,7 @@ class SessionService:
         ttl = self._ttl(session.expires_at)
         if ttl <= 0:
             return False
-        return await self.store.update_session(
+        return await self._store.update_session(
             session_hash_value, self._seal(session_hash_value, session), ttl=ttl
         )
 
@@ -207,14 +214,14 @@ class SessionService:
             index = IndexEntry(
                 sub=session.sub, idp_sid=session.idp_sid, expires_at=session.expires_at
             )
-        return await self.store.delete_session(session_hash_value, index=index)
+        return await self._store.delete_session(session_hash_value, index=index)
 
     async def load_by_hash(self, session_hash_value: str) -> Session | None:
         """For administration and back-channel logout: read without sliding the expiry."""
-        ttl = await self.store.session_ttl(session_hash_value)
+        ttl = await self._store.session_ttl(session_hash_value)
         if ttl is None or ttl <= 0:
             return None
-        blob = await self.store.load_session(session_hash_value, ttl=ttl)
+        blob = await self._store.load_session(session_hash_value, ttl=ttl)
         if blob is None:
             return None
         try:
@@ -264,36 +271,3 @@ class SessionService:
         except (IdpError, TimeoutError) as exc:
             _log.warning("refresh token revocation failed: %s", type(exc).__name__)
             return False
-
-    # ---- the store's other session operations, for the flows above this service ----
-    async def put_login_state(self, state: str, blob: bytes, *, ttl: int) -> None:
-        await self.store.put_login_state(state, blob, ttl=ttl)
-
-    async def take_login_state(self, state: str) -> bytes | None:
-        """Single use: returned and deleted at once."""
-        return await self.store.take_login_state(state)
-
-    async def acquire_refresh_lock(self, session_hash_value: str, *, lease_ms: int) -> str | None:
-        return await self.store.acquire_lock(session_hash_value, lease_ms=lease_ms)
-
-    async def release_refresh_lock(self, session_hash_value: str, owner: str) -> bool:
-        return await self.store.release_lock(session_hash_value, owner)
-
-    async def remember_once(self, key: str, *, ttl: int) -> bool:
-        return await self.store.remember_once(key, ttl=ttl)
-
-    async def find(self, *, sub: str | None = None, idp_sid: str | None = None) -> list[str]:
-        """Hashes of the live sessions of one provider session (`idp_sid`, preferred)
-        or of one user (`sub`)."""
-        if idp_sid:
-            return await self.store.sessions_by_idp_sid(idp_sid)
-        return await self.store.sessions_by_sub(sub or "")
-
-    def all_hashes(self) -> AsyncIterator[str]:
-        return self.store.all_sessions()
-
-    async def ttl(self, session_hash_value: str) -> int | None:
-        return await self.store.session_ttl(session_hash_value)
-
-    async def ping(self) -> None:
-        await self.store.ping()

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from bff.errors import BadRequest, CsrfRejected, IdpError, RequestRejected
-from bff.oidc.login import LOGIN_STATE_TTL, CallbackResult
+from bff.oidc.login import CallbackResult
+from bff.oidc.login_checks import LOGIN_STATE_TTL
 from bff.oidc.redirects import printable_host, same_host
 from bff.proxy.forward_rules import ForwardRules
 from bff.proxy.request_checks import navigation_ok

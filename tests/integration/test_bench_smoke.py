@@ -161,7 +161,7 @@ async def test_bulk_sessions_are_what_logins_would_write(redis_url: str) -> None
     from bench.sessions import bulk_create
     from bff.store.redis import RedisStore
     from tests.support.sessions import service
-    from tests.unit.test_session_record import dev_tokens, login_session
+    from tests.unit.session.test_records import dev_tokens, login_session
 
     prefix = f"bfftest-{uuid.uuid4().hex}"
     store = RedisStore.from_url(redis_url, prefix=prefix)

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bff.session.crypto import BlobError, KeyRing
+from bff.errors import BlobError
+from bff.session.crypto import KeyRing
 from bff.session.records import (
     LoginState,
     Session,

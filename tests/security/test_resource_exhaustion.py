@@ -19,6 +19,7 @@ import redis.asyncio
 
 from bff.errors import StoreUnavailable
 from bff.oidc.login_bounds import LOGIN_PENDING_PER_BROWSER, PendingLogins, client_group
+from bff.session.service_ops import StoreOps
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
 from tests.browser import Browser
@@ -122,7 +123,7 @@ async def test_a_store_failure_between_pending_steps_leaks_no_slot() -> None:
     """Security review finding 7: a failure after the first of the pending adds left the
     first counted for 10 minutes; a failed removal skipped the next one."""
     store = FailingStore("login:all", clock=Clock())
-    pending = PendingLogins(store, per_client=1, total=10, ttl=600)
+    pending = PendingLogins(StoreOps(store), per_client=1, total=10, ttl=600)
     group = client_group("203.0.113.9")
     with pytest.raises(StoreUnavailable):
         await pending.admit(group, "s1")

@@ -24,7 +24,7 @@ from bff.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from bff.tokens.manager import STORE_DOWN, NoToken, TokenFailure
+from bff.tokens.results import STORE_DOWN, NoToken, TokenFailure
 
 # SPEC.md: kind -> (status, JSON code, Retry-After)
 EXPECTED = {

@@ -37,13 +37,19 @@ LAYERS: dict[str, int] = {
     "bff.config.routes": ADAPTERS,
     "bff.config.load_frontend": ADAPTERS,
     "bff.config.load": ADAPTERS,
-    # session
+    # session: the records and their codec are pure; ids and sealing use the OS random source
     "bff.session": RULES,
     "bff.session.codec": RULES,
+    "bff.session.codec_primitives": RULES,
     "bff.session.codec_tables": RULES,
+    "bff.session.codec_writer": RULES,
+    "bff.session.codec_zdict": RULES,
     "bff.session.records": RULES,
+    "bff.session.login_record": RULES,
     "bff.session.cookies": RULES,
+    "bff.session.ids": ADAPTERS,  # the OS random source for session ids
     "bff.session.crypto": ADAPTERS,  # the OS random source for nonces
+    "bff.session.service_ops": SERVICES,
     "bff.session.service": SERVICES,
     # store
     "bff.store": RULES,
@@ -60,18 +66,27 @@ LAYERS: dict[str, int] = {
     "bff.store.ha": ADAPTERS,
     "bff.store.instrumented": ADAPTERS,
     "bff.store.factory": ADAPTERS,
-    # oidc
+    # oidc: the token, metadata and callback rules are pure; the provider's HTTP is an adapter
     "bff.oidc": RULES,
     "bff.oidc.redirects": RULES,
-    "bff.oidc.pkce": ADAPTERS,  # the OS random source for state, nonce and verifier
-    "bff.oidc.validation": ADAPTERS,
+    "bff.oidc.metadata": RULES,
+    "bff.oidc.jws": RULES,
+    "bff.oidc.validation": RULES,
+    "bff.oidc.login_checks": RULES,
+    "bff.oidc.pkce": ADAPTERS,  # the OS random source for state, nonce, verifier, binding
+    "bff.oidc.provider_http": ADAPTERS,
+    "bff.oidc.discovery": ADAPTERS,
+    "bff.oidc.jwks": ADAPTERS,
     "bff.oidc.client": ADAPTERS,
     "bff.oidc.login_bounds": SERVICES,
+    "bff.oidc.logout": SERVICES,
     "bff.oidc.login": SERVICES,
     "bff.oidc.backchannel": SERVICES,
     # tokens
     "bff.tokens": RULES,
     "bff.tokens.records": RULES,
+    "bff.tokens.results": RULES,
+    "bff.tokens.refresh": SERVICES,
     "bff.tokens.manager": SERVICES,
     # upstream
     "bff.upstream": RULES,

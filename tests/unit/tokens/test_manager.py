@@ -19,7 +19,8 @@ from bff.session.service import SessionRef, SessionService
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
-from bff.tokens.manager import Bearer, NoToken, TokenFailure, TokenManager
+from bff.tokens.manager import TokenManager
+from bff.tokens.results import Bearer, NoToken, TokenFailure
 from bff.tokens.records import TokenSet
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp
 
@@ -231,7 +232,7 @@ async def test_cancelled_waiters_do_not_cancel_the_refresh(clock: Clock) -> None
 
 
 async def test_lock_wait_times_out_with_503_never_a_logout(clock: Clock, monkeypatch: Any) -> None:
-    import bff.tokens.manager as tm
+    import bff.tokens.refresh as tm
 
     monkeypatch.setattr(tm, "LOCK_WAIT_SECONDS", 0.2)
     store = MemoryStore(clock=clock)
@@ -315,7 +316,7 @@ async def test_upstream_401_refreshes_at_most_once_in_a_few_seconds(clock: Clock
 
 
 async def test_work_under_the_lock_ends_before_its_lease(clock: Clock, monkeypatch: Any) -> None:
-    import bff.tokens.manager as tm
+    import bff.tokens.refresh as tm
 
     monkeypatch.setattr(tm, "LOCK_LEASE_MS", 5_400)  # 0.4 s of work allowed (5 s margin)
     monkeypatch.setattr(tm, "REFRESH_TIMEOUT", 30.0)

@@ -1,0 +1,216 @@
+"""The refresh itself, single flight across instances (THREATS.md invariant 8, DESIGN.md
+rule 8); `bff.tokens.manager` runs one per session per process and shares its outcome.
+
+- a store lock (`SET NX PX`, random owner token, compare-and-delete release), held
+  through the session service, whose lease outlives the provider call; waiters poll the
+  session and the lock, bounded, and pick up the new tokens when the owner stores them;
+- after taking the lock the session is re-read and re-checked before the provider is
+  called; the rotated refresh token is stored (conditionally: `SET XX`, so a logout
+  meanwhile is never undone) before anyone uses the new access token;
+- only `invalid_grant` ends a session (through `SessionService.end`); everything else
+  keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from bff.errors import FATAL_REFRESH_ERRORS, IdpError, IdpRejected, StoreUnavailable
+from bff.oidc.client import OidcClient
+from bff.session.records import Session, short_hash
+from bff.session.service import SessionRef, SessionService
+from bff.telemetry.audit import AuditEvent, audit
+from bff.telemetry.metrics import REFRESH_LOCK_WAIT, count_refresh
+from bff.telemetry.tracing import Tracing
+from bff.tokens.records import TokenSet, needs_refresh
+from bff.tokens.results import (
+    BUSY,
+    EXPIRED,
+    IDP_DOWN,
+    LEASE_OVER,
+    STORE_DOWN,
+    Bearer,
+    TokenResult,
+    outcome,
+)
+
+__all__ = ["LOCK_LEASE_MS", "LOCK_WAIT_SECONDS", "REFRESH_TIMEOUT", "Refresher"]
+
+_log = logging.getLogger("bff.tokens")
+
+REFRESH_TIMEOUT = 15.0  # the provider call, bounded well inside the lease
+LOCK_LEASE_MS = 45_000  # > REFRESH_TIMEOUT + store retries: never expires mid-refresh
+LOCK_WAIT_SECONDS = 20.0  # a waiter gives up with 503 + Retry-After, never a logout
+# Another instance's refresh usually ends within one provider round trip: poll often at
+# first (one task per session per process polls, however many requests wait), then less.
+_POLL_START, _POLL_GROWTH, _POLL_MAX = 0.005, 1.5, 0.05
+_SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
+_LEASE_MARGIN = 5.0  # seconds of the lease kept free for releasing the lock
+# Waits and deadlines are durations: they read time.monotonic, not the injected wall
+# clock (which a test may freeze, and which would then never end a bounded wait). Token
+# and session expiry read the injected clock.
+
+
+class Refresher:
+    """Refreshes one session's tokens at the provider, once across instances."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionService,
+        oidc: OidcClient,
+        clock: Callable[[], float],
+        refresh_skew: int,
+        resource: str | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._oidc = oidc
+        self._clock = clock
+        self._skew = refresh_skew
+        self._resource = resource
+        self._tracing = tracing
+
+    async def refresh(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
+        """One refresh, counted by outcome (and traced as `bff.refresh` when on)."""
+        if self._tracing is None:
+            result = await self._refresh_once(ref, seen_token, force=force)
+        else:
+            with self._tracing.span("bff.refresh", {}) as span:
+                result = await self._refresh_once(ref, seen_token, force=force)
+                span.set_attribute("bff.refresh.outcome", outcome(result))
+        count_refresh(outcome(result))
+        return result
+
+    async def _refresh_once(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
+        waited = time.monotonic()
+        try:
+            owner = await self._take_lock(ref, seen_token)
+        except StoreUnavailable:
+            return STORE_DOWN
+        finally:
+            REFRESH_LOCK_WAIT.observe(time.monotonic() - waited)
+        if not isinstance(owner, str):
+            return owner  # someone else refreshed (or the session ended) meanwhile
+        try:
+            # Everything done under the lock ends before its lease can: another instance
+            # must never take the lock while this one may still store a rotated token.
+            async with asyncio.timeout(LOCK_LEASE_MS / 1000 - _LEASE_MARGIN):
+                return await self._refresh_locked(ref, seen_token, force=force)
+        except StoreUnavailable:
+            return STORE_DOWN
+        except TimeoutError:
+            _log.warning("refresh did not finish within its lock lease; session kept")
+            return LEASE_OVER
+        finally:
+            with contextlib.suppress(StoreUnavailable):
+                await self._sessions.release_refresh_lock(ref.hash, owner)
+
+    async def _take_lock(self, ref: SessionRef, seen_token: str) -> str | TokenResult:
+        """The lock's owner token, or the outcome another instance produced meanwhile."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        delay = _POLL_START
+        while True:
+            owner = await self._sessions.acquire_refresh_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
+            if owner is not None:
+                return owner
+            if time.monotonic() >= deadline:
+                return BUSY
+            await asyncio.sleep(delay)
+            delay = min(delay * _POLL_GROWTH, _POLL_MAX)
+            current = await self._sessions.load(ref)
+            if current is None:
+                return EXPIRED
+            if current.tokens.access_token != seen_token and not needs_refresh(
+                current.tokens, now=self._clock(), skew=self._skew
+            ):
+                return Bearer(current.tokens.access_token)
+
+    async def _refresh_locked(
+        self, ref: SessionRef, seen_token: str, *, force: bool
+    ) -> TokenResult:
+        # Re-read under the lock: another instance may have refreshed already.
+        session = await self._sessions.load(ref)
+        if session is None:
+            return EXPIRED
+        tokens = session.tokens
+        now = self._clock()
+        if tokens.access_token != seen_token and not needs_refresh(
+            tokens, now=now, skew=self._skew
+        ):
+            return Bearer(tokens.access_token)
+        if not force and not needs_refresh(tokens, now=now, skew=self._skew):
+            return Bearer(tokens.access_token)
+        if not tokens.refresh_token:
+            if tokens.expires_at is not None and tokens.expires_at > now and not force:
+                return Bearer(tokens.access_token)  # still valid; nothing to refresh with
+            await self._sessions.end(ref.hash, session, "no_refresh_token")
+            return EXPIRED
+        try:
+            async with asyncio.timeout(REFRESH_TIMEOUT):
+                fresh = await self._grant(tokens.refresh_token)
+        except IdpRejected as exc:
+            if exc.error in FATAL_REFRESH_ERRORS:
+                await self._sessions.end(ref.hash, session, "invalid_grant")
+                return EXPIRED
+            # invalid_client and friends are *our* misconfiguration: keep every session.
+            _log.error(
+                "refresh refused by the provider with %s: check the client "
+                "configuration; sessions are kept",
+                exc.error,
+            )
+            self._audit("refresh_failed", session, ref, exc.error)
+            return IDP_DOWN
+        except (IdpError, TimeoutError) as exc:
+            _log.warning("refresh failed: %s", type(exc).__name__)
+            self._audit("refresh_failed", session, ref, "idp_unavailable")
+            return IDP_DOWN
+        return await self._store_refreshed(ref, session, tokens.merged_with(fresh))
+
+    async def _grant(self, refresh_token: str) -> TokenSet:
+        if self._tracing is None:
+            return await self._oidc.refresh(refresh_token, resource=self._resource)
+        attributes: dict[str, str | int] = {"oauth2.grant_type": "refresh_token"}
+        with self._tracing.span("oauth2 refresh_token grant", attributes):
+            return await self._oidc.refresh(refresh_token, resource=self._resource)
+
+    async def _store_refreshed(
+        self, ref: SessionRef, session: Session, merged: TokenSet
+    ) -> TokenResult:
+        expires_at = session.expires_at
+        if merged.refresh_expires_at is not None:  # never outlive the refresh token
+            expires_at = min(expires_at, merged.refresh_expires_at)
+        updated = replace(session, tokens=merged, expires_at=expires_at)
+        # The provider may already have invalidated the old refresh token: losing the new
+        # one to a store blip would log the user out, so retry briefly inside the lease.
+        for pause in (*_SAVE_RETRIES, None):
+            try:
+                saved = await self._sessions.save(ref.hash, updated)
+                break
+            except StoreUnavailable:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        if not saved:
+            # Logged out (or expired) while we refreshed: don't resurrect, and don't
+            # leave a fresh refresh token alive at the provider either.
+            if merged.refresh_token and merged.refresh_token != session.tokens.refresh_token:
+                with contextlib.suppress(IdpError):
+                    await self._oidc.revoke(merged.refresh_token)
+            return EXPIRED
+        self._audit("refresh", session, ref, "success")
+        return Bearer(merged.access_token, refreshed_at=self._clock())
+
+    def _audit(self, event: AuditEvent, session: Session, ref: SessionRef, outcome: str) -> None:
+        audit(
+            event,
+            outcome=outcome,
+            now=self._clock(),
+            sub=session.sub,
+            session=short_hash(ref.hash),
+        )
