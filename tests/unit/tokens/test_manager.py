@@ -20,8 +20,8 @@ from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
 from bff.tokens.manager import TokenManager
-from bff.tokens.results import Bearer, NoToken, TokenFailure
 from bff.tokens.records import TokenSet
+from bff.tokens.results import Bearer, NoToken, TokenFailure
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp
 
 pytestmark = pytest.mark.anyio
