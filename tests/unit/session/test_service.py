@@ -1,10 +1,14 @@
-"""SessionService.end: every way a session ends (logout, back-channel logout, admin
-revoke, invalid_grant) has the same store and audit effects; revocation is asked for,
-bounded and best effort; a session already gone is neither revoked nor audited again."""
+"""SessionService on a memory store and an injected clock. `end`: every way a session
+ends (logout, back-channel logout, admin revoke, invalid_grant) has the same store and
+audit effects; revocation is asked for, bounded and best effort; a session already gone is
+neither revoked nor audited again. `create` / `load` / `save`: a fresh sealed session per
+login, the idle expiry slides on use, the absolute lifetime (and the refresh token's)
+ends it, writes are conditional."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 
@@ -125,3 +129,138 @@ async def test_gone_session_is_not_revoked() -> None:
     assert await svc.end(h, session, "backchannel_logout")
     assert not await svc.end(h, session, "logout", revoke=True)
     assert provider.revoked == []
+
+
+# --- cookie -> session and back, on an injected clock --------------------------------------
+IDLE, LIFETIME = 1800, 86400
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clocked(
+    idle: int = IDLE, lifetime: int = LIFETIME
+) -> tuple[Clock, MemoryStore, SessionService]:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    svc = session_service(store, clock=clock, idle_timeout=idle, max_lifetime=lifetime)
+    return clock, store, svc
+
+
+def tokens(refresh_expires_at: int | None = None) -> TokenSet:
+    return TokenSet(
+        access_token="at-1",
+        expires_at=int(NOW) + 300,
+        refresh_token="rt-1",
+        refresh_expires_at=refresh_expires_at,
+    )
+
+
+async def test_create_stores_a_sealed_session_under_a_fresh_id_and_its_cookie_finds_it() -> None:
+    _, store, svc = clocked()
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "alice"}, user_agent="u" * 300)
+    other, _ = await svc.create(tokens=tokens(), claims={"sub": "alice"}, user_agent="ua")
+    assert ref.session_id != other.session_id and ref.hash != other.hash
+    assert ref.expires_at == session.expires_at == int(NOW) + LIFETIME
+    assert session.created_at == int(NOW) and len(session.user_agent) == 256
+    assert await store.session_ttl(ref.hash) == IDLE
+    blob = await store.load_session(ref.hash, ttl=IDLE)
+    assert blob is not None and b"at-1" not in blob and b"rt-1" not in blob  # sealed
+    cookie = svc.cookie_value(ref)
+    assert ref.session_id not in repr(ref)
+    assert svc.ref_from_cookie(cookie) == ref
+    assert await svc.load(svc.ref_from_cookie(cookie) or ref) == session
+    assert svc.ref_from_cookie(cookie[:-2] + "xx") is None
+    assert svc.ref_from_cookie(None) is None and svc.ref_from_cookie("") is None
+
+
+async def test_a_session_never_outlives_its_refresh_token() -> None:
+    _, store, svc = clocked()
+    ref, session = await svc.create(
+        tokens=tokens(refresh_expires_at=int(NOW) + 600), claims={"sub": "a"}, user_agent=""
+    )
+    assert ref.expires_at == session.expires_at == int(NOW) + 600
+    assert await store.session_ttl(ref.hash) == 600  # min(idle, what is left)
+
+
+async def test_load_slides_the_idle_expiry_and_an_idle_session_ends() -> None:
+    clock, store, svc = clocked()
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "a"}, user_agent="")
+    clock.now += IDLE - 10
+    assert await svc.load(ref) == session  # used in time: the idle expiry starts again
+    assert await store.session_ttl(ref.hash) == IDLE
+    clock.now += IDLE - 10
+    assert await svc.load(ref) == session
+    clock.now += IDLE + 1  # idle too long
+    assert await svc.load(ref) is None
+
+
+async def test_the_absolute_lifetime_ends_a_session_however_busy() -> None:
+    clock, store, svc = clocked(idle=IDLE, lifetime=3000)
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "a"}, user_agent="")
+    for _ in range(2):  # busy: used every 1000 s
+        clock.now += 1000
+        assert await svc.load(ref) == session
+    assert await store.session_ttl(ref.hash) == 1000  # the slide stops at the lifetime
+    clock.now += 999
+    assert await svc.load(ref) == session
+    clock.now += 1
+    assert svc.ref_from_cookie(svc.cookie_value(ref)) is None  # the cookie is over too
+    assert await svc.load(ref) is None
+
+
+async def test_a_shortened_lifetime_that_is_over_deletes_the_session() -> None:
+    clock, store, svc = clocked()
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "a", "sid": "s"}, user_agent="")
+    shorter = dataclasses.replace(session, expires_at=int(NOW) + 100)
+    assert await svc.save(ref.hash, shorter)
+    clock.now += 100
+    assert await svc.load(ref) is None
+    assert await store.session_ttl(ref.hash) is None
+    assert await svc.find(sub="a") == [] and await svc.find(idp_sid="s") == []
+
+
+async def test_a_cookie_is_not_served_a_session_that_outlives_it() -> None:
+    _, _, svc = clocked()
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "a"}, user_agent="")
+    longer = dataclasses.replace(session, expires_at=ref.expires_at + 1)
+    assert await svc.save(ref.hash, longer)
+    assert await svc.load(ref) is None
+
+
+async def test_save_is_conditional_and_writes_what_load_reads() -> None:
+    _, _, svc = clocked()
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "a"}, user_agent="")
+    refreshed = dataclasses.replace(
+        session, tokens=dataclasses.replace(session.tokens, access_token="at-2")
+    )
+    assert await svc.save(ref.hash, refreshed)
+    loaded = await svc.load(ref)
+    assert loaded is not None and loaded.tokens.access_token == "at-2"
+    assert await svc.end(ref.hash, loaded, "logout")
+    assert not await svc.save(ref.hash, session)  # deleted meanwhile: never resurrected
+    assert await svc.load(ref) is None and await svc.load_by_hash(ref.hash) is None
+
+
+async def test_a_blob_sealed_for_another_key_or_corrupted_reads_as_gone() -> None:
+    clock, store, svc = clocked()
+    ref, _ = await svc.create(tokens=tokens(), claims={"sub": "a"}, user_agent="")
+    other = session_service(store, "another-secret-key-0123456789abcdef", clock=clock)
+    assert await other.load_by_hash(ref.hash) is None
+    blob = await store.load_session(ref.hash, ttl=IDLE)
+    assert blob is not None
+    await store.update_session(ref.hash, blob[:-1] + bytes([blob[-1] ^ 1]), ttl=IDLE)
+    assert await svc.load(ref) is None and await svc.load_by_hash(ref.hash) is None
+
+
+async def test_load_by_hash_does_not_slide_the_idle_expiry() -> None:
+    clock, store, svc = clocked()
+    ref, session = await svc.create(tokens=tokens(), claims={"sub": "a"}, user_agent="")
+    clock.now += 600
+    assert await svc.load_by_hash(ref.hash) == session
+    assert await store.session_ttl(ref.hash) == IDLE - 600
