@@ -3,7 +3,7 @@ HTTP status, JSON `error` code and `Retry-After` (SPEC.md: all JSON errors are
 `{"error": CODE, "error_description": TEXT}`, with `Cache-Control: no-store`).
 
 Nothing else chooses a status for an error: an exception names its kind (`BffError.kind`,
-see `bff.errors`), a token result names its kind (`bff.token_manager`), and the raw ASGI
+see `bff.errors`), a token result names its kind (`bff.tokens.results`), and the raw ASGI
 proxy (`bff.proxy.replies`), the Starlette endpoints and their error handler
 (`bff.web.error_pages`) render from this table.
 

@@ -1,3 +1,6 @@
-"""Sessions: ids and cookies, the record codec, encryption at rest, and the service that owns
-the store.
+"""Sessions. Rules: `records` (a session's record), `login_record` (a pending login's),
+`codec` with `codec_primitives`, `codec_writer`, `codec_tables` and `codec_zdict` (record
+format 2), `cookies` (signing, finding, attributes). Adapters: `ids` (session ids) and
+`crypto` (keys, sealing). Services: `service` (cookie -> session; create, save, end) over
+`service_ops` (the store's other operations): the service owns the store.
 """

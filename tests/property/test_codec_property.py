@@ -18,15 +18,8 @@ from hypothesis import strategies as st
 
 from bff.errors import BlobError
 from bff.session.crypto import KeyRing
-from bff.session.records import (
-    LoginState,
-    Session,
-    decode_login_state,
-    decode_session,
-    encode_login_state,
-    encode_session,
-    shown_claims,
-)
+from bff.session.login_record import LoginState, decode_login_state, encode_login_state
+from bff.session.records import Session, decode_session, encode_session, shown_claims
 from bff.tokens.records import TokenSet
 from tests.property.conftest import heavy
 

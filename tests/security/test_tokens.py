@@ -22,7 +22,7 @@ from joserfc.jwk import RSAKey
 from tests.fake_idp import CLIENT_ID, ISSUER
 from tests.security.conftest import Bff, running_bff
 from tests.support import logout
-from tests.unit.test_oidc import b64, sign
+from tests.unit.oidc.test_client import b64, sign
 
 pytestmark = pytest.mark.anyio
 
