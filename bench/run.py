@@ -226,8 +226,8 @@ async def create_sessions(
                 service(source, secret_key),
                 cookie,
                 count,
+                store=target or source,
                 cookies_wanted=distinct,
-                into=service(target, secret_key) if target else None,
             )
         finally:
             # Closed before measuring: the bulk connections' buffers are not sessions.

@@ -66,21 +66,18 @@ async def bulk_create(
     template_cookie: str,
     count: int,
     *,
+    store: RedisStore,
     cookies_wanted: int,
     batch: int = 2000,
-    into: SessionService | None = None,
 ) -> list[str]:
     """`count` sessions of distinct users, each what a login of that user would store: the
     logged-in session's record with that user's `sub`, `sid`, tokens and claims, sealed
     under its own id and written with its index entries by `RedisStore.create_sessions`,
     `batch` sessions per round trip. Returns `name=value` cookies for the first
-    `cookies_wanted`. `into`: write them there instead (another store), not where the
-    template session lives."""
+    `cookies_wanted`. `store`: where they are written (the template session's store, or
+    another one); the session service owns its store, so the caller names it."""
     ref, template = await load_logged_in(sessions, template_cookie)
     name = template_cookie.partition("=")[0]
-    sessions = into or sessions
-    store = sessions.store
-    assert isinstance(store, RedisStore)
     cookies: list[str] = []
     expires_at = ref.expires_at
     ttl = max(1, min(IDLE, int(expires_at - time.time())))

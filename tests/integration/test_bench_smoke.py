@@ -173,7 +173,12 @@ async def test_bulk_sessions_are_what_logins_would_write(redis_url: str) -> None
             tokens=template.tokens, claims=template.claims, user_agent=template.user_agent
         )
         cookies = await bulk_create(
-            sessions, f"bff-session={sessions.cookie_value(ref)}", 30, cookies_wanted=3, batch=7
+            sessions,
+            f"bff-session={sessions.cookie_value(ref)}",
+            30,
+            store=store,
+            cookies_wanted=3,
+            batch=7,
         )
         assert len(cookies) == 3
         seen_sids = set()
