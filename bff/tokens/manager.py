@@ -28,7 +28,7 @@ from bff.tokens.results import Bearer, NoToken, TokenResult
 __all__ = ["RECENT_SECONDS", "TokenManager"]
 
 RECENT_SECONDS = 5.0  # how long a finished refresh's outcome is shared in-process
-# The shared-outcome window is a duration: it reads time.monotonic, not the injected wall
+# The shared-outcome window is a duration: it reads the monotonic clock, not the wall
 # clock. Token expiry reads the injected clock.
 
 
@@ -51,8 +51,10 @@ class TokenManager:
         refresh_skew: int,
         resource: str | None = None,
         tracing: Tracing | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._monotonic = monotonic
         self._skew = refresh_skew
         self._refresher = Refresher(
             sessions=sessions,
@@ -61,6 +63,7 @@ class TokenManager:
             refresh_skew=refresh_skew,
             resource=resource,
             tracing=tracing,
+            monotonic=monotonic,
         )
         self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
         self._recent: dict[str, _Recent] = {}
@@ -77,7 +80,7 @@ class TokenManager:
         if (
             stale_token is not None
             and recent is not None
-            and recent.until > time.monotonic()
+            and recent.until > self._monotonic()
             and isinstance(recent.result, Bearer)
         ):
             # Refreshed moments ago: the upstream's 401 stands, and an upstream that
@@ -85,10 +88,10 @@ class TokenManager:
             REFRESH_COALESCED.inc()
             return recent.result
         if recent is not None:
-            if recent.until > time.monotonic() and recent.old_token == tokens.access_token:
+            if recent.until > self._monotonic() and recent.old_token == tokens.access_token:
                 REFRESH_COALESCED.inc()
                 return recent.result
-            if recent.until <= time.monotonic():
+            if recent.until <= self._monotonic():
                 del self._recent[ref.hash]
         task = self._inflight.get(ref.hash)
         if task is None:
@@ -112,7 +115,7 @@ class TokenManager:
             return
         result = task.result()
         if isinstance(result, (Bearer, NoToken)):
-            now = time.monotonic()
+            now = self._monotonic()
             if len(self._recent) > 10_000:  # bounded: drop what has expired
                 self._recent = {k: v for k, v in self._recent.items() if v.until > now}
             self._recent[session_hash] = _Recent(old, result, now + RECENT_SECONDS)

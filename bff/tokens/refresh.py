@@ -51,7 +51,7 @@ LOCK_WAIT_SECONDS = 20.0  # a waiter gives up with 503 + Retry-After, never a lo
 _POLL_START, _POLL_GROWTH, _POLL_MAX = 0.005, 1.5, 0.05
 _SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
 _LEASE_MARGIN = 5.0  # seconds of the lease kept free for releasing the lock
-# Waits and deadlines are durations: they read time.monotonic, not the injected wall
+# Waits and deadlines are durations: they read the injected monotonic clock, not the wall
 # clock (which a test may freeze, and which would then never end a bounded wait). Token
 # and session expiry read the injected clock.
 
@@ -68,7 +68,9 @@ class Refresher:
         refresh_skew: int,
         resource: str | None = None,
         tracing: Tracing | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic
         self._sessions = sessions
         self._oidc = oidc
         self._clock = clock
@@ -88,13 +90,13 @@ class Refresher:
         return result
 
     async def _refresh_once(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
-        waited = time.monotonic()
+        waited = self._monotonic()
         try:
             owner = await self._take_lock(ref, seen_token)
         except StoreUnavailable:
             return STORE_DOWN
         finally:
-            REFRESH_LOCK_WAIT.observe(time.monotonic() - waited)
+            REFRESH_LOCK_WAIT.observe(self._monotonic() - waited)
         if not isinstance(owner, str):
             return owner  # someone else refreshed (or the session ended) meanwhile
         try:
@@ -113,13 +115,13 @@ class Refresher:
 
     async def _take_lock(self, ref: SessionRef, seen_token: str) -> str | TokenResult:
         """The lock's owner token, or the outcome another instance produced meanwhile."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        deadline = self._monotonic() + LOCK_WAIT_SECONDS
         delay = _POLL_START
         while True:
             owner = await self._sessions.acquire_refresh_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
             if owner is not None:
                 return owner
-            if time.monotonic() >= deadline:
+            if self._monotonic() >= deadline:
                 return BUSY
             await asyncio.sleep(delay)
             delay = min(delay * _POLL_GROWTH, _POLL_MAX)

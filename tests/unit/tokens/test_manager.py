@@ -19,7 +19,7 @@ from bff.session.service import SessionRef, SessionService
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
-from bff.tokens.manager import TokenManager
+from bff.tokens.manager import RECENT_SECONDS, TokenManager
 from bff.tokens.records import TokenSet
 from bff.tokens.results import Bearer, NoToken, TokenFailure
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp
@@ -312,6 +312,31 @@ async def test_upstream_401_refreshes_at_most_once_in_a_few_seconds(clock: Clock
         again = await inst.tokens.access_token_for(ref, session, stale_token=first.token)
         assert again.token == first.token
     assert idp.refresh_grants == 1
+    await inst.aclose()
+
+
+async def test_the_shared_outcome_window_reads_the_injected_monotonic_clock(clock: Clock) -> None:
+    idp = FakeIdp(clock=clock)
+    inst = Instance(idp, MemoryStore(clock=clock), clock)
+    ticks = [1000.0]
+    inst.tokens = TokenManager(
+        sessions=inst.sessions,
+        oidc=inst.oidc,
+        clock=clock,
+        refresh_skew=30,
+        monotonic=lambda: ticks[0],
+    )
+    ref = await new_session(inst, idp, clock, expires_in=300)
+    session = await inst.sessions.load(ref)
+    first = await inst.tokens.access_token_for(ref, session, stale_token="access-token-0-XYZ")
+    ticks[0] += RECENT_SECONDS - 0.1  # still inside the window: the 401 stands
+    session = await inst.sessions.load(ref)
+    await inst.tokens.access_token_for(ref, session, stale_token=first.token)
+    assert idp.refresh_grants == 1
+    ticks[0] += 0.2  # past it: a new 401 refreshes again
+    session = await inst.sessions.load(ref)
+    await inst.tokens.access_token_for(ref, session, stale_token=first.token)
+    assert idp.refresh_grants == 2
     await inst.aclose()
 
 
