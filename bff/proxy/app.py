@@ -40,7 +40,8 @@ from bff.telemetry.logs import new_request_id
 from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
 from bff.tokens.manager import TokenManager
-from bff.upstream.origins import SessionSlots, UpstreamPool
+from bff.upstream.origins import UpstreamPool
+from bff.upstream.session_slots import SessionSlots
 from bff.web.runtime import Runtime
 
 __all__ = ["ProxyApp"]

@@ -23,13 +23,9 @@ from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
 from bff.tokens.manager import TokenManager
 from bff.tokens.results import STORE_DOWN, Bearer
-from bff.upstream.origins import (
-    BodyStream,
-    DisconnectWatch,
-    Receive,
-    UpstreamExchange,
-    UpstreamPool,
-)
+from bff.upstream.browser import BodyStream, DisconnectWatch, Receive
+from bff.upstream.origins import UpstreamPool
+from bff.upstream.protocol import UpstreamExchange
 
 __all__ = ["Exchange", "Hop"]
 

@@ -9,7 +9,8 @@ from bff.proxy.forward_rules import ForwardRules
 from bff.proxy.replies import Send
 from bff.proxy.response_headers import filter_response_headers
 from bff.telemetry.metrics import LIVE_CONNECTIONS
-from bff.upstream.origins import BodyStream, DisconnectWatch, UpstreamExchange
+from bff.upstream.browser import BodyStream, DisconnectWatch
+from bff.upstream.protocol import UpstreamExchange
 
 __all__ = ["relay_response"]
 

@@ -16,7 +16,7 @@ into another user's request, gradio GHSA-2mr9-9r47-px2g):
   refused when they hold a control character (CR, LF, NUL...: request smuggling).
 - responses parsed by llhttp in strict mode (duplicate or invalid Content-Length,
   TE + CL, bare LF, obs-fold are all errors); 1xx interim answers skipped, 101 refused.
-- bodies streamed both ways with backpressure: at most `upstream_wire.READ_LIMIT` body
+- bodies streamed both ways with backpressure: at most `bff.upstream.parser.READ_LIMIT` body
   bytes are queued per exchange before the upstream socket stops being read.
 - timeouts on connecting, on the response headers, and on every wait for the next body
   chunk; never on a whole exchange. The wait for a pool slot has its own, shorter bound
@@ -25,52 +25,30 @@ into another user's request, gradio GHSA-2mr9-9r47-px2g):
 - a connection goes back to the pool only after an exchange that ended cleanly (see
   `UpstreamResponse.release`); one that fails, is cancelled or released early is closed.
 
-`upstream_wire` holds one connection and its exchange, and the errors (502 / 504,
-re-exported here and by `bff.upstream`); this module the pool and the request writing.
+The parts: `framing` (the request head, pure), `pool` (the connections to one origin),
+`connection` + `parser` (one socket and its llhttp callbacks), `exchange` (one exchange
+and the reuse rule); this module ties them into the `OriginTransport` Protocol
+(`bff.upstream.protocol`). Errors are `bff.errors`' UpstreamUnavailable (502;
+UpstreamBusy, 503) and UpstreamTimeout (504).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import functools
-import re
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import urlsplit
 
-from bff.upstream.wire import (
-    Connection,
-    InvalidRequest,
-    StaleConnection,
-    UpstreamBusy,
-    UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from bff.errors import UpstreamTimeout, UpstreamUnavailable
+from bff.upstream.connection import Connection
+from bff.upstream.exchange import StaleConnection, UpstreamResponse
+from bff.upstream.framing import IDEMPOTENT, InvalidRequest, RequestHead
+from bff.upstream.pool import ConnectionPool
 
-__all__ = [
-    "InvalidRequest",
-    "OriginPool",
-    "UpstreamBusy",
-    "UpstreamResponse",
-    "UpstreamTimeout",
-    "UpstreamUnavailable",
-]
+__all__ = ["LeanOrigin"]
 
 _KEEPALIVE = 30.0  # seconds an idle connection is kept
-# RFC 9110 §9.2.2; aiohttp's set. Only these are ever sent twice.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-# aiohttp adds `Content-Length: 0` to a bodiless request of any other method.
-_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
-_CONTROLS = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])  # all but HTAB
-_DIGITS = re.compile(r"[0-9]{1,18}")
-_PLAIN, _HOST, _LENGTH, _FRAMING = range(4)
-# Header names already checked against _TOKEN, with what they mean to this client: one
-# dict lookup a header on the hot path (names repeat: the set is small).
-_NAMES: dict[str, int] = {}
 
 
 @functools.cache
@@ -81,29 +59,10 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-def _name_kind(name: str) -> int:
-    kind = _NAMES.get(name)
-    if kind is None:
-        if not _TOKEN.fullmatch(name):
-            raise InvalidRequest(f"invalid header name {name!r}")
-        lower = name.lower()
-        if lower == "host":
-            kind = _HOST
-        elif lower == "content-length":
-            kind = _LENGTH
-        elif lower == "transfer-encoding":
-            kind = _FRAMING
-        else:
-            kind = _PLAIN
-        if len(_NAMES) < 4096:
-            _NAMES[name] = kind
-    return kind
-
-
-class OriginPool:
-    """Keep-alive connections to one origin (`scheme://host[:port]`), at most `limit`
-    at a time (a request waits at most `queue_timeout` seconds for one); made inside the
-    running loop that uses it."""
+class LeanOrigin:
+    """The lean transport to one origin (`scheme://host[:port]`): keep-alive connections,
+    at most `limit` at a time (a request waits at most `queue_timeout` seconds for one);
+    made inside the running loop that uses it."""
 
     def __init__(
         self,
@@ -128,19 +87,18 @@ class OriginPool:
         self.origin = origin
         self.loop = asyncio.get_running_loop()
         self.timeout = timeout
-        self._limit = limit
-        self._queue_timeout = timeout if queue_timeout is None else queue_timeout
-        self._keepalive = keepalive
-        self._host = host
-        self._port = port
-        self._host_line = f"Host: {shown if port == default else f'{shown}:{port}'}\r\n"
-        # verified against the system CAs unless a test brings its own
-        self._tls = (tls or _tls_context()) if secure else None
-        self._open = 0  # connections holding a slot: connecting, busy or idle
-        self._idle: collections.deque[Connection] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[Connection | None]] = collections.deque()
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._closed = False
+        self._head = RequestHead(f"Host: {shown if port == default else f'{shown}:{port}'}\r\n")
+        self.pool = ConnectionPool(
+            origin,
+            host,
+            port,
+            # verified against the system CAs unless a test brings its own
+            (tls or _tls_context()) if secure else None,
+            timeout=timeout,
+            limit=limit,
+            queue_timeout=timeout if queue_timeout is None else queue_timeout,
+            keepalive=keepalive,
+        )
 
     async def request(
         self,
@@ -150,14 +108,19 @@ class OriginPool:
         body: AsyncIterator[bytes] | None,
     ) -> UpstreamResponse:
         """Send the request (body streamed) and return once the response headers are in."""
-        head, length = self._head(method, target, headers, body is not None)
-        retry = body is None and method in _IDEMPOTENT
+        head, length = self._head.encode(method, target, headers, body is not None)
+        retry = body is None and method in IDEMPOTENT
         fresh = False
         while True:
-            conn = await self._acquire(fresh)
+            conn = await self.pool.acquire(fresh)
             reused = conn.uses > 0
             exchange = UpstreamResponse(
-                conn, self.origin, head_request=method == "HEAD", has_body=body is not None
+                conn,
+                self.origin,
+                loop=self.loop,
+                timeout=self.timeout,
+                head_request=method == "HEAD",
+                has_body=body is not None,
             )
             conn.start(exchange)
             if conn.closed:  # lost on its way from the pool: as if stale
@@ -168,7 +131,9 @@ class OriginPool:
                 if body is None:
                     exchange.sent = True
                 else:
-                    exchange.writer = self.loop.create_task(self._send_body(exchange, body, length))
+                    exchange.writer = self.loop.create_task(
+                        self._send_body(conn, exchange, body, length)
+                    )
                 while not exchange.headers_done:
                     if exchange.failure is not None:
                         raise exchange.failure
@@ -186,10 +151,12 @@ class OriginPool:
                 raise
 
     async def _send_body(
-        self, exchange: UpstreamResponse, body: AsyncIterator[bytes], length: int | None
+        self,
+        conn: Connection,
+        exchange: UpstreamResponse,
+        body: AsyncIterator[bytes],
+        length: int | None,
     ) -> None:
-        conn = exchange._conn
-        assert conn is not None
         assert conn.transport is not None
         transport = conn.transport
         sent = 0
@@ -222,182 +189,5 @@ class OriginPool:
             exchange.sent = True
             exchange.wake()  # the wait for the headers starts its clock now
 
-    def _head(
-        self, method: str, target: str, headers: Iterable[tuple[str, str]], has_body: bool
-    ) -> tuple[bytes, int | None]:
-        """The request line and headers as bytes, and the body's length if declared."""
-        if " " in method or " " in target or not target.startswith("/"):
-            raise InvalidRequest("invalid request line")
-        lines = [f"{method} {target} HTTP/1.1\r\n"]
-        host = True
-        length: int | None = None
-        names = _NAMES
-        for name, value in headers:
-            kind = names.get(name)
-            if kind is None:
-                kind = _name_kind(name)
-            if kind:
-                if kind == _HOST:
-                    host = False
-                elif kind == _FRAMING:
-                    raise InvalidRequest("Transfer-Encoding is this client's to set")
-                elif length is not None or not _DIGITS.fullmatch(value):
-                    raise InvalidRequest("invalid Content-Length")
-                else:
-                    length = int(value)
-            lines.append(f"{name}: {value}\r\n")
-        if host:
-            lines.insert(1, self._host_line)
-        if has_body:
-            if length is None:
-                lines.append("Transfer-Encoding: chunked\r\n")
-        elif length is None:
-            if method not in _NO_BODY_METHODS:
-                lines.append("Content-Length: 0\r\n")
-        elif length:
-            raise InvalidRequest("Content-Length without a body")
-        lines.append("\r\n")
-        try:
-            data = "".join(lines).encode("latin-1")
-        except UnicodeEncodeError:
-            raise InvalidRequest("header text outside latin-1") from None
-        # Each line ends in our CR LF; any other control character (CR, LF, NUL...) in a
-        # name, value, method or target would change the message's framing: refuse it.
-        if len(data) - len(data.translate(None, _CONTROLS)) != 2 * len(lines):
-            raise InvalidRequest("control character in the request line or a header")
-        return data, length
-
-    # the pool
-
-    async def _acquire(self, fresh: bool) -> Connection:
-        if not fresh and self._idle:
-            conn = self._idle.pop()  # the most recently used: least likely to be stale
-            conn.idle = False
-            return conn
-        try:
-            return await self._slot_or_connection(fresh)
-        except TimeoutError:
-            raise UpstreamTimeout(f"upstream {self.origin} timed out (connect)") from None
-        except OSError as exc:  # refused, unreachable, DNS, TLS
-            raise UpstreamUnavailable(
-                f"upstream {self.origin} failed ({type(exc).__name__})"
-            ) from exc
-
-    async def _slot_or_connection(self, fresh: bool) -> Connection:
-        deadline: float | None = None  # of the wait for a slot, however often woken
-        while True:
-            if self._closed:
-                raise UpstreamUnavailable("upstream pool closed")
-            if not fresh and self._idle:
-                conn = self._idle.pop()
-                conn.idle = False
-                return conn
-            if self._open >= self._limit and fresh and self._idle:
-                self._idle[0].close()  # the oldest idle one makes room for a fresh one
-            if self._open < self._limit:
-                async with asyncio.timeout(self.timeout):
-                    return await self._connect()
-            if deadline is None:
-                deadline = self.loop.time() + self._queue_timeout
-            handed = await self._wait_for_slot(deadline)
-            if handed is not None and not fresh:
-                return handed
-            if handed is not None:
-                self.put(handed)  # a fresh connection was wanted: keep this one pooled
-
-    async def _wait_for_slot(self, deadline: float) -> Connection | None:
-        """A connection handed over by `put`, or None when a slot came free."""
-        waiter: asyncio.Future[Connection | None] = self.loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout_at(deadline):
-                try:
-                    return await waiter
-                except BaseException:
-                    if waiter.done() and not waiter.cancelled():
-                        passed = waiter.result()  # woken, but leaving: pass it on
-                        if passed is not None:
-                            self.put(passed)
-                        else:
-                            self._wake()
-                    else:
-                        with contextlib.suppress(ValueError):
-                            self._waiters.remove(waiter)
-                    raise
-        except TimeoutError:
-            raise UpstreamBusy(
-                f"upstream {self.origin}: all {self._limit} connections stayed busy"
-            ) from None
-
-    async def _connect(self) -> Connection:
-        self._open += 1
-        conn = Connection(self)
-        try:
-            if self._tls is None:
-                await self.loop.create_connection(lambda: conn, self._host, self._port)
-            else:
-                await self.loop.create_connection(
-                    lambda: conn,
-                    self._host,
-                    self._port,
-                    ssl=self._tls,
-                    server_hostname=self._host,
-                )
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def put(self, conn: Connection) -> None:
-        """A clean connection back: to the first waiter, else idle."""
-        conn.exchange = None
-        conn.resume()
-        if self._closed or conn.closed:
-            conn.close()
-            return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        conn.idle = True
-        conn.idle_until = self.loop.time() + self._keepalive
-        self._idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self.loop.call_at(conn.idle_until, self._sweep)
-
-    def lost(self, conn: Connection) -> None:
-        """A connection closed (by either side): out of the idle list, its slot freed."""
-        if conn.idle:
-            conn.idle = False
-            with contextlib.suppress(ValueError):
-                self._idle.remove(conn)
-        if conn.counted:
-            conn.counted = False
-            self._open -= 1
-            self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # a slot is free: connect
-                return
-
-    def _sweep(self) -> None:
-        self._sweeper = None
-        now = self.loop.time()
-        while self._idle and self._idle[0].idle_until <= now:
-            self._idle[0].close()
-        if self._idle:
-            self._sweeper = self.loop.call_at(self._idle[0].idle_until, self._sweep)
-
     def close(self) -> None:
-        self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        while self._idle:
-            self._idle[0].close()
-        while self._waiters:
-            self._wake()  # each finds the pool closed
+        self.pool.close()

@@ -1,79 +1,19 @@
-"""The upstream hop: one keep-alive pool per upstream origin, on the lean HTTP/1.1
-client of `bff.upstream_http` (why not aiohttp or httpx, and the rules it keeps for a
-proxy, are in its docstring), plus the browser-side helpers of an exchange: its request
-body as a stream, disconnect detection, and each session's share of the upstream
-connections. The client's errors (502 / 503 / 504, in `bff.errors`) are re-exported
-here.
+"""The upstream transports by origin: one `OriginTransport` per upstream origin, made
+lazily inside the running loop by the transport `BFF_UPSTREAM_TRANSPORT` selects (the
+lean client by default, the aiohttp reference on request), and closed on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Literal, Protocol
+from collections.abc import AsyncIterator
 
-from bff.upstream.client import (
-    OriginPool,
-    UpstreamBusy,
-    UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from bff.errors import UpstreamUnavailable
+from bff.upstream.client import LeanOrigin
+from bff.upstream.protocol import OriginTransport, Transport, UpstreamExchange
 
-__all__ = [
-    "OriginTransport",
-    "Transport",
-    "UpstreamExchange",
-    "BodyStream",
-    "ClientGone",
-    "DisconnectWatch",
-    "SessionSlots",
-    "UpstreamBusy",
-    "UpstreamPool",
-    "UpstreamResponse",
-    "UpstreamTimeout",
-    "UpstreamUnavailable",
-]
-
-Transport = Literal["lean", "aiohttp"]  # BFF_UPSTREAM_TRANSPORT
-
-
-class UpstreamExchange(Protocol):
-    """One exchange as the proxy reads it: status and raw headers once the transport's
-    `request` returns, the body through `readany()` until `at_eof()`; `release()` always
-    (hands a fully read connection back), `close()` to drop the connection."""
-
-    status: int
-    raw_headers: list[tuple[bytes, bytes]]
-
-    async def readany(self) -> bytes: ...
-
-    def at_eof(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class OriginTransport(Protocol):
-    """The connections to one upstream origin: the lean client (`upstream_http.OriginPool`,
-    the default) or the aiohttp reference (`upstream_aiohttp.AiohttpOrigin`). Errors are
-    UpstreamUnavailable (UpstreamBusy when no connection freed up within the queue wait)
-    and UpstreamTimeout."""
-
-    loop: asyncio.AbstractEventLoop
-
-    async def request(
-        self,
-        method: str,
-        target: str,
-        headers: Iterable[tuple[str, str]],
-        body: AsyncIterator[bytes] | None,
-    ) -> UpstreamExchange: ...
-
-    def close(self) -> None: ...
+__all__ = ["UpstreamPool", "origin_transport"]
 
 
 def origin_transport(
@@ -88,166 +28,7 @@ def origin_transport(
         from bff.upstream.aiohttp_transport import AiohttpOrigin  # the optional `aiohttp` extra
 
         return AiohttpOrigin(origin, timeout=timeout, limit=limit, queue_timeout=queue_timeout)
-    return OriginPool(origin, timeout=timeout, limit=limit, queue_timeout=queue_timeout)
-
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-
-
-class ClientGone(Exception):
-    """The browser went away (or stalled) while its request body was being sent."""
-
-
-class BodyStream:
-    """The browser's request body, streamed from ASGI `receive` to the upstream.
-
-    Each chunk must arrive within `timeout` (a stalled upload must not hold an upstream
-    connection forever). `on_done` runs once the whole body has been received, so the
-    caller knows `receive` is free for disconnect detection.
-    """
-
-    __slots__ = ("_on_done", "_receive", "_timeout", "client_gone", "done", "stalled")
-
-    def __init__(self, receive: Receive, *, timeout: float, on_done: Callable[[], None]) -> None:
-        self._receive = receive
-        self._timeout = timeout
-        self._on_done = on_done
-        self.done = False
-        self.client_gone = False
-        self.stalled = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    message = await self._receive()
-            except TimeoutError:
-                self.stalled = True
-                raise ClientGone("request body stalled") from None
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                raise ClientGone("client disconnected")
-            body = message.get("body", b"")
-            if body:
-                yield body
-            if not message.get("more_body", False):
-                self.done = True
-                self._on_done()
-                return
-
-
-class DisconnectWatch:
-    """Notices a browser that disconnects while its upstream exchange runs, and cancels
-    that exchange (the upstream response is released on the way out)."""
-
-    __slots__ = ("_delay", "_done", "_receive", "_task", "_timer", "_watcher", "gone")
-
-    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None, *, delay: float) -> None:
-        self._receive = receive
-        self._delay = delay
-        self._task = task
-        self._timer: asyncio.TimerHandle | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self._done = False
-        self.gone = False
-
-    def later(self) -> None:
-        """Start watching if the exchange is still running after a short while."""
-        if not self._done and self._timer is None and self._watcher is None:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self.start)
-
-    def start(self) -> None:
-        if self._done or self._watcher is not None or self._task is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        if not self._done and self._task is not None:
-            self.gone = True
-            self._task.cancel()
-
-    def stop(self) -> None:
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._watcher is not None and not self._watcher.done():
-            self._watcher.cancel()
-
-
-class SessionSlots:
-    """At most `limit` upstream exchanges of one session in flight at once (in this
-    process, whatever their origins), so that one session's slow uploads or slow reads
-    cannot take every connection to an origin (THREATS.md invariant 14). A request past
-    its share waits up to `wait` seconds for one of its session's exchanges to end, then
-    UpstreamBusy. Keys are session hashes; a key disappears with its last exchange."""
-
-    __slots__ = ("_held", "_limit", "_queues", "_wait")
-
-    def __init__(self, *, limit: int, wait: float) -> None:
-        self._limit = limit
-        self._wait = wait
-        self._held: dict[str, int] = {}
-        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
-
-    def take(self, key: str) -> bool:
-        """A slot now, if the session has one free: the common case, without an await."""
-        held = self._held.get(key, 0)
-        if held < self._limit:  # (never while others queue: `release` hands slots over)
-            self._held[key] = held + 1
-            return True
-        return False
-
-    async def acquire(self, key: str) -> None:
-        """A slot, waiting up to `wait` seconds for one; UpstreamBusy after that."""
-        if self.take(key):
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(key, collections.deque()).append(waiter)
-        try:
-            async with asyncio.timeout(self._wait):
-                try:
-                    await waiter  # a finished exchange hands its slot over: count unchanged
-                except BaseException:
-                    if waiter.done() and not waiter.cancelled():
-                        self.release(key)  # handed over, but leaving: pass it on
-                    else:
-                        self._forget(key, waiter)
-                    raise
-        except TimeoutError:
-            raise UpstreamBusy(
-                f"a session already has {self._limit} upstream requests in flight"
-            ) from None
-
-    def release(self, key: str) -> None:
-        queue = self._queues.get(key)
-        while queue:
-            waiter = queue.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                if not queue:
-                    del self._queues[key]
-                return
-        if queue is not None:
-            del self._queues[key]
-        held = self._held[key] - 1
-        if held:
-            self._held[key] = held
-        else:
-            del self._held[key]
-
-    def _forget(self, key: str, waiter: asyncio.Future[None]) -> None:
-        queue = self._queues.get(key)
-        if queue is not None:
-            with contextlib.suppress(ValueError):
-                queue.remove(waiter)
-            if not queue:
-                del self._queues[key]
+    return LeanOrigin(origin, timeout=timeout, limit=limit, queue_timeout=queue_timeout)
 
 
 class UpstreamPool:

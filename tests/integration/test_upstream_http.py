@@ -1,7 +1,9 @@
-"""The upstream client (bff.upstream_http) against scripted loopback upstreams sending
-exact bytes: request framing and hygiene, response framing, keep-alive and its limits,
-the stale-connection retry, timeouts, cancellation and backpressure. Every test runs on
-asyncio and on uvloop (what `bff serve` uses)."""
+"""The upstream transports against scripted loopback upstreams sending exact bytes:
+request framing and hygiene, response framing, keep-alive and its limits, the
+stale-connection retry, timeouts, cancellation and backpressure. Every test runs on both
+transports (BFF_UPSTREAM_TRANSPORT: the lean client, bff.upstream.client, and the aiohttp
+reference, bff.upstream.aiohttp_transport), each on asyncio and on uvloop (what
+`bff serve` uses)."""
 
 from __future__ import annotations
 
@@ -14,22 +16,21 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bff.upstream import wire as upstream_wire
-from bff.upstream.client import (
-    InvalidRequest,
-    OriginPool,
-    UpstreamBusy,
-    UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from bff.upstream.origins import OriginTransport, Transport, UpstreamPool, origin_transport
+from bff.errors import UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
+from bff.upstream import parser as upstream_parser
+from bff.upstream.aiohttp_transport import AiohttpOrigin, AiohttpResponse
+from bff.upstream.client import LeanOrigin
+from bff.upstream.exchange import UpstreamResponse
+from bff.upstream.framing import InvalidRequest
+from bff.upstream.origins import UpstreamPool
+from bff.upstream.protocol import OriginTransport, Transport, UpstreamExchange
 from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream, serve_ok
 
 pytestmark = pytest.mark.anyio
@@ -45,16 +46,22 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 
 
-# The tests of the Protocol's behaviour run against both transports (BFF_UPSTREAM_TRANSPORT):
-# the lean client and the aiohttp reference; the exact-bytes tests are the lean client's.
-TRANSPORTS = pytest.mark.parametrize("transport", ["lean", "aiohttp"])
+@pytest.fixture(params=["lean", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Every test runs on both transports."""
+    kind: Transport = request.param
+    return kind
 
 
-def new_pool(transport: Transport, origin: str, *, timeout: float, limit: int) -> Any:
-    return origin_transport(transport, origin, timeout=timeout, limit=limit)
+def new_pool(
+    transport: Transport, origin: str, *, timeout: float, limit: int, **options: Any
+) -> Any:
+    """A transport to `origin`; `options`: keepalive, tls, queue_timeout."""
+    kind = LeanOrigin if transport == "lean" else AiohttpOrigin
+    return kind(origin, timeout=timeout, limit=limit, **options)
 
 
-async def read_all(response: UpstreamResponse) -> bytes:
+async def read_all(response: UpstreamExchange) -> bytes:
     chunks = [await response.readany()]
     while not response.at_eof():
         chunks.append(await response.readany())
@@ -62,17 +69,37 @@ async def read_all(response: UpstreamResponse) -> bytes:
 
 
 async def fetch(
-    pool: OriginPool | OriginTransport,
+    pool: OriginTransport,
     target: str = "/x",
     method: str = "GET",
     headers: list[tuple[str, str]] | None = None,
     body: AsyncIterator[bytes] | None = None,
-) -> tuple[UpstreamResponse, bytes]:
+) -> tuple[UpstreamExchange, bytes]:
     response = await pool.request(method, target, headers or [], body)
     try:
         return response, await read_all(response)
     finally:
         response.release()
+
+
+def queued(response: UpstreamExchange) -> int:
+    """Body bytes received and not yet read (each transport keeps its own count)."""
+    if isinstance(response, UpstreamResponse):
+        return response.buffered
+    assert isinstance(response, AiohttpResponse)
+    size: int = response._response.content._size
+    return size
+
+
+def idle_sockets(pool: OriginTransport) -> list[socket.socket]:
+    if isinstance(pool, LeanOrigin):
+        transports = [conn.transport for conn in pool.pool._idle]
+    else:
+        assert isinstance(pool, AiohttpOrigin)
+        connector = pool._session.connector
+        assert isinstance(connector, aiohttp.TCPConnector)
+        transports = [p.transport for idle in connector._conns.values() for p, _ in idle]
+    return [t.get_extra_info("socket") for t in transports if t is not None]
 
 
 async def parts(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -115,12 +142,12 @@ def answering(answer: bytes) -> Any:
     ],
 )
 async def test_the_request_is_sent_exactly_with_host_first_and_nothing_ambient(
-    method: str, headers: list[tuple[str, str]], added: bytes
+    method: str, headers: list[tuple[str, str]], added: bytes, transport: Transport
 ) -> None:
     # What aiohttp sent for the same call: Host (the upstream's own) first, the caller's
     # headers in order, `Content-Length: 0` for a bodiless method that carries a body.
     async with ScriptedUpstream(answering(OK)) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         await pool.request(method, "/a%2Fb/c?x=1&y=%20&z=/../", headers, None)
         pool.close()
     own = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers)
@@ -129,9 +156,9 @@ async def test_the_request_is_sent_exactly_with_host_first_and_nothing_ambient(
     assert up.requests[0].head == line + host + own + added + b"\r\n"
 
 
-async def test_a_callers_host_is_kept_and_header_bytes_pass_as_latin1() -> None:
+async def test_a_callers_host_is_kept_and_header_bytes_pass_as_latin1(transport: Transport) -> None:
     async with ScriptedUpstream(answering(OK)) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         # headers arrive latin-1 decoded from the browser's bytes: the same bytes leave
         headers = [("Host", "api.internal"), ("x-name", "caf\xc3\xa9\tb\xff")]
         await fetch(pool, headers=headers)
@@ -167,19 +194,21 @@ async def test_a_callers_host_is_kept_and_header_bytes_pass_as_latin1() -> None:
     ],
 )
 async def test_control_characters_and_foreign_framing_are_refused_before_sending(
-    method: str, target: str, headers: list[tuple[str, str]]
+    method: str, target: str, headers: list[tuple[str, str]], transport: Transport
 ) -> None:
     async with ScriptedUpstream(serve_ok) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         with pytest.raises(InvalidRequest):
             await pool.request(method, target, headers, None)
         pool.close()
     assert up.peers == []  # nothing left, not even a connection
 
 
-async def test_a_body_without_length_goes_chunked_one_with_length_as_it_is() -> None:
+async def test_a_body_without_length_goes_chunked_one_with_length_as_it_is(
+    transport: Transport,
+) -> None:
     async with ScriptedUpstream(answering(OK)) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         await fetch(pool, "/c", "POST", [("x-a", "1")], parts(b"hello", b"", b"world!"))
         headers = [("content-length", "11")]
         await fetch(pool, "/l", "PUT", headers, parts(b"hello", b"world!"))
@@ -197,10 +226,10 @@ async def test_a_body_without_length_goes_chunked_one_with_length_as_it_is() -> 
 
 @pytest.mark.parametrize("declared", ["5", "20"])
 async def test_a_body_that_does_not_match_its_length_never_completes_upstream(
-    declared: str,
+    declared: str, transport: Transport
 ) -> None:
     async with ScriptedUpstream(serve_ok) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         with pytest.raises(UpstreamUnavailable):
             await fetch(pool, "/l", "POST", [("content-length", declared)], parts(b"0123456789"))
         assert await eventually(lambda: up.peers[0].closed_by_client)
@@ -208,13 +237,13 @@ async def test_a_body_that_does_not_match_its_length_never_completes_upstream(
     assert up.requests == []
 
 
-async def test_a_failing_request_body_aborts_the_exchange() -> None:
+async def test_a_failing_request_body_aborts_the_exchange(transport: Transport) -> None:
     async def failing() -> AsyncIterator[bytes]:
         yield b"first"
         raise ConnectionError("the browser left")
 
     async with ScriptedUpstream(serve_ok) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         with pytest.raises(UpstreamUnavailable):
             await pool.request("POST", "/up", [], failing())
         assert await eventually(lambda: up.peers[0].closed_by_client)
@@ -222,7 +251,9 @@ async def test_a_failing_request_body_aborts_the_exchange() -> None:
     assert up.requests == []
 
 
-async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused() -> None:
+async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused(
+    transport: Transport,
+) -> None:
     # An upstream may refuse a body it has not read (413, 401): its answer is the answer.
     async def handler(peer: Peer) -> None:
         if peer.index == 0:
@@ -238,7 +269,7 @@ async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused() -> 
         yield b"y" * 1000
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         started = time.monotonic()
         response, body = await fetch(pool, "/up", "POST", [], slow())
         assert (response.status, body) == (413, b"big!")
@@ -252,7 +283,6 @@ async def test_an_answer_before_the_whole_body_is_delivered_and_not_reused() -> 
 # --- the answer as read ---------------------------------------------------------------
 
 
-@TRANSPORTS
 async def test_chunked_answers_are_decoded_and_the_connection_reused(transport: Transport) -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n"
@@ -269,7 +299,6 @@ async def test_chunked_answers_are_decoded_and_the_connection_reused(transport: 
     assert len(up.peers) == 1
 
 
-@TRANSPORTS
 async def test_interim_answers_are_skipped(transport: Transport) -> None:
     answer = (
         b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -298,7 +327,7 @@ async def test_interim_answers_are_skipped(transport: Transport) -> None:
     ],
 )
 async def test_head_204_and_304_answers_have_no_body(
-    method: str, answer: bytes, connections: int
+    method: str, answer: bytes, connections: int, transport: Transport
 ) -> None:
     # The next answer must not be taken for this one's body; a HEAD exchange, or a bodiless
     # answer whose framing promises a body, never goes back to the pool (a sloppy upstream
@@ -308,7 +337,7 @@ async def test_head_204_and_304_answers_have_no_body(
             peer.send(answer if b"/first" in request.line else OK)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=1, limit=4)
+        pool = new_pool(transport, up.origin, timeout=1, limit=4)
         response, body = await fetch(pool, "/first", method)
         assert body == b"" and response.at_eof()
         response, body = await fetch(pool, "/then")
@@ -317,7 +346,9 @@ async def test_head_204_and_304_answers_have_no_body(
     assert len(up.peers) == connections
 
 
-async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean_eof() -> None:
+async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean_eof(
+    transport: Transport,
+) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         peer.send(b"HTTP/1.1 200 OK\r\n\r\nuntil the")
@@ -326,7 +357,7 @@ async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean
         peer.send(b" end")
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         _, body = await fetch(pool)
         assert body == b"until the end"
         await fetch(pool)  # a new connection: that one is gone
@@ -334,7 +365,6 @@ async def test_a_body_framed_by_the_end_of_the_connection_is_complete_at_a_clean
     assert len(up.peers) == 2
 
 
-@TRANSPORTS
 @pytest.mark.parametrize(
     "answer",
     [
@@ -396,7 +426,9 @@ async def test_an_answer_cut_short_is_an_error_not_a_short_body(
         "head-endless",
     ],
 )
-async def test_no_answer_or_a_malformed_one_is_unavailable(answer: bytes, then_close: bool) -> None:
+async def test_no_answer_or_a_malformed_one_is_unavailable(
+    answer: bytes, then_close: bool, transport: Transport
+) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         peer.send(answer)
@@ -405,7 +437,7 @@ async def test_no_answer_or_a_malformed_one_is_unavailable(answer: bytes, then_c
             await peer.until_closed()
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         with pytest.raises(UpstreamUnavailable):
             await pool.request("GET", "/x", [], None)
         if not then_close:  # the client gave up on it by itself
@@ -417,7 +449,6 @@ async def test_no_answer_or_a_malformed_one_is_unavailable(answer: bytes, then_c
 # --- keep-alive -----------------------------------------------------------------------
 
 
-@TRANSPORTS
 async def test_a_connection_is_reused_after_a_clean_exchange(transport: Transport) -> None:
     async with ScriptedUpstream(serve_ok) as up:
         pool = new_pool(transport, up.origin, timeout=2, limit=4)
@@ -436,9 +467,11 @@ async def test_a_connection_is_reused_after_a_clean_exchange(transport: Transpor
     ],
     ids=["connection-close", "http-1.0"],
 )
-async def test_an_answer_that_ends_keep_alive_is_never_reused(answer: bytes) -> None:
+async def test_an_answer_that_ends_keep_alive_is_never_reused(
+    answer: bytes, transport: Transport
+) -> None:
     async with ScriptedUpstream(answering(answer)) as up:  # keeps it open all the same
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         for _ in range(2):
             _, body = await fetch(pool)
             assert body == b"ok"
@@ -447,7 +480,6 @@ async def test_an_answer_that_ends_keep_alive_is_never_reused(answer: bytes) -> 
     assert len(up.peers) == 2
 
 
-@TRANSPORTS
 async def test_released_before_the_end_the_connection_is_closed_not_reused(
     transport: Transport,
 ) -> None:
@@ -471,7 +503,7 @@ async def test_released_before_the_end_the_connection_is_closed_not_reused(
     assert len(up.peers) == 2
 
 
-async def test_unasked_bytes_after_an_answer_close_the_connection() -> None:
+async def test_unasked_bytes_after_an_answer_close_the_connection(transport: Transport) -> None:
     # A second answer nobody asked for must never become the next request's answer.
     smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!"
 
@@ -491,7 +523,7 @@ async def test_unasked_bytes_after_an_answer_close_the_connection() -> None:
             await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         assert (await fetch(pool))[1] == b"ok"
         assert (await fetch(pool))[1] == b"ok"  # not "evil!"
         await asyncio.sleep(0.3)
@@ -500,9 +532,9 @@ async def test_unasked_bytes_after_an_answer_close_the_connection() -> None:
     assert len(up.peers) == 3
 
 
-async def test_idle_connections_are_closed_after_the_keepalive_period() -> None:
+async def test_idle_connections_are_closed_after_the_keepalive_period(transport: Transport) -> None:
     async with ScriptedUpstream(serve_ok) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4, keepalive=0.2)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4, keepalive=0.2)
         await fetch(pool)
         started = time.monotonic()
         assert await eventually(lambda: up.peers[0].closed_by_client, 3)
@@ -524,7 +556,7 @@ async def test_idle_connections_are_closed_after_the_keepalive_period() -> None:
     ],
 )
 async def test_a_stale_pooled_connection_is_retried_once_only_when_that_is_safe(
-    method: str, body: bytes | None, retried: bool
+    method: str, body: bytes | None, retried: bool, transport: Transport
 ) -> None:
     # The first connection answers once, then takes the next request and closes without
     # a word: what an upstream's keep-alive timeout does when it races our request.
@@ -537,7 +569,7 @@ async def test_a_stale_pooled_connection_is_retried_once_only_when_that_is_safe(
         await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         await fetch(pool, "/warm")
         content = parts(body) if body is not None else None
         headers = [("content-length", str(len(body)))] if body is not None else []
@@ -552,7 +584,9 @@ async def test_a_stale_pooled_connection_is_retried_once_only_when_that_is_safe(
     assert len(up.peers) == (2 if retried else 1)
 
 
-async def test_a_stale_connection_is_not_retried_once_the_answer_began() -> None:
+async def test_a_stale_connection_is_not_retried_once_the_answer_began(
+    transport: Transport,
+) -> None:
     async def handler(peer: Peer) -> None:
         if peer.index == 0:
             await peer.request()
@@ -563,7 +597,7 @@ async def test_a_stale_connection_is_not_retried_once_the_answer_began() -> None
         await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         await fetch(pool)
         with pytest.raises(UpstreamUnavailable):
             await fetch(pool)
@@ -571,7 +605,6 @@ async def test_a_stale_connection_is_not_retried_once_the_answer_began() -> None
     assert len(up.requests) == 2
 
 
-@TRANSPORTS
 async def test_the_pool_never_opens_more_than_its_limit(transport: Transport) -> None:
     async def handler(peer: Peer) -> None:
         while await peer.request() is not None:
@@ -587,7 +620,6 @@ async def test_the_pool_never_opens_more_than_its_limit(transport: Transport) ->
     assert len(up.requests) == 8
 
 
-@TRANSPORTS
 async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout(
     transport: Transport,
 ) -> None:
@@ -613,7 +645,6 @@ async def test_waiting_for_a_pool_slot_is_bounded_and_busy_not_a_timeout(
     assert len(up.peers) == 1
 
 
-@TRANSPORTS
 async def test_connecting_to_nothing_is_unavailable(transport: Transport) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -627,7 +658,6 @@ async def test_connecting_to_nothing_is_unavailable(transport: Transport) -> Non
 # --- timeouts, cancellation, backpressure ---------------------------------------------
 
 
-@TRANSPORTS
 async def test_headers_that_never_come_time_out(transport: Transport) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
@@ -644,7 +674,6 @@ async def test_headers_that_never_come_time_out(transport: Transport) -> None:
         pool.close()
 
 
-@TRANSPORTS
 async def test_each_gap_between_chunks_is_bounded_never_the_whole_body(
     transport: Transport,
 ) -> None:
@@ -673,7 +702,6 @@ async def test_each_gap_between_chunks_is_bounded_never_the_whole_body(
         pool.close()
 
 
-@TRANSPORTS
 async def test_a_cancelled_exchange_closes_its_connection(transport: Transport) -> None:
     async def handler(peer: Peer) -> None:
         if peer.index == 0:
@@ -696,7 +724,7 @@ async def test_a_cancelled_exchange_closes_its_connection(transport: Transport) 
     assert len(up.peers) == 2
 
 
-async def test_a_reader_slower_than_the_upstream_pauses_it() -> None:
+async def test_a_reader_slower_than_the_upstream_pauses_it(transport: Transport) -> None:
     size = 32 << 20
     block = b"\xa5" * (64 << 10)
     written: list[int] = [0]
@@ -711,15 +739,15 @@ async def test_a_reader_slower_than_the_upstream_pauses_it() -> None:
         await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=5, limit=4)
+        pool = new_pool(transport, up.origin, timeout=5, limit=4)
         response = await pool.request("GET", "/big", [], None)
         await asyncio.sleep(0.5)  # nobody reads: what piles up?
-        assert response.buffered <= 2 * upstream_wire.READ_LIMIT
+        assert queued(response) <= 2 * upstream_parser.READ_LIMIT
         assert written[0] < size  # the upstream is held back (kernel buffers aside)
         total = 0
         while not response.at_eof():
             total += len(await response.readany())
-            assert response.buffered <= 2 * upstream_wire.READ_LIMIT
+            assert queued(response) <= 2 * upstream_parser.READ_LIMIT
         assert total == size
         response.release()
         await fetch(pool)  # and the connection was reused
@@ -727,20 +755,20 @@ async def test_a_reader_slower_than_the_upstream_pauses_it() -> None:
     assert len(up.peers) == 1
 
 
-async def test_tcp_nodelay_is_set_on_upstream_sockets() -> None:
+async def test_tcp_nodelay_is_set_on_upstream_sockets(transport: Transport) -> None:
     async with ScriptedUpstream(serve_ok) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)
         await fetch(pool)
-        (conn,) = pool._idle
-        assert conn.transport is not None
-        sock = conn.transport.get_extra_info("socket")
+        (sock,) = idle_sockets(pool)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         pool.close()
 
 
-async def test_upstream_pool_keeps_one_pool_per_origin_and_closes_them() -> None:
+async def test_upstream_pool_keeps_one_pool_per_origin_and_closes_them(
+    transport: Transport,
+) -> None:
     async with ScriptedUpstream(serve_ok) as a, ScriptedUpstream(serve_ok) as b:
-        pool = UpstreamPool(timeout=2)
+        pool = UpstreamPool(timeout=2, transport=transport)
         for origin in (a.origin, b.origin, a.origin):
             response = await pool.request(origin, "GET", "/x", [], None)
             assert await read_all(response) == b"ok"
@@ -788,21 +816,25 @@ def tls_pair(tmp_path: Any) -> tuple[ssl.SSLContext, bytes]:
     return server, pem
 
 
-async def test_https_upstreams_are_verified_against_the_system_cas(tmp_path: Any) -> None:
+async def test_https_upstreams_are_verified_against_the_system_cas(
+    tmp_path: Any, transport: Transport
+) -> None:
     server, _ = tls_pair(tmp_path)
     async with ScriptedUpstream(serve_ok, tls=server) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4)  # the default: system CAs
+        pool = new_pool(transport, up.origin, timeout=2, limit=4)  # the default: system CAs
         with pytest.raises(UpstreamUnavailable):
             await pool.request("GET", "/x", [], None)
         pool.close()
     assert up.requests == []
 
 
-async def test_https_exchanges_keep_alive_like_plain_ones(tmp_path: Any) -> None:
+async def test_https_exchanges_keep_alive_like_plain_ones(
+    tmp_path: Any, transport: Transport
+) -> None:
     server, pem = tls_pair(tmp_path)
     trusting = ssl.create_default_context(cadata=pem.decode())
     async with ScriptedUpstream(serve_ok, tls=server) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=4, tls=trusting)
+        pool = new_pool(transport, up.origin, timeout=2, limit=4, tls=trusting)
         for _ in range(2):
             response, body = await fetch(pool)
             assert (response.status, body) == (200, b"ok")
@@ -819,7 +851,9 @@ async def test_https_exchanges_keep_alive_like_plain_ones(tmp_path: Any) -> None
         b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
     ],
 )
-async def test_a_second_answer_in_the_same_read_never_reaches_anyone(extra: bytes) -> None:
+async def test_a_second_answer_in_the_same_read_never_reaches_anyone(
+    extra: bytes, transport: Transport
+) -> None:
     # Response splitting in the same packet: the first answer stands, the injected one
     # (complete, bodiless, or only begun) neither replaces it nor becomes the next
     # request's answer, and the connection is never reused.
@@ -833,7 +867,7 @@ async def test_a_second_answer_in_the_same_read_never_reaches_anyone(extra: byte
             await serve_ok(peer)
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=1)
+        pool = new_pool(transport, up.origin, timeout=2, limit=1)
         first, data = await fetch(pool)
         assert (first.status, data) == (200, b"ok")
         second, data = await fetch(pool)
@@ -842,7 +876,9 @@ async def test_a_second_answer_in_the_same_read_never_reaches_anyone(extra: byte
     assert len(up.peers) == 2
 
 
-async def test_a_connection_answered_before_its_request_body_was_sent_is_not_reused() -> None:
+async def test_a_connection_answered_before_its_request_body_was_sent_is_not_reused(
+    transport: Transport,
+) -> None:
     # An early 401 while the body is still on its way: the rest of the body could be
     # read as a request of its own (smuggled), whose answer must never reach the next user.
     smuggled = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -863,7 +899,7 @@ async def test_a_connection_answered_before_its_request_body_was_sent_is_not_reu
         yield smuggled
 
     async with ScriptedUpstream(handler) as up:
-        pool = OriginPool(up.origin, timeout=2, limit=1)
+        pool = new_pool(transport, up.origin, timeout=2, limit=1)
         length = str(3 + len(smuggled))
         answer = await pool.request("POST", "/upload", [("Content-Length", length)], body())
         data = b""

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from bff.errors import UpstreamBusy
 from bff.store.memory import MemoryStore
-from bff.upstream.origins import SessionSlots, UpstreamBusy
+from bff.upstream.session_slots import SessionSlots
 from tests.integration.proxy_env import make_settings, mint_session, serve
 from tests.integration.scripted_upstream import OK, Peer, ScriptedUpstream
 from tests.security.raw_client import Answer, RawClient, request_bytes
