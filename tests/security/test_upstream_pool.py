@@ -108,8 +108,15 @@ class Env:
             await browser.close()
 
 
+@pytest.fixture(params=["lean", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every test runs on both upstream transports (BFF_UPSTREAM_TRANSPORT)."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
-async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+async def env(request: pytest.FixtureRequest, transport: str) -> AsyncIterator[Env]:
     limits: dict[str, str] = request.param
     store = MemoryStore()
     cookies = {}
@@ -121,6 +128,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
         settings = make_settings(
             [{"prefix": "/api", "upstream": up.origin}],
             BFF_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT),
+            BFF_UPSTREAM_TRANSPORT=transport,
             **limits,
         )
         async with serve(settings, store) as url:
@@ -213,7 +221,9 @@ async def test_session_slots_never_leak_a_slot_to_timeouts_or_cancellation() -> 
     assert slots.take("b")  # another session's share is its own
 
 
-async def test_a_browser_that_never_reads_cannot_hold_an_upstream_connection() -> None:
+async def test_a_browser_that_never_reads_cannot_hold_an_upstream_connection(
+    transport: str,
+) -> None:
     """Security review finding 9: no send bound toward the browser, so a client that
     never read its answer held the upstream connection (and its origin slot) forever.
     Now a write that the browser does not take within BFF_UPSTREAM_TIMEOUT aborts the
@@ -244,6 +254,7 @@ async def test_a_browser_that_never_reads_cannot_hold_an_upstream_connection() -
             BFF_UPSTREAM_TIMEOUT="1",
             BFF_UPSTREAM_MAX_CONNECTIONS="1",
             BFF_UPSTREAM_QUEUE_TIMEOUT="0.3",
+            BFF_UPSTREAM_TRANSPORT=transport,
         )
         async with serve(settings, store, bounded=True) as url:
             port = int(url.rsplit(":", 1)[1])
