@@ -90,10 +90,17 @@ LAYERS: dict[str, int] = {
     "bff.tokens.manager": SERVICES,
     # upstream
     "bff.upstream": RULES,
-    "bff.upstream.wire": ADAPTERS,
+    "bff.upstream.protocol": RULES,
+    "bff.upstream.framing": RULES,
+    "bff.upstream.exchange": ADAPTERS,
+    "bff.upstream.parser": ADAPTERS,
+    "bff.upstream.connection": ADAPTERS,
+    "bff.upstream.pool": ADAPTERS,
     "bff.upstream.client": ADAPTERS,
     "bff.upstream.origins": ADAPTERS,
     "bff.upstream.aiohttp_transport": ADAPTERS,
+    "bff.upstream.browser": ADAPTERS,
+    "bff.upstream.session_slots": ADAPTERS,
     # proxy: the rules of a request (path, route, headers, answers) are pure; the
     # credentials and the upstream exchange compose sessions, tokens and the pool
     "bff.proxy": RULES,
