@@ -52,13 +52,17 @@ class UpstreamPool:
         self._queue_timeout = queue_timeout
         self._transport: Transport = transport
         self._pools: dict[str, OriginTransport] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one they were made in
 
     def _pool(self, origin: str) -> OriginTransport:
-        pool = self._pools.get(origin)
-        if pool is None or pool.loop is not asyncio.get_running_loop():
-            if pool is not None:  # made in another loop (tests): that loop may be closed
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # made in another loop (tests): that loop may be closed
+            pools, self._pools, self._loop = list(self._pools.values()), {}, loop
+            for stale in pools:
                 with contextlib.suppress(RuntimeError):
-                    pool.close()
+                    stale.close()
+        pool = self._pools.get(origin)
+        if pool is None:
             pool = origin_transport(
                 self._transport,
                 origin,

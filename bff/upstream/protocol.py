@@ -7,7 +7,6 @@ The lean client (`bff.upstream.client`) and the aiohttp reference
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Literal, Protocol
 
@@ -38,8 +37,6 @@ class OriginTransport(Protocol):
     (`bff.upstream.client.LeanOrigin`, the default) or the aiohttp reference
     (`bff.upstream.aiohttp_transport.AiohttpOrigin`). Errors are UpstreamUnavailable
     (UpstreamBusy when no connection freed up within the queue wait) and UpstreamTimeout."""
-
-    loop: asyncio.AbstractEventLoop
 
     async def request(
         self,
