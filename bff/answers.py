@@ -28,12 +28,14 @@ class Kind(enum.Enum):
     CSRF = "csrf"
     NOT_AUTHENTICATED = "not_authenticated"
     SESSION_EXPIRED = "session_expired"
+    STEP_UP_REQUIRED = "step_up_required"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_TIMEOUT = "request_timeout"
     TOO_MANY_REQUESTS = "too_many_requests"
     SERVER_ERROR = "server_error"
     IDP_UNAVAILABLE = "idp_unavailable"
     IDP_INVALID_TOKEN = "idp_invalid_token"
+    TOKEN_EXCHANGE_UNAVAILABLE = "token_exchange_unavailable"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     SESSION_STORE_UNAVAILABLE = "session_store_unavailable"
     REFRESH_IN_PROGRESS = "refresh_in_progress"
@@ -59,6 +61,9 @@ TABLE: Mapping[Kind, Spec] = MappingProxyType(
         Kind.INVALID_PATH: Spec(400, "invalid_path", "the request path is not allowed"),
         Kind.NOT_AUTHENTICATED: Spec(401, "not_authenticated", "no live session"),
         Kind.SESSION_EXPIRED: Spec(401, "session_expired", "the session has ended; log in again"),
+        Kind.STEP_UP_REQUIRED: Spec(
+            401, "step_up_required", "the upstream asks for a stronger login; see login_url"
+        ),
         Kind.CSRF: Spec(403, "csrf", "X-CSRF: 1 header required"),
         Kind.METHOD_NOT_ALLOWED: Spec(
             405, "method_not_allowed", "method not allowed on this route"
@@ -71,6 +76,11 @@ TABLE: Mapping[Kind, Spec] = MappingProxyType(
         ),
         Kind.IDP_INVALID_TOKEN: Spec(
             502, "idp_unavailable", "the identity provider sent an invalid token"
+        ),
+        Kind.TOKEN_EXCHANGE_UNAVAILABLE: Spec(
+            502,
+            "token_exchange_unavailable",
+            "the identity provider does not offer token exchange for this route",
         ),
         Kind.UPSTREAM_UNAVAILABLE: Spec(
             502, "upstream_unavailable", "the upstream is unavailable", _RETRY
@@ -109,12 +119,17 @@ def json_answer(
     *,
     code: str | None = None,
     retry_after: int | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> Answer:
     """`kind`'s JSON answer; `description`, `code` and `retry_after` override the table's
-    default text, finer code and Retry-After (the status never changes)."""
+    default text, finer code and Retry-After (the status never changes); `extra` adds
+    members (`login_url` of `step_up_required`)."""
     entry = TABLE[kind]
     text = entry.description if description is None else description
-    body = json.dumps({"error": code or entry.code, "error_description": text}).encode()
+    doc = {"error": code or entry.code, "error_description": text}
+    if extra:
+        doc.update({k: v for k, v in extra.items() if k not in doc})
+    body = json.dumps(doc).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

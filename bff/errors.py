@@ -7,7 +7,8 @@
     ├── StoreUnavailable       the session store cannot be reached        -> 503
     ├── IdpError               the OpenID provider failed us              -> 502
     │   ├── IdpUnavailable     unreachable, timed out, 5xx, garbage
-    │   └── IdpRejected        a definitive OAuth error answer (carries `error`)
+    │   ├── IdpRejected        a definitive OAuth error answer (carries `error`)
+    │   └── TokenExchangeUnsupported  the provider offers no RFC 8693 exchange -> 502
     ├── TokenValidationError   an ID / logout token failed validation     -> 502
     ├── UpstreamUnavailable    an upstream refused, is unreachable, broke -> 502
     │   └── UpstreamBusy       its connections (or the session's share) stayed busy -> 503
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderErrorAnswer",
     "RequestRejected",
     "StoreUnavailable",
+    "TokenExchangeUnsupported",
     "TokenValidationError",
     "TooManyRequests",
     "UpstreamBusy",
@@ -89,6 +91,13 @@ class IdpError(BffError):
 
 class IdpUnavailable(IdpError):
     """Unreachable, timed out, a 5xx, or an answer that is not what the protocol says."""
+
+
+class TokenExchangeUnsupported(IdpError):
+    """The provider's discovery document does not list the token-exchange grant: an
+    `exchange` route cannot get its token (502 `token_exchange_unavailable`)."""
+
+    kind = Kind.TOKEN_EXCHANGE_UNAVAILABLE
 
 
 class IdpRejected(IdpError):

@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_FRONTEND", "DEFAULT_SCOPES", "Frontend", "RouteConfig", "Set
 
 DEFAULT_SCOPES = "openid profile email offline_access"
 DEFAULT_FRONTEND = "default"  # the name of the frontend the flat BFF_* settings describe
-TokenMode = Literal["user", "optional", "none"]
+TokenMode = Literal["user", "optional", "none", "client", "exchange"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,8 @@ class RouteConfig:
     csrf: bool = True
     methods: frozenset[str] | None = None
     retry_on_401: bool = False
+    # A route's own token (`bff.tokens.audience`): `scope` is the space-joined `scopes`
+    # list, `resource` an RFC 8707 resource indicator. Unset: the session's token.
     scopes: str | None = None
     resource: str | None = None
     path_params: bool = False  # `;` path parameters pass (an upstream that uses them)

@@ -4,6 +4,7 @@ its place (`routes[0].prefix`). How requests are matched lives in bff.proxy.rout
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,9 +12,11 @@ from bff.config.checks import resource_problem, url_problems
 from bff.config.collector import Collector
 from bff.config.model import RouteConfig
 
-__all__ = ["RESERVED_PREFIXES", "parse_routes"]
+__all__ = ["RESERVED_PREFIXES", "TOKEN_MODES", "parse_routes"]
 
 RESERVED_PREFIXES = ("/bff", "/healthz", "/readyz", "/metrics")
+TOKEN_MODES = ("user", "optional", "none", "client", "exchange")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ROUTE_KEYS = frozenset(
     {
@@ -68,6 +71,19 @@ def parse_routes(c: Collector) -> tuple[RouteConfig, ...]:
     return tuple(routes)
 
 
+def _scopes(c: Collector, value: Any, where: str) -> str | None:
+    """A list of scope tokens (RFC 6749 §3.3: printable ASCII, no space, quote or
+    backslash) -> the space-joined `scope` parameter."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        c.problems.append(f"{where}: must be a non-empty list of strings")
+        return None
+    bad = [v for v in value if not _SCOPE_TOKEN.fullmatch(v)]
+    if bad:
+        c.problems.append(f"{where}: {bad[0]!r} is not a scope token")
+        return None
+    return " ".join(dict.fromkeys(value))
+
+
 def _prefix_problem(prefix: Any) -> str | None:
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         return f"must start with '/', got {prefix!r}"
@@ -99,8 +115,8 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
     else:
         c.problems.extend(url_problems(upstream, f"{where}.upstream"))
     token = item.get("token", "user")
-    if token not in ("user", "optional", "none"):
-        c.problems.append(f"{where}.token: must be user, optional or none")
+    if token not in TOKEN_MODES:
+        c.problems.append(f"{where}.token: must be one of {', '.join(TOKEN_MODES)}")
     csrf = c.flag(item.get("csrf", True), f"{where}.csrf", True)
     retry = c.flag(item.get("retry_on_401", False), f"{where}.retry_on_401", False)
     path_params = c.flag(item.get("path_params", False), f"{where}.path_params", False)
@@ -119,14 +135,14 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
     ):
         why = resource_problem(resource) if isinstance(resource, str) else "must be a string"
         c.problems.append(f"{where}.resource: {why}")
-    for key in ("scopes", "resource"):
-        if key in item:
-            # Refused rather than ignored: an operator must never believe a route gets a
-            # narrower token than the one it is actually sent.
-            c.problems.append(
-                f"{where}.{key}: per-route tokens are not supported yet; "
-                "remove it (the route gets the session's access token)"
-            )
+    scopes = _scopes(c, item.get("scopes"), f"{where}.scopes") if "scopes" in item else None
+    if token in ("none", "optional") and ("resource" in item or "scopes" in item):
+        # Refused rather than ignored: an operator must never believe a route gets a
+        # narrower token than the one it is actually sent.
+        c.problems.append(
+            f"{where}: resource and scopes need token = user, client or exchange "
+            f"(token = {token} sends no token of the route's own)"
+        )
     if len(c.problems) > before:
         return None
     assert isinstance(prefix, str)
@@ -139,6 +155,6 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
         methods=method_set,
         retry_on_401=retry,
         path_params=path_params,
-        scopes=item.get("scopes"),
-        resource=item.get("resource"),
+        scopes=scopes,
+        resource=resource if isinstance(resource, str) else None,
     )

@@ -1,6 +1,6 @@
 """The OpenID provider adapter, one confidential client at one provider: the front-channel
-URLs (authorization with PAR, RP-initiated logout), the token grants (code, refresh),
-revocation, and ID / logout token validation against the provider's keys.
+URLs (authorization with PAR, RP-initiated logout), the token grants (code, refresh,
+client credentials, RFC 8693 token exchange), revocation, and ID / logout token validation against the provider's keys.
 
 It composes the parts: `provider_http` (requests, client authentication, the error
 translation), `discovery` (the metadata), `jwks` (the key cache), and the pure rules of
@@ -9,23 +9,29 @@ translation), `discovery` (the metadata), `jwks` (the key cache), and the pure r
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 from authlib.common.urls import add_params_to_uri
 
 from bff.config.model import Frontend
-from bff.errors import IdpUnavailable
+from bff.errors import IdpUnavailable, TokenExchangeUnsupported
 from bff.oidc.discovery import Discovery
 from bff.oidc.jwks import JwksCache
 from bff.oidc.metadata import ProviderMetadata
-from bff.oidc.provider_http import ProviderHttp, json_object
+from bff.oidc.provider_http import FormValue, ProviderHttp, json_object
 from bff.oidc.validation import check_id_token_claims, check_logout_token_claims
 from bff.tokens.records import TokenSet, token_set_from_response
 
-__all__ = ["OidcClient"]
+__all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE", "OidcClient"]
+
+_log = logging.getLogger("bff.oidc")
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 §2.1
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # RFC 8693 §3
 
 
 class OidcClient:
@@ -44,6 +50,8 @@ class OidcClient:
             scopes=frontend.scopes,
             resource=frontend.resource,
             prompt=frontend.prompt,
+            route_resources=tuple(r.resource for r in frontend.routes if r.resource),
+            exchange_routes=tuple(r.prefix for r in frontend.routes if r.token == "exchange"),
             http=http,
             clock=clock,
         )
@@ -62,13 +70,21 @@ class OidcClient:
         jwks_cooldown: float = 30.0,
         jwks_max_age: float = 3600.0,
         prompt: str | None = None,
+        route_resources: tuple[str, ...] = (),
+        exchange_routes: tuple[str, ...] = (),
     ) -> None:
         self._issuer = issuer
         self._client_id = client_id
         self._redirect_uri = redirect_uri
         self._scopes = scopes
         self._resource = resource
+        # RFC 8707 §2.2: a provider narrows a refresh only to the resources named at the
+        # authorization request, so login names every route's resource too.
+        self._login_resources = list(
+            dict.fromkeys([*([resource] if resource else []), *route_resources])
+        )
         self._prompt = prompt
+        self._exchange_routes = exchange_routes
         self._clock = clock
         self._http = ProviderHttp(http, client_id=client_id, client_secret=client_secret)
         self._discovery = Discovery(self._http, issuer=issuer)
@@ -100,12 +116,32 @@ class OidcClient:
     ) -> None:
         """Retry discovery with capped, jittered exponential backoff until it succeeds."""
         await self._discovery.discover_forever(initial_delay=initial_delay, max_delay=max_delay)
+        metadata = self._discovery.metadata_or_none
+        if self._exchange_routes and metadata and TOKEN_EXCHANGE not in metadata.grant_types:
+            # Checked once the provider is known (check-config cannot know it): those
+            # routes answer 502 token_exchange_unavailable until the provider offers it.
+            _log.error(
+                "routes %s have token = exchange, but the provider does not advertise the "
+                "token-exchange grant (grant_types_supported); they answer 502 "
+                "token_exchange_unavailable",
+                ", ".join(self._exchange_routes),
+            )
 
     # -- front channel ---------------------------------------------------------------
 
-    async def authorization_url(self, *, state: str, nonce: str, code_challenge: str) -> str:
+    async def authorization_url(
+        self,
+        *,
+        state: str,
+        nonce: str,
+        code_challenge: str,
+        acr_values: str | None = None,
+        max_age: int | None = None,
+    ) -> str:
+        """The authorization request (through PAR when offered); `acr_values`/`max_age`
+        ask for a step-up (RFC 9470, OIDC Core §3.1.2.1)."""
         metadata = await self.metadata()
-        params = {
+        params: dict[str, FormValue] = {
             "response_type": "code",
             "client_id": self._client_id,
             "redirect_uri": self._redirect_uri,
@@ -115,13 +151,20 @@ class OidcClient:
             "code_challenge": code_challenge,
             "code_challenge_method": "S256",
         }
-        if self._resource:
-            params["resource"] = self._resource
+        if self._login_resources:
+            params["resource"] = self._login_resources
         if self._prompt:
             params["prompt"] = self._prompt
+        if acr_values:
+            params["acr_values"] = acr_values
+        if max_age is not None:
+            params["max_age"] = str(max_age)
         par = metadata.pushed_authorization_request_endpoint
         if par is None:
-            return str(add_params_to_uri(metadata.authorization_endpoint, list(params.items())))
+            pairs = [
+                (k, v) for k, vs in params.items() for v in ([vs] if isinstance(vs, str) else vs)
+            ]
+            return str(add_params_to_uri(metadata.authorization_endpoint, pairs))
         # RFC 9126: the parameters travel server to server; the browser gets a handle.
         answer = json_object(await self._http.post(metadata, par, params, what="PAR"), "PAR")
         request_uri = answer.get("request_uri")
@@ -176,6 +219,37 @@ class OidcClient:
             form["resource"] = chosen
         return await self._token_request(form)
 
+    async def client_credentials(
+        self, *, scope: str | None = None, resource: str | None = None
+    ) -> TokenSet:
+        """A token for this client itself (RFC 6749 §4.4), narrowed by `resource`/`scope`."""
+        form = {"grant_type": "client_credentials"}
+        if scope:
+            form["scope"] = scope
+        if resource:
+            form["resource"] = resource
+        return await self._token_request(form)
+
+    async def exchange_token(
+        self, subject_token: str, *, scope: str | None = None, resource: str | None = None
+    ) -> TokenSet:
+        """RFC 8693: the user's access token exchanged for one for `resource`/`scope`.
+        IdpUnavailable when the provider does not advertise the grant."""
+        metadata = await self.metadata()
+        if TOKEN_EXCHANGE not in metadata.grant_types:
+            raise TokenExchangeUnsupported("the provider does not advertise token exchange")
+        form = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+            "requested_token_type": ACCESS_TOKEN_TYPE,
+        }
+        if scope:
+            form["scope"] = scope
+        if resource:
+            form["resource"] = resource
+        return await self._token_request(form)
+
     async def revoke(
         self,
         token: str,
@@ -189,7 +263,7 @@ class OidcClient:
         form = {"token": token, "token_type_hint": token_type_hint}
         await self._http.post(metadata, metadata.revocation_endpoint, form, what="revocation")
 
-    async def _token_request(self, form: dict[str, str]) -> TokenSet:
+    async def _token_request(self, form: Mapping[str, FormValue]) -> TokenSet:
         metadata = await self.metadata()
         body = await self._http.post(metadata, metadata.token_endpoint, form, what="token endpoint")
         answer = json_object(body, "token endpoint")

@@ -43,6 +43,7 @@ class ProviderMetadata:
     id_token_algs: tuple[str, ...] = ("RS256",)
     iss_parameter_supported: bool = False
     backchannel_logout_supported: bool = False
+    grant_types: tuple[str, ...] = ("authorization_code", "implicit")  # the default, §3
 
     @classmethod
     def parse(cls, doc: dict[str, Any], *, expected_issuer: str) -> ProviderMetadata:
@@ -107,4 +108,5 @@ class ProviderMetadata:
             id_token_algs=usable,
             iss_parameter_supported=flag("authorization_response_iss_parameter_supported"),
             backchannel_logout_supported=flag("backchannel_logout_supported"),
+            grant_types=strings("grant_types_supported", ("authorization_code", "implicit")),
         )

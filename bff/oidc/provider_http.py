@@ -19,7 +19,9 @@ import httpx
 from bff.errors import IdpRejected, IdpUnavailable
 from bff.oidc.metadata import ProviderMetadata
 
-__all__ = ["MAX_RESPONSE_BYTES", "ProviderHttp", "json_object"]
+__all__ = ["MAX_RESPONSE_BYTES", "FormValue", "ProviderHttp", "json_object"]
+
+FormValue = str | list[str]  # a list: the parameter repeated (RFC 8707 `resource`)
 
 MAX_RESPONSE_BYTES = 256 * 1024  # discovery, JWKS, token answers: nothing legitimate is bigger
 # What a provider answer that is not JSON raises; RecursionError: deeply nested JSON
@@ -44,11 +46,11 @@ class ProviderHttp:
         return f"ProviderHttp(client_id={self._client_id!r})"
 
     async def post(
-        self, metadata: ProviderMetadata, url: str, form: Mapping[str, str], *, what: str
+        self, metadata: ProviderMetadata, url: str, form: Mapping[str, FormValue], *, what: str
     ) -> bytes:
         """A client-authenticated form post: `client_secret_basic` unless the provider
         advertises only `client_secret_post`."""
-        data = dict(form)
+        data: dict[str, FormValue] = dict(form)
         headers = {"Accept": "application/json"}
         methods = metadata.token_endpoint_auth_methods
         if "client_secret_post" in methods and "client_secret_basic" not in methods:
@@ -66,7 +68,7 @@ class ProviderHttp:
         url: str,
         *,
         what: str,
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, FormValue] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """One request; returns a 2xx body or raises the classified IdpError."""

@@ -1,7 +1,9 @@
 """What a proxied request is sent with: the CSRF check first (THREATS.md invariant 7:
 before any token is looked up or anything leaves for an upstream), then the session its
 cookie names (one store round trip in the steady state: `SessionService.load` reads and
-slides the idle expiry) and the access token for it. A refusal is an answer from the
+slides the idle expiry) and the access token for it under the route's `token` setting
+(`TokenManager.for_route`: the session's, the route's own, or the client's; every one
+of them needs a live session). A refusal is an answer from the
 table (`bff.proxy.replies`), logged with its reason."""
 
 from __future__ import annotations
@@ -65,13 +67,13 @@ async def credentials(
         if ref is not None and state is not None:
             state["session"] = short_hash(ref.hash)  # for the access log
         session = await sessions.load(ref) if ref is not None else None
-        result = await tokens.access_token_for(ref, session) if ref and session else None
+        result = await tokens.for_route(ref, session, config) if ref and session else None
     except StoreUnavailable:
         _log.warning("%s: session store unavailable", config.prefix)
         return STORE_DOWN
     if isinstance(result, Bearer):
         return Credentials(ref, session, result.token)
-    if isinstance(result, TokenFailure) or config.token == "user":
+    if isinstance(result, TokenFailure) or config.token != "optional":
         answer = BY_KIND[result.kind] if result else NOT_AUTHENTICATED
         if answer[0] == _UNAUTHENTICATED:
             cookie = find_cookie(inbound.cookies, cookie_name)

@@ -145,7 +145,9 @@ class Exchange:
         if ref is None or session is None or bearer is None:
             return response
         try:
-            result = await self.hop.tokens.access_token_for(ref, session, stale_token=bearer)
+            result = await self.hop.tokens.for_route(
+                ref, session, self.route.config, stale_token=bearer
+            )
         except StoreUnavailable:
             result = STORE_DOWN
         except BaseException:

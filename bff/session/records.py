@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bff.session.codec import Reader, finish
@@ -15,6 +15,7 @@ from bff.tokens.records import TokenSet
 
 __all__ = [
     "HIDDEN_CLAIMS",
+    "MAX_ROUTE_TOKENS",
     "Session",
     "decode_session",
     "encode_session",
@@ -43,6 +44,8 @@ class Session:
     created_at: int
     expires_at: int  # absolute end; never extended
     user_agent: str = ""
+    # Each route's own access token (`bff.tokens.audience`), by audience key.
+    route_tokens: dict[str, TokenSet] = field(default_factory=dict)
 
     def ttl(self, *, now: float, idle_timeout: int) -> int:
         """Store TTL: min(idle timeout, remaining absolute lifetime); 0 when over."""
@@ -62,10 +65,12 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 
 # The record format, told by the first byte:
 #   b"\x02"  v2, a `bff.session.codec` stream: three tokens (access, ID, refresh), then the rest
-#            as a list of values. Its tables (preset dictionary, claim names) belong to
+#            as a list of values; routes' own tokens, when there are any, as an eleventh
+#            value: a list of [key, access token, expires_at, scope]. Its tables (preset dictionary, claim names) belong to
 #            version 2: changing them needs a new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
+MAX_ROUTE_TOKENS = 16  # a session keeps at most this many routes' own tokens
 
 
 def _derived(id_payload: bytes | None) -> tuple[str, str | None, dict[str, Any]] | None:
@@ -109,8 +114,10 @@ def _encode_v2(s: Session) -> bytes:
     # Session.claims, sub and sid were taken from the ID token at login: not stored twice
     # while the stored ID token still yields exactly them.
     derived = _derived(id_payload)
-    if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)):
+    if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)) or s.route_tokens:
         rest += [s.sub, s.idp_sid, s.claims]
+    if s.route_tokens:
+        rest.append([[k, t.access_token, t.expires_at, t.scope] for k, t in s.route_tokens.items()])
     out.values(rest)
     return _V2 + finish(out)
 
@@ -122,6 +129,9 @@ def _decode_v2(data: bytes) -> Session:
     refresh, _ = source.token()
     rest = source.values()
     source.end()
+    route_tokens: dict[str, TokenSet] = {}
+    if len(rest) == 11:
+        route_tokens = _route_tokens(rest.pop())
     if len(rest) == 10:
         sub, sid, claims = rest[7:]
     elif len(rest) == 7 and (derived := _derived(id_payload)) is not None:
@@ -145,7 +155,25 @@ def _decode_v2(data: bytes) -> Session:
         created_at=created_at,
         expires_at=expires_at,
         user_agent=user_agent,
+        route_tokens=route_tokens,
     )
+
+
+def _route_tokens(entries: Any) -> dict[str, TokenSet]:
+    if not isinstance(entries, list) or len(entries) > MAX_ROUTE_TOKENS:
+        raise ValueError("malformed route tokens")
+    found: dict[str, TokenSet] = {}
+    for key, access, expires_at, scope in entries:
+        ok = (
+            isinstance(key, str)
+            and isinstance(access, str)
+            and (expires_at is None or _is_int(expires_at))
+            and (scope is None or isinstance(scope, str))
+        )
+        if not ok:
+            raise ValueError("malformed route tokens")
+        found[key] = TokenSet(access_token=access, expires_at=expires_at, scope=scope)
+    return found
 
 
 def _is_int(value: Any) -> bool:

@@ -6,6 +6,10 @@ concurrent request awaits (shielded, so a client that disconnects cannot cancel 
 between the provider's answer and the store write), and its outcome shared for a few
 seconds with requests that still carry the old token. The refresh itself, single flight
 across instances, is `bff.tokens.refresh`; the results are `bff.tokens.results`.
+
+A route with its own token (`bff.tokens.audience`) is served the same way, its single
+flight keyed by session *and* audience; when that token is in the session record the
+request costs nothing more than the session's load.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bff.config.model import RouteConfig
 from bff.oidc.client import OidcClient
 from bff.session.records import Session, short_hash
 from bff.session.service import SessionRef, SessionService
 from bff.telemetry.metrics import REFRESH_COALESCED
 from bff.telemetry.tracing import Tracing
+from bff.tokens.audience import Audience, audience_for, route_token
+from bff.tokens.client_credentials import ClientTokens
 from bff.tokens.records import needs_refresh
 from bff.tokens.refresh import Refresher
 from bff.tokens.results import Bearer, NoToken, TokenResult
@@ -67,16 +74,52 @@ class TokenManager:
         )
         self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
         self._recent: dict[str, _Recent] = {}
+        self.clients = ClientTokens(oidc=oidc, clock=clock, skew=refresh_skew)
+
+    async def for_route(
+        self,
+        ref: SessionRef,
+        session: Session,
+        route: RouteConfig,
+        *,
+        stale_token: str | None = None,
+    ) -> TokenResult:
+        """The token `route` is sent under its `token` setting: the client's own, the
+        route's own (`resource`/`scopes`, exchange), or the session's."""
+        if route.token == "client":
+            return await self.clients.token(
+                resource=route.resource, scope=route.scopes, stale_token=stale_token
+            )
+        return await self.access_token_for(
+            ref, session, stale_token=stale_token, audience=audience_for(route)
+        )
 
     async def access_token_for(
-        self, ref: SessionRef, session: Session, *, stale_token: str | None = None
+        self,
+        ref: SessionRef,
+        session: Session,
+        *,
+        stale_token: str | None = None,
+        audience: Audience | None = None,
     ) -> TokenResult:
-        """The access token to send upstream. `stale_token`: the upstream refused this
-        token (401) - refresh unless someone already replaced it."""
-        tokens = session.tokens
-        if stale_token is None and not needs_refresh(tokens, now=self._clock(), skew=self._skew):
+        """The access token to send upstream (the route's own for `audience`).
+        `stale_token`: the upstream refused this token (401) - refresh unless someone
+        already replaced it."""
+        tokens = session.tokens if audience is None else route_token(session, audience)
+        if (
+            tokens is not None
+            and stale_token is None
+            and not needs_refresh(tokens, now=self._clock(), skew=self._skew)
+        ):
             return Bearer(tokens.access_token)
-        recent = self._recent.get(ref.hash)
+        if audience is not None and audience.grant == "exchange":
+            # The exchange's subject is the session's own token: fresh first.
+            subject = await self.access_token_for(ref, session)
+            if not isinstance(subject, Bearer):
+                return subject
+        seen = tokens.access_token if tokens is not None else ""
+        key = ref.hash if audience is None else f"{ref.hash} {audience.key}"
+        recent = self._recent.get(key)
         if (
             stale_token is not None
             and recent is not None
@@ -88,29 +131,29 @@ class TokenManager:
             REFRESH_COALESCED.inc()
             return recent.result
         if recent is not None:
-            if recent.until > self._monotonic() and recent.old_token == tokens.access_token:
+            if recent.until > self._monotonic() and recent.old_token == seen:
                 REFRESH_COALESCED.inc()
                 return recent.result
             if recent.until <= self._monotonic():
-                del self._recent[ref.hash]
-        task = self._inflight.get(ref.hash)
+                del self._recent[key]
+        task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(
-                self._refresher.refresh(ref, tokens.access_token, force=stale_token is not None),
+                self._refresher.refresh(
+                    ref, seen, force=stale_token is not None, audience=audience
+                ),
                 name=f"bff-refresh-{short_hash(ref.hash)}",
             )
-            self._inflight[ref.hash] = task
-            task.add_done_callback(
-                functools.partial(self._finished, ref.hash, old=tokens.access_token)
-            )
+            self._inflight[key] = task
+            task.add_done_callback(functools.partial(self._finished, key, old=seen))
         else:
             REFRESH_COALESCED.inc()
         # Shielded: a waiter's cancellation (client gone) must not cancel the refresh.
         return await asyncio.shield(task)
 
-    def _finished(self, session_hash: str, task: asyncio.Task[TokenResult], *, old: str) -> None:
-        if self._inflight.get(session_hash) is task:
-            del self._inflight[session_hash]
+    def _finished(self, key: str, task: asyncio.Task[TokenResult], *, old: str) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
         if task.cancelled() or task.exception() is not None:
             return
         result = task.result()
@@ -118,4 +161,4 @@ class TokenManager:
             now = self._monotonic()
             if len(self._recent) > 10_000:  # bounded: drop what has expired
                 self._recent = {k: v for k, v in self._recent.items() if v.until > now}
-            self._recent[session_hash] = _Recent(old, result, now + RECENT_SECONDS)
+            self._recent[key] = _Recent(old, result, now + RECENT_SECONDS)

@@ -9,6 +9,11 @@ rule 8); `bff.tokens.manager` runs one per session per process and shares its ou
   meanwhile is never undone) before anyone uses the new access token;
 - only `invalid_grant` ends a session (through `SessionService.end`); everything else
   keeps it.
+
+A route's own token (`bff.tokens.audience`) is obtained the same way, under the same
+session lock (a narrowing refresh rotates the session's one refresh token too): a
+refresh-token grant with the route's `resource`/`scope`, or an RFC 8693 exchange of the
+session's access token.
 """
 
 from __future__ import annotations
@@ -20,16 +25,24 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from bff.errors import FATAL_REFRESH_ERRORS, IdpError, IdpRejected, StoreUnavailable
+from bff.errors import (
+    FATAL_REFRESH_ERRORS,
+    IdpError,
+    IdpRejected,
+    StoreUnavailable,
+    TokenExchangeUnsupported,
+)
 from bff.oidc.client import OidcClient
 from bff.session.records import Session, short_hash
 from bff.session.service import SessionRef, SessionService
 from bff.telemetry.audit import AuditEvent, audit
 from bff.telemetry.metrics import REFRESH_LOCK_WAIT, count_refresh
 from bff.telemetry.tracing import Tracing
+from bff.tokens.audience import Audience, route_token, with_route_token
 from bff.tokens.records import TokenSet, needs_refresh
 from bff.tokens.results import (
     BUSY,
+    EXCHANGE_DOWN,
     EXPIRED,
     IDP_DOWN,
     LEASE_OVER,
@@ -78,21 +91,26 @@ class Refresher:
         self._resource = resource
         self._tracing = tracing
 
-    async def refresh(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
-        """One refresh, counted by outcome (and traced as `bff.refresh` when on)."""
+    async def refresh(
+        self, ref: SessionRef, seen_token: str, *, force: bool, audience: Audience | None = None
+    ) -> TokenResult:
+        """One refresh (of the route token for `audience` when given), counted by outcome
+        (and traced as `bff.refresh` when on)."""
         if self._tracing is None:
-            result = await self._refresh_once(ref, seen_token, force=force)
+            result = await self._refresh_once(ref, seen_token, force=force, audience=audience)
         else:
             with self._tracing.span("bff.refresh", {}) as span:
-                result = await self._refresh_once(ref, seen_token, force=force)
+                result = await self._refresh_once(ref, seen_token, force=force, audience=audience)
                 span.set_attribute("bff.refresh.outcome", outcome(result))
         count_refresh(outcome(result))
         return result
 
-    async def _refresh_once(self, ref: SessionRef, seen_token: str, *, force: bool) -> TokenResult:
+    async def _refresh_once(
+        self, ref: SessionRef, seen_token: str, *, force: bool, audience: Audience | None
+    ) -> TokenResult:
         waited = self._monotonic()
         try:
-            owner = await self._take_lock(ref, seen_token)
+            owner = await self._take_lock(ref, seen_token, audience)
         except StoreUnavailable:
             return STORE_DOWN
         finally:
@@ -103,7 +121,7 @@ class Refresher:
             # Everything done under the lock ends before its lease can: another instance
             # must never take the lock while this one may still store a rotated token.
             async with asyncio.timeout(LOCK_LEASE_MS / 1000 - _LEASE_MARGIN):
-                return await self._refresh_locked(ref, seen_token, force=force)
+                return await self._refresh_locked(ref, seen_token, force=force, audience=audience)
         except StoreUnavailable:
             return STORE_DOWN
         except TimeoutError:
@@ -113,7 +131,9 @@ class Refresher:
             with contextlib.suppress(StoreUnavailable):
                 await self._sessions.release_refresh_lock(ref.hash, owner)
 
-    async def _take_lock(self, ref: SessionRef, seen_token: str) -> str | TokenResult:
+    async def _take_lock(
+        self, ref: SessionRef, seen_token: str, audience: Audience | None
+    ) -> str | TokenResult:
         """The lock's owner token, or the outcome another instance produced meanwhile."""
         deadline = self._monotonic() + LOCK_WAIT_SECONDS
         delay = _POLL_START
@@ -128,42 +148,58 @@ class Refresher:
             current = await self._sessions.load(ref)
             if current is None:
                 return EXPIRED
-            if current.tokens.access_token != seen_token and not needs_refresh(
-                current.tokens, now=self._clock(), skew=self._skew
+            view = _view(current, audience)
+            if (
+                view is not None
+                and view.access_token != seen_token
+                and not needs_refresh(view, now=self._clock(), skew=self._skew)
             ):
-                return Bearer(current.tokens.access_token)
+                return Bearer(view.access_token)
 
     async def _refresh_locked(
-        self, ref: SessionRef, seen_token: str, *, force: bool
+        self, ref: SessionRef, seen_token: str, *, force: bool, audience: Audience | None
     ) -> TokenResult:
         # Re-read under the lock: another instance may have refreshed already.
         session = await self._sessions.load(ref)
         if session is None:
             return EXPIRED
-        tokens = session.tokens
+        view = _view(session, audience)
         now = self._clock()
-        if tokens.access_token != seen_token and not needs_refresh(
-            tokens, now=now, skew=self._skew
-        ):
-            return Bearer(tokens.access_token)
-        if not force and not needs_refresh(tokens, now=now, skew=self._skew):
-            return Bearer(tokens.access_token)
-        if not tokens.refresh_token:
+        if view is not None and not needs_refresh(view, now=now, skew=self._skew):
+            if view.access_token != seen_token or not force:
+                return Bearer(view.access_token)
+        tokens = session.tokens
+        exchange = audience is not None and audience.grant == "exchange"
+        if not tokens.refresh_token and not exchange:
+            if audience is not None:
+                _log.error(
+                    "a route with resource or scopes needs a refresh token: ask for "
+                    "offline_access (BFF_SCOPES); the session is kept"
+                )
+                return IDP_DOWN
             if tokens.expires_at is not None and tokens.expires_at > now and not force:
                 return Bearer(tokens.access_token)  # still valid; nothing to refresh with
             await self._sessions.end(ref.hash, session, "no_refresh_token")
             return EXPIRED
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT):
-                fresh = await self._grant(tokens.refresh_token)
+                fresh = await self._grant(tokens, audience)
+        except TokenExchangeUnsupported:
+            _log.error(
+                "a route has token = exchange but the provider does not advertise "
+                "token exchange (grant_types_supported); it answers 502"
+            )
+            return EXCHANGE_DOWN
         except IdpRejected as exc:
-            if exc.error in FATAL_REFRESH_ERRORS:
+            if exc.error in FATAL_REFRESH_ERRORS and not exchange:
                 await self._sessions.end(ref.hash, session, "invalid_grant")
                 return EXPIRED
-            # invalid_client and friends are *our* misconfiguration: keep every session.
+            # invalid_client, invalid_target and friends are *our* misconfiguration (or
+            # one route's): keep every session.
             _log.error(
-                "refresh refused by the provider with %s: check the client "
+                "%s refused by the provider with %s: check the client and route "
                 "configuration; sessions are kept",
+                "token exchange" if exchange else "refresh",
                 exc.error,
             )
             self._audit("refresh_failed", session, ref, exc.error)
@@ -172,22 +208,46 @@ class Refresher:
             _log.warning("refresh failed: %s", type(exc).__name__)
             self._audit("refresh_failed", session, ref, "idp_unavailable")
             return IDP_DOWN
-        return await self._store_refreshed(ref, session, tokens.merged_with(fresh))
+        if audience is None:
+            return await self._store_refreshed(ref, session, tokens.merged_with(fresh))
+        updated = with_route_token(session, audience, fresh)
+        return await self._store_refreshed(ref, session, updated.tokens, updated, fresh)
 
-    async def _grant(self, refresh_token: str) -> TokenSet:
+    async def _grant(self, tokens: TokenSet, audience: Audience | None) -> TokenSet:
+        if audience is not None and audience.grant == "exchange":
+            grant_type = "urn:ietf:params:oauth:grant-type:token-exchange"
+            call = self._oidc.exchange_token(
+                tokens.access_token, scope=audience.scope, resource=audience.resource
+            )
+        else:
+            grant_type = "refresh_token"
+            assert tokens.refresh_token is not None  # checked by the caller
+            if audience is None:
+                call = self._oidc.refresh(tokens.refresh_token, resource=self._resource)
+            else:
+                call = self._oidc.refresh(
+                    tokens.refresh_token, scope=audience.scope, resource=audience.resource
+                )
         if self._tracing is None:
-            return await self._oidc.refresh(refresh_token, resource=self._resource)
-        attributes: dict[str, str | int] = {"oauth2.grant_type": "refresh_token"}
-        with self._tracing.span("oauth2 refresh_token grant", attributes):
-            return await self._oidc.refresh(refresh_token, resource=self._resource)
+            return await call
+        attributes: dict[str, str | int] = {"oauth2.grant_type": grant_type}
+        with self._tracing.span(f"oauth2 {grant_type} grant", attributes):
+            return await call
 
     async def _store_refreshed(
-        self, ref: SessionRef, session: Session, merged: TokenSet
+        self,
+        ref: SessionRef,
+        session: Session,
+        merged: TokenSet,
+        changed: Session | None = None,
+        issued: TokenSet | None = None,
     ) -> TokenResult:
+        """Store `merged` as the session's tokens (`changed`: the whole session, with a
+        route's `issued` token) and hand out the new access token."""
         expires_at = session.expires_at
         if merged.refresh_expires_at is not None:  # never outlive the refresh token
             expires_at = min(expires_at, merged.refresh_expires_at)
-        updated = replace(session, tokens=merged, expires_at=expires_at)
+        updated = replace(changed or session, tokens=merged, expires_at=expires_at)
         # The provider may already have invalidated the old refresh token: losing the new
         # one to a store blip would log the user out, so retry briefly inside the lease.
         for pause in (*_SAVE_RETRIES, None):
@@ -206,7 +266,8 @@ class Refresher:
                     await self._oidc.revoke(merged.refresh_token)
             return EXPIRED
         self._audit("refresh", session, ref, "success")
-        return Bearer(merged.access_token, refreshed_at=self._clock())
+        token = (issued or merged).access_token
+        return Bearer(token, refreshed_at=self._clock())
 
     def _audit(self, event: AuditEvent, session: Session, ref: SessionRef, outcome: str) -> None:
         audit(
@@ -216,3 +277,8 @@ class Refresher:
             sub=session.sub,
             session=short_hash(ref.hash),
         )
+
+
+def _view(session: Session, audience: Audience | None) -> TokenSet | None:
+    """The token a refresh for `audience` replaces: the route's own, or the session's."""
+    return session.tokens if audience is None else route_token(session, audience)

@@ -19,6 +19,7 @@ from bff.answers import TABLE, Kind
 
 __all__ = [
     "BUSY",
+    "EXCHANGE_DOWN",
     "EXPIRED",
     "IDP_DOWN",
     "LEASE_OVER",
@@ -68,8 +69,9 @@ class NoToken(Answered):
 
 @dataclass(frozen=True, slots=True)
 class TokenFailure(Answered):
-    """The provider or the store failed; the session is kept (502 idp_unavailable, 503
-    session_store_unavailable, 503 refresh_in_progress / refresh_timeout)."""
+    """The provider or the store failed; the session is kept (502 idp_unavailable or
+    token_exchange_unavailable, 503 session_store_unavailable, 503 refresh_in_progress /
+    refresh_timeout)."""
 
 
 TokenResult = Bearer | NoToken | TokenFailure
@@ -79,6 +81,7 @@ IDP_DOWN = TokenFailure(Kind.IDP_UNAVAILABLE)
 STORE_DOWN = TokenFailure(Kind.SESSION_STORE_UNAVAILABLE)
 BUSY = TokenFailure(Kind.REFRESH_IN_PROGRESS)
 LEASE_OVER = TokenFailure(Kind.REFRESH_TIMEOUT)
+EXCHANGE_DOWN = TokenFailure(Kind.TOKEN_EXCHANGE_UNAVAILABLE)
 # bff_refresh_total{outcome} of each result a refresh can end with
 _OUTCOMES: Mapping[TokenResult, str] = MappingProxyType(
     {
@@ -87,6 +90,7 @@ _OUTCOMES: Mapping[TokenResult, str] = MappingProxyType(
         STORE_DOWN: "store_unavailable",
         BUSY: "lock_busy",
         LEASE_OVER: "timeout",
+        EXCHANGE_DOWN: "exchange_unavailable",
     }
 )
 

@@ -32,6 +32,7 @@ EXPECTED = {
     Kind.INVALID_PATH: (400, "invalid_path", None),
     Kind.NOT_AUTHENTICATED: (401, "not_authenticated", None),
     Kind.SESSION_EXPIRED: (401, "session_expired", None),
+    Kind.STEP_UP_REQUIRED: (401, "step_up_required", None),
     Kind.CSRF: (403, "csrf", None),
     Kind.METHOD_NOT_ALLOWED: (405, "method_not_allowed", None),
     Kind.REQUEST_TIMEOUT: (408, "request_timeout", None),
@@ -39,6 +40,7 @@ EXPECTED = {
     Kind.SERVER_ERROR: (500, "server_error", None),
     Kind.IDP_UNAVAILABLE: (502, "idp_unavailable", 5),
     Kind.IDP_INVALID_TOKEN: (502, "idp_unavailable", None),
+    Kind.TOKEN_EXCHANGE_UNAVAILABLE: (502, "token_exchange_unavailable", None),
     Kind.UPSTREAM_UNAVAILABLE: (502, "upstream_unavailable", 5),
     Kind.SESSION_STORE_UNAVAILABLE: (503, "session_store_unavailable", 5),
     Kind.REFRESH_IN_PROGRESS: (503, "refresh_in_progress", 1),
@@ -122,3 +124,15 @@ def test_token_results_answer_from_the_table() -> None:
     assert (failure.status, failure.retry_after) == (503, 1)
     expired = NoToken(Kind.SESSION_EXPIRED)
     assert (TABLE[expired.kind].status, expired.code) == (401, "session_expired")
+
+
+def test_json_answer_adds_extra_members_but_never_overrides_the_code() -> None:
+    status, _, body = json_answer(
+        Kind.STEP_UP_REQUIRED, extra={"login_url": "/bff/login?acr_values=gold", "error": "x"}
+    )
+    assert status == 401
+    assert json.loads(body) == {
+        "error": "step_up_required",
+        "error_description": TABLE[Kind.STEP_UP_REQUIRED].description,
+        "login_url": "/bff/login?acr_values=gold",
+    }

@@ -42,11 +42,21 @@ def test_routes_from_env_and_toml() -> None:
         ({"prefix": "/a/../b", "upstream": "http://o"}, "plain path"),
         ({"prefix": "/bff", "upstream": "http://o"}, "shadow"),
         ({"prefix": "/api", "upstream": "ftp://o"}, "not an http(s) URL"),
-        ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional or none"),
+        ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional, none, client, exchange"),
         ({"prefix": "/api", "upstream": "http://o", "methods": ["FETCH"]}, "unknown method"),
         ({"prefix": "/api", "upstream": "http://o", "colour": 1}, "unknown route setting"),
-        ({"prefix": "/api", "upstream": "http://o", "scopes": "a"}, "not supported yet"),
-        ({"prefix": "/api", "upstream": "http://o", "resource": "https://r"}, "not supported yet"),
+        ({"prefix": "/api", "upstream": "http://o", "scopes": "a"}, "non-empty list of strings"),
+        ({"prefix": "/api", "upstream": "http://o", "scopes": []}, "non-empty list of strings"),
+        ({"prefix": "/api", "upstream": "http://o", "scopes": ['a"b']}, "not a scope token"),
+        ({"prefix": "/api", "upstream": "http://o", "scopes": ["a b"]}, "not a scope token"),
+        (
+            {"prefix": "/api", "upstream": "http://o", "token": "none", "resource": "https://r"},
+            "need token = user, client or exchange",
+        ),
+        (
+            {"prefix": "/api", "upstream": "http://o", "token": "optional", "scopes": ["a"]},
+            "need token = user, client or exchange",
+        ),
     ],
 )
 def test_bad_routes_named(route: dict, fragment: str) -> None:
@@ -59,3 +69,19 @@ def test_route_resource_is_checked_as_a_resource_indicator() -> None:
         BASE, {"routes": [{"prefix": "/a", "upstream": "http://o", "resource": "rel"}]}
     )
     assert any(p.startswith("routes[0].resource:") and "absolute URI" in p for p in found), found
+
+
+@pytest.mark.parametrize("token", ["user", "client", "exchange"])
+def test_route_resource_and_scopes_are_kept(token: str) -> None:
+    route = {
+        "prefix": "/orders",
+        "upstream": "http://o",
+        "token": token,
+        "resource": "urn:example:orders",
+        "scopes": ["orders:read", "orders:write", "orders:read"],
+    }
+    settings = load_settings(BASE, {"routes": [route]})
+    (config,) = settings.frontend.routes
+    assert config.token == token
+    assert config.resource == "urn:example:orders"
+    assert config.scopes == "orders:read orders:write"  # the scope parameter, deduplicated
