@@ -1,6 +1,7 @@
 """The OpenID provider adapter, one confidential client at one provider: the front-channel
 URLs (authorization with PAR, RP-initiated logout), the token grants (code, refresh,
-client credentials, RFC 8693 token exchange), revocation, and ID / logout token validation against the provider's keys.
+client credentials, RFC 8693 token exchange), revocation, and ID / logout token
+validation against the provider's keys.
 
 It composes the parts: `provider_http` (requests, client authentication, the error
 translation), `discovery` (the metadata), `jwks` (the key cache), and the pure rules of

@@ -88,6 +88,7 @@ class ProxyApp:
             body_timeout=settings.upstream_timeout,
             metrics=metrics,
             tracing=tracing,
+            public_origin="{0.scheme}://{0.netloc}".format(urlsplit(frontend.public_url)),
         )
         self._slots = SessionSlots(
             limit=settings.upstream_max_connections_per_session,

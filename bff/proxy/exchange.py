@@ -1,7 +1,9 @@
 """One request to an upstream and its answer streamed back: the request body streamed
 from the browser, the upstream's timing (metrics, access log) and span, one refresh and
-retry when the upstream refuses our token (idempotent requests without a body only), and
-an answer from the table when the upstream fails before its status line. Mid-body, the
+retry when the upstream refuses our token (idempotent requests without a body only), a
+`step_up_required` answer when its 401 asks for a stronger login (RFC 9470,
+`bff.oidc.step_up`), and an answer from the table when the upstream fails before its
+status line. Mid-body, the
 only honest signal left is to end the connection without completing the response."""
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bff.answers import Kind, json_answer
 from bff.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnavailable
+from bff.oidc.redirects import is_local_path
+from bff.oidc.step_up import login_url, step_up_from
 from bff.proxy.forward_rules import ForwardRules
 from bff.proxy.replies import BY_KIND, STALLED, Send, send_answer
 from bff.proxy.response_stream import relay_response
@@ -45,6 +50,7 @@ class Hop:
     body_timeout: float  # seconds a request body may pause between two chunks
     metrics: RequestMetrics | None = None
     tracing: Tracing | None = None
+    public_origin: str = ""  # a Referer from here names the page a step-up returns to
 
 
 @dataclass(slots=True)
@@ -117,6 +123,8 @@ class Exchange:
 
     async def _run(self, send: Send, watch: DisconnectWatch, stream: BodyStream | None) -> None:
         response = await self._send_request(stream, send)
+        if response is not None and response.status == 401 and await self._step_up(response, send):
+            return
         if (
             response is not None
             and response.status == 401  # the upstream's own answer, not one of ours
@@ -136,6 +144,34 @@ class Exchange:
             response.close()
         finally:
             response.release()
+
+    async def _step_up(self, response: UpstreamExchange, send: Send) -> bool:
+        """The upstream's 401 asks for a stronger login (RFC 9470): answer 401
+        `step_up_required` with the local login URL that asks for it (and release the
+        upstream's answer). False: any other 401."""
+        challenges = [
+            value.decode("latin-1")
+            for name, value in response.raw_headers
+            if name.lower() == b"www-authenticate"
+        ]
+        step = step_up_from(challenges) if challenges else None
+        if step is None:
+            return False
+        response.release()
+        url = login_url(step, self._return_url())
+        _log.info("%s: the upstream asks for a step-up login", self.route.config.prefix)
+        await send_answer(send, json_answer(Kind.STEP_UP_REQUIRED, extra={"login_url": url}))
+        return True
+
+    def _return_url(self) -> str:
+        """Where the step-up login returns: the page that made the request (its Referer,
+        when it is ours), else the root."""
+        origin = self.hop.public_origin
+        for name, value in self.headers:
+            if origin and name.lower() == "referer" and value.startswith(origin + "/"):
+                path = value[len(origin) :].partition("#")[0]
+                return path if is_local_path(path) else "/"
+        return "/"
 
     async def _retry(self, response: UpstreamExchange, send: Send) -> UpstreamExchange | None:
         """The upstream refused our token: refresh once (unless someone already did) and

@@ -66,8 +66,9 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 # The record format, told by the first byte:
 #   b"\x02"  v2, a `bff.session.codec` stream: three tokens (access, ID, refresh), then the rest
 #            as a list of values; routes' own tokens, when there are any, as an eleventh
-#            value: a list of [key, access token, expires_at, scope]. Its tables (preset dictionary, claim names) belong to
-#            version 2: changing them needs a new first byte.
+#            value: a list of [key, access token, expires_at, scope]. Its tables (preset
+#            dictionary, claim names) belong to version 2: changing them needs a new
+#            first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
 MAX_ROUTE_TOKENS = 16  # a session keeps at most this many routes' own tokens

@@ -50,9 +50,12 @@ class ClientTokens:
         this one (401): a new grant, unless it was already replaced."""
         key = _Key(resource, scope)
         cached = self._cache.get(key)
-        if cached is not None and not needs_refresh(cached, now=self._clock(), skew=self._skew):
-            if stale_token is None or cached.access_token != stale_token:
-                return Bearer(cached.access_token)
+        if (
+            cached is not None
+            and not needs_refresh(cached, now=self._clock(), skew=self._skew)
+            and cached.access_token != stale_token
+        ):
+            return Bearer(cached.access_token)
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._grant(key), name="bff-client-credentials")

@@ -165,9 +165,12 @@ class Refresher:
             return EXPIRED
         view = _view(session, audience)
         now = self._clock()
-        if view is not None and not needs_refresh(view, now=now, skew=self._skew):
-            if view.access_token != seen_token or not force:
-                return Bearer(view.access_token)
+        if (
+            view is not None
+            and not needs_refresh(view, now=now, skew=self._skew)
+            and (view.access_token != seen_token or not force)
+        ):
+            return Bearer(view.access_token)
         tokens = session.tokens
         exchange = audience is not None and audience.grant == "exchange"
         if not tokens.refresh_token and not exchange:
