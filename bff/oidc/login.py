@@ -29,6 +29,7 @@ from bff.oidc.login_checks import (
 from bff.oidc.logout import logout
 from bff.oidc.pkce import code_challenge, new_binding, new_code_verifier, new_nonce, new_state
 from bff.oidc.redirects import MAX_RETURN_URL, is_local_path
+from bff.oidc.step_up import StepUp, check_acr_values, check_max_age, check_step_up_claims
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
 from bff.session.login_record import LoginState, decode_login_state, encode_login_state
@@ -86,8 +87,11 @@ class LoginFlow:
         binding_cookie: str | None,
         previous: SessionRef | None = None,
         client: str | None = None,
+        acr_values: str | None = None,
+        max_age: str | None = None,
     ) -> LoginStart:
         return_url = "/" if return_url is None else return_url
+        step = _step_up(acr_values, max_age)
         if not is_local_path(return_url):
             raise BadRequest(
                 f"returnUrl must be a local path such as /app, of at most {MAX_RETURN_URL}"
@@ -104,7 +108,9 @@ class LoginFlow:
         # Bounded before anything is stored or sent to the provider (THREATS.md 14).
         await self._pending.admit(group, state)
         try:
-            return await self._start(state, nonce, verifier, return_url, binding, group, previous)
+            return await self._start(
+                state, nonce, verifier, return_url, binding, group, previous, step
+            )
         except BaseException:
             await self._pending.release(group, state, quietly=True)
             raise
@@ -118,6 +124,7 @@ class LoginFlow:
         binding: str,
         group: str,
         previous: SessionRef | None,
+        step: StepUp | None,
     ) -> LoginStart:
         login = LoginState(
             code_verifier=verifier,
@@ -128,10 +135,16 @@ class LoginFlow:
             created_at=int(self._clock()),
             previous=previous.hash if previous is not None else None,
             client_group=group,
+            acr_values=step.acr_values if step else None,
+            max_age=step.max_age if step else None,
         )
         # Ask the provider first: if it is down, nothing is stored.
         url = await self._oidc.authorization_url(
-            state=state, nonce=nonce, code_challenge=code_challenge(verifier)
+            state=state,
+            nonce=nonce,
+            code_challenge=code_challenge(verifier),
+            acr_values=login.acr_values,
+            max_age=login.max_age,
         )
         blob = self._keys.seal(encode_login_state(login), aad=state_aad(state))
         await self._pending.track_browser(login.binding, state)
@@ -174,6 +187,14 @@ class LoginFlow:
             claims = await self._oidc.validate_id_token(tokens.id_token, nonce=login.nonce)
         except TokenValidationError as exc:
             raise BadRequest(f"the ID token is not valid: {exc}", code="invalid_id_token") from None
+        if login.acr_values is not None or login.max_age is not None:
+            step = StepUp(acr_values=login.acr_values, max_age=login.max_age)
+            try:
+                check_step_up_claims(claims, step, now=self._clock())
+            except ValueError as exc:  # the provider did not give what was asked
+                raise BadRequest(
+                    f"the ID token is not valid: {exc}", code="invalid_id_token"
+                ) from None
         shown = shown_claims(claims)  # what /bff/user shows; the record derives it again
         # Drop whatever session this browser had: one browser, one fresh session.
         replaced = {login.previous} if login.previous else set()
@@ -241,3 +262,17 @@ class LoginFlow:
             client_ip=client_ip,
             user_agent=user_agent,
         )
+
+
+def _step_up(acr_values: str | None, max_age: str | None) -> StepUp | None:
+    """The step-up a login asks for (`/bff/login?acr_values=...&max_age=...`), bounded;
+    BadRequest when malformed."""
+    if acr_values is None and max_age is None:
+        return None
+    try:
+        return StepUp(
+            acr_values=check_acr_values(acr_values) if acr_values is not None else None,
+            max_age=check_max_age(max_age) if max_age is not None else None,
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_request") from None

@@ -12,8 +12,9 @@ a comma, `token BWS "="` starts a parameter, anything else the next challenge.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StepUp",
     "check_acr_values",
     "check_max_age",
+    "check_step_up_claims",
     "login_url",
     "parse_challenges",
     "step_up_from",
@@ -173,6 +175,22 @@ def check_max_age(value: str | int) -> int:
     if isinstance(value, bool) or not 0 <= value <= MAX_AGE_LIMIT:
         raise ValueError(f"max_age must be between 0 and {MAX_AGE_LIMIT}")
     return value
+
+
+def check_step_up_claims(
+    claims: Mapping[str, Any], step: StepUp, *, now: float, leeway: int = 60
+) -> None:
+    """The new login's ID token reached what was asked (OIDC Core §2, §3.1.2.1): `acr`
+    is one of `acr_values`; `auth_time` is present and at most `max_age` seconds old.
+    ValueError otherwise."""
+    if step.acr_values is not None and claims.get("acr") not in step.acr_values.split(" "):
+        raise ValueError("acr is not one of the acr_values asked for")
+    if step.max_age is not None:
+        auth_time = claims.get("auth_time")
+        if isinstance(auth_time, bool) or not isinstance(auth_time, (int, float)):
+            raise ValueError("auth_time is missing although max_age was asked for")
+        if now - auth_time > step.max_age + leeway:
+            raise ValueError("auth_time is older than the max_age asked for")
 
 
 def step_up_from(values: Iterable[str]) -> StepUp | None:

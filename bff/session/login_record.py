@@ -28,6 +28,9 @@ class LoginState:
     # The pending-login group (client address) this login is counted in, released on
     # the callback even when the browser comes back from another address.
     client_group: str | None = field(default=None, repr=False)
+    # A step-up login (RFC 9470): what the ID token's `acr` / `auth_time` must satisfy.
+    acr_values: str | None = None
+    max_age: int | None = None
 
 
 def encode_login_state(s: LoginState) -> bytes:
@@ -42,6 +45,10 @@ def encode_login_state(s: LoginState) -> bytes:
         "p": s.previous,
         "cg": s.client_group,
     }
+    if s.acr_values is not None:
+        doc["acr"] = s.acr_values
+    if s.max_age is not None:
+        doc["ma"] = s.max_age
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
@@ -59,6 +66,8 @@ def decode_login_state(data: bytes) -> LoginState:
             created_at=doc["ca"],
             previous=doc.get("p"),
             client_group=doc.get("cg"),
+            acr_values=doc.get("acr"),
+            max_age=doc.get("ma"),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError("malformed login state") from exc

@@ -99,6 +99,8 @@ async def login(request: Request) -> Response:
         binding_cookie=rt.cookie(request.scope, s.login_cookie_name),
         previous=rt.session_ref(request.scope),
         client=client_ip(request.scope),  # after BFF_TRUSTED_PROXIES (ProxyHeadersMiddleware)
+        acr_values=_param(request, "acr_values"),  # a step-up (bff.oidc.step_up)
+        max_age=_param(request, "max_age"),
     )
     response = RedirectResponse(start.redirect_to, status_code=_FOUND)
     # Lax, not Strict: the provider's redirect back to us is a cross-site navigation.

@@ -73,6 +73,7 @@ LAYERS: dict[str, int] = {
     "bff.oidc.jws": RULES,
     "bff.oidc.validation": RULES,
     "bff.oidc.login_checks": RULES,
+    "bff.oidc.step_up": RULES,
     "bff.oidc.pkce": ADAPTERS,  # the OS random source for state, nonce, verifier, binding
     "bff.oidc.provider_http": ADAPTERS,
     "bff.oidc.discovery": ADAPTERS,
@@ -86,6 +87,8 @@ LAYERS: dict[str, int] = {
     "bff.tokens": RULES,
     "bff.tokens.records": RULES,
     "bff.tokens.results": RULES,
+    "bff.tokens.audience": RULES,
+    "bff.tokens.client_credentials": SERVICES,
     "bff.tokens.refresh": SERVICES,
     "bff.tokens.manager": SERVICES,
     # upstream
