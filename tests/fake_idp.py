@@ -1,5 +1,9 @@
 """A provider shaped with respx for unit tests of the flows: discovery, JWKS, token,
-revocation and end-session answers, plus an RSA key to sign ID tokens."""
+revocation and end-session answers, plus an RSA key to sign ID tokens.
+
+The token endpoint answers the code, refresh-token, client-credentials and RFC 8693
+token-exchange grants; an access token names what it was minted for (`resource`, or
+`client` / `exchanged`), so a test can tell which one reached an upstream."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ ISSUER = "https://idp.test"
 CLIENT_ID = "spa-bff"
 CLIENT_SECRET = "client-secret-value-123"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 class Clock:
@@ -55,6 +60,12 @@ class FakeIdp:
             "authorization_response_iss_parameter_supported": iss_param,
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                TOKEN_EXCHANGE,
+            ],
         }
         if revocation:
             self.discovery["revocation_endpoint"] = f"{ISSUER}/revoke"
@@ -73,6 +84,8 @@ class FakeIdp:
         self.live_refresh: set[str] = set()
         self.refresh_error: str | None = None  # answer refresh grants with this OAuth error
         self.access_ttl = 300
+        self.client_grants = 0  # client_credentials grants answered
+        self.exchanges = 0  # token-exchange grants answered
         self.router.get(f"{ISSUER}/.well-known/openid-configuration").mock(
             side_effect=lambda r: httpx.Response(200, json=self.discovery)
         )
@@ -126,8 +139,12 @@ class FakeIdp:
                 return httpx.Response(self.token_status, content=body)
             return httpx.Response(self.token_status, json=body)
         n = len(self.token_requests)
+        grant = form.get("grant_type", [""])[0]
+        if grant in ("client_credentials", TOKEN_EXCHANGE):
+            return self._other_grant(grant, form, n)
+        resource = form.get("resource", [None])[-1]
         body = {
-            "access_token": f"access-token-{n}-XYZ",
+            "access_token": f"access-token-{n}-XYZ" if resource is None else _named(resource, n),
             "token_type": "Bearer",
             "expires_in": self.access_ttl,
             "refresh_token": f"refresh-token-{n}-XYZ",
@@ -148,9 +165,37 @@ class FakeIdp:
         self.live_refresh.add(body["refresh_token"])
         return httpx.Response(200, json=body)
 
+    def _other_grant(self, grant: str, form: dict[str, list[str]], n: int) -> httpx.Response:
+        if grant == "client_credentials":
+            self.client_grants += 1
+            kind = "client"
+        else:
+            self.exchanges += 1
+            if form.get("subject_token_type") != ["urn:ietf:params:oauth:token-type:access_token"]:
+                return httpx.Response(400, json={"error": "invalid_request"})
+            kind = "exchanged"
+        resource = form.get("resource", ["any"])[-1]
+        body = {
+            "access_token": f"{kind}-{_slug(resource)}-{n}",
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl,
+        }
+        if grant == TOKEN_EXCHANGE:
+            body["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
+        return httpx.Response(200, json=body)
+
     def _revoke(self, request: httpx.Request) -> httpx.Response:
         self.revocations.append(parse_qs(request.content.decode()))
         return httpx.Response(self.revoke_status)
+
+
+def _slug(resource: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in resource.rstrip("/").rpartition("/")[2])
+
+
+def _named(resource: str, n: int) -> str:
+    """An access token narrowed to `resource` by a refresh grant."""
+    return f"access-{_slug(resource)}-{n}"
 
 
 def query(url: str) -> dict[str, str]:
