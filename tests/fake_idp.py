@@ -72,6 +72,7 @@ class FakeIdp:
         if par:
             self.discovery["pushed_authorization_request_endpoint"] = f"{ISSUER}/par"
         self.token_requests: list[dict[str, list[str]]] = []
+        self.par_requests: list[dict[str, list[str]]] = []
         self.revocations: list[dict[str, list[str]]] = []
         self.next_nonce: str | None = None
         self.token_status = 200
@@ -96,11 +97,7 @@ class FakeIdp:
         )
         self.router.post(f"{ISSUER}/token").mock(side_effect=self._token)
         self.router.post(f"{ISSUER}/revoke").mock(side_effect=self._revoke)
-        self.router.post(f"{ISSUER}/par").mock(
-            side_effect=lambda r: httpx.Response(
-                201, json={"request_uri": "urn:par:1", "expires_in": 60}
-            )
-        )
+        self.router.post(f"{ISSUER}/par").mock(side_effect=self._par)
 
     def http(self) -> httpx.AsyncClient:
         async def handler(request: httpx.Request) -> httpx.Response:
@@ -183,6 +180,10 @@ class FakeIdp:
         if grant == TOKEN_EXCHANGE:
             body["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
         return httpx.Response(200, json=body)
+
+    def _par(self, request: httpx.Request) -> httpx.Response:
+        self.par_requests.append(parse_qs(request.content.decode()))
+        return httpx.Response(201, json={"request_uri": "urn:par:1", "expires_in": 60})
 
     def _revoke(self, request: httpx.Request) -> httpx.Response:
         self.revocations.append(parse_qs(request.content.decode()))
