@@ -42,7 +42,10 @@ def test_routes_from_env_and_toml() -> None:
         ({"prefix": "/a/../b", "upstream": "http://o"}, "plain path"),
         ({"prefix": "/bff", "upstream": "http://o"}, "shadow"),
         ({"prefix": "/api", "upstream": "ftp://o"}, "not an http(s) URL"),
-        ({"prefix": "/api", "upstream": "http://o", "token": "maybe"}, "user, optional, none, client, exchange"),
+        (
+            {"prefix": "/api", "upstream": "http://o", "token": "maybe"},
+            "user, optional, none, client, exchange",
+        ),
         ({"prefix": "/api", "upstream": "http://o", "methods": ["FETCH"]}, "unknown method"),
         ({"prefix": "/api", "upstream": "http://o", "colour": 1}, "unknown route setting"),
         ({"prefix": "/api", "upstream": "http://o", "scopes": "a"}, "non-empty list of strings"),
