@@ -2,7 +2,8 @@
 "exchange"`: RFC 8693) against the respx provider: obtained once (one grant under a
 storm, in one process and across two sharing Redis), kept in the session record, refreshed
 ahead of expiry, never handed to another route; the rotated refresh token becomes the
-session's; a provider without token exchange answers 502 token_exchange_unavailable."""
+session's; a provider without token exchange answers 502 token_exchange_unavailable, and
+start-up logs an error naming the routes it leaves without a token."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from typing import Any
 import pytest
 
 from bff.answers import Kind
-from bff.config.model import RouteConfig
+from bff.config.model import Frontend, RouteConfig
+from bff.oidc.client import OidcClient
 from bff.session.records import Session, decode_session, encode_session
 from bff.session.service import SessionRef
 from bff.store.memory import MemoryStore
 from bff.tokens.audience import audience_for, route_token
 from bff.tokens.records import TokenSet
 from bff.tokens.results import Bearer, TokenFailure
-from tests.fake_idp import TOKEN_EXCHANGE, Clock, FakeIdp
+from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, TOKEN_EXCHANGE, Clock, FakeIdp
 from tests.unit.tokens.test_manager import Instance, new_session, redis_stores  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -223,3 +225,21 @@ def test_route_tokens_survive_the_session_record(clock: Clock) -> None:
     assert again == session
     plain = Session("alice", None, {"sub": "alice"}, session.tokens, 1, 100)
     assert decode_session(encode_session(plain)).route_tokens == {}
+
+
+async def test_start_up_logs_exchange_routes_the_provider_cannot_serve(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frontend = Frontend(
+        issuer=ISSUER, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, routes=(SWAP,)
+    )
+    for grants, logged in ((["refresh_token", TOKEN_EXCHANGE], False), (["refresh_token"], True)):
+        idp = FakeIdp()
+        idp.discovery["grant_types_supported"] = grants
+        caplog.clear()
+        async with idp.http() as http:
+            await OidcClient.for_frontend(frontend, http=http).discover_forever()
+        found = [r for r in caplog.records if "token_exchange_unavailable" in r.getMessage()]
+        assert bool(found) is logged
+        if logged:
+            assert found[0].levelname == "ERROR" and "/swap" in found[0].getMessage()
