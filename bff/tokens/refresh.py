@@ -218,18 +218,18 @@ class Refresher:
 
     async def _grant(self, tokens: TokenSet, audience: Audience | None) -> TokenSet:
         if audience is not None and audience.grant == "exchange":
-            grant_type = "urn:ietf:params:oauth:grant-type:token-exchange"
+            grant_type = "token-exchange"  # RFC 8693 (span name; the grant is its URN)
             call = self._oidc.exchange_token(
                 tokens.access_token, scope=audience.scope, resource=audience.resource
             )
         else:
             grant_type = "refresh_token"
-            assert tokens.refresh_token is not None  # checked by the caller
+            refresh_token = tokens.refresh_token or ""  # present: checked by the caller
             if audience is None:
-                call = self._oidc.refresh(tokens.refresh_token, resource=self._resource)
+                call = self._oidc.refresh(refresh_token, resource=self._resource)
             else:
                 call = self._oidc.refresh(
-                    tokens.refresh_token, scope=audience.scope, resource=audience.resource
+                    refresh_token, scope=audience.scope, resource=audience.resource
                 )
         if self._tracing is None:
             return await call
