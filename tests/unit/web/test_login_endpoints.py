@@ -85,6 +85,30 @@ async def test_bad_return_url_is_400_and_no_redirect(env: Env, return_url: str) 
     assert r.json()["error"] == "invalid_return_url"
 
 
+async def test_step_up_login_passes_acr_values_and_max_age(env: Env) -> None:
+    params = {"returnUrl": "/orders", "acr_values": "urn:a gold", "max_age": "0"}
+    r = await env.browser.get("/bff/login", params=params)
+    assert r.status_code == 302
+    q = query(r.headers["location"])
+    assert (q["acr_values"], q["max_age"]) == ("urn:a gold", "0")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"acr_values": "<script>"},
+        {"acr_values": "a" * 600},
+        {"max_age": "-1"},
+        {"max_age": "99999999999"},
+        {"max_age": "1e3"},
+    ],
+)
+async def test_malformed_step_up_parameters_are_400(env: Env, params: dict[str, str]) -> None:
+    r = await env.browser.get("/bff/login", params=params)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    assert env.idp.par_requests == [] and "location" not in r.headers
+
+
 async def test_new_login_gets_new_session_id_and_drops_the_old(env: Env) -> None:
     await env.login()
     first = env.browser.cookies["bff-session"]
