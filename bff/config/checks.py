@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
-__all__ = ["is_loopback_host", "resource_problem", "split_host_port", "url_problems"]
+__all__ = ["is_loopback_host", "resource_problem", "split_host_port", "url_problems", "web_origin"]
 
+_DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443})
 # RFC 3986 §3.1 scheme, then ':' and a non-empty rest of printable ASCII without spaces.
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
 
@@ -78,3 +80,22 @@ def resource_problem(value: str) -> str | None:
     if parts.scheme.lower() in ("http", "https") and not parts.hostname:
         return f"{value!r} has no host"
     return None
+
+
+def web_origin(value: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) origin as browsers send it in `Origin`
+    (lower case, default port dropped); None for anything else (a path, credentials,
+    `null`)."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host or parts.username or parts.password:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    suffix = "" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}"
+    return f"{scheme}://{host}{suffix}"

@@ -54,6 +54,7 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("session_idle_timeout", "idle_timeout", frontend=True),
     Known("session_max_lifetime", "max_lifetime", frontend=True),
     Known("refresh_skew", frontend=True),
+    Known("session_expiring_window", frontend=True),
     Known("upstream_timeout"),
     Known("upstream_max_connections"),
     Known("upstream_max_connections_per_session"),

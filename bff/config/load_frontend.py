@@ -61,6 +61,7 @@ def load_frontend(c: Collector, name: str = DEFAULT_FRONTEND) -> Frontend:
     idle = c.number("session_idle_timeout", 1800, minimum=1)
     lifetime = c.number("session_max_lifetime", 86400, minimum=1)
     skew = c.number("refresh_skew", 30, minimum=0)
+    expiring_window = c.number("session_expiring_window", 60, minimum=1)
     post_logout = c.text("post_logout_redirect", "/") or "/"
     if not is_local_path(post_logout):
         c.problems.append(f"{c.label('post_logout_redirect')}: must be a local path such as /")
@@ -85,6 +86,7 @@ def load_frontend(c: Collector, name: str = DEFAULT_FRONTEND) -> Frontend:
         idle_timeout=idle,
         max_lifetime=lifetime,
         refresh_skew=skew,
+        session_expiring_window=expiring_window,
         post_logout_redirect=post_logout,
         logout_id_token_hint=id_token_hint,
         static_dir=static_dir,

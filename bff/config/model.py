@@ -31,6 +31,8 @@ class RouteConfig:
     scopes: str | None = None
     resource: str | None = None
     path_params: bool = False  # `;` path parameters pass (an upstream that uses them)
+    websocket: bool = False  # WebSocket upgrades pass (bff.proxy.websocket)
+    origins: tuple[str, ...] = ()  # their Origin allow-list; empty: the public URL's origin
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +54,7 @@ class Frontend:
     idle_timeout: int = 1800
     max_lifetime: int = 86400
     refresh_skew: int = 30
+    session_expiring_window: int = 60  # /bff/events says session_expiring this early
     post_logout_redirect: str = "/"
     logout_id_token_hint: bool = True
     static_dir: str | None = None

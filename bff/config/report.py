@@ -47,6 +47,9 @@ def _route_dict(route: RouteConfig) -> dict[str, Any]:
         "retry_on_401": route.retry_on_401,
         "path_params": route.path_params,
     }
+    if route.websocket:
+        d["websocket"] = True
+        d["origins"] = list(route.origins)
     if route.methods is not None:
         d["methods"] = sorted(route.methods)
     if route.scopes:

@@ -8,7 +8,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from bff.config.checks import resource_problem, url_problems
+from bff.config.checks import resource_problem, url_problems, web_origin
 from bff.config.collector import Collector
 from bff.config.model import RouteConfig
 
@@ -29,6 +29,8 @@ ROUTE_KEYS = frozenset(
         "scopes",
         "resource",
         "path_params",
+        "websocket",
+        "origins",
     }
 )
 
@@ -102,6 +104,21 @@ def _prefix_problem(prefix: Any) -> str | None:
     return None
 
 
+def _origins(c: Collector, value: Any, where: str) -> tuple[str, ...]:
+    """`origins = ["https://app.example"]`: a WebSocket route's Origin allow-list."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        c.problems.append(f"{where}: must be a list of origins like https://app.example")
+        return ()
+    out = []
+    for v in value:
+        origin = web_origin(v)
+        if origin is None:
+            c.problems.append(f"{where}: {v!r} is not an origin like https://app.example")
+        else:
+            out.append(origin)
+    return tuple(out)
+
+
 def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig | None:
     for key in sorted(set(item) - ROUTE_KEYS):
         c.problems.append(f"{where}.{key}: unknown route setting")
@@ -120,6 +137,8 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
     csrf = c.flag(item.get("csrf", True), f"{where}.csrf", True)
     retry = c.flag(item.get("retry_on_401", False), f"{where}.retry_on_401", False)
     path_params = c.flag(item.get("path_params", False), f"{where}.path_params", False)
+    websocket = c.flag(item.get("websocket", False), f"{where}.websocket", False)
+    origins = _origins(c, item.get("origins", []), f"{where}.origins")
     methods = item.get("methods")
     method_set: frozenset[str] | None = None
     if methods is not None:
@@ -157,4 +176,6 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
         path_params=path_params,
         scopes=scopes,
         resource=resource if isinstance(resource, str) else None,
+        websocket=websocket,
+        origins=origins,
     )
