@@ -24,7 +24,7 @@ def log_refusal(scope: Mapping[str, Any], status: int, code: str, reason: str) -
     _refusals.log(
         logging.INFO if status == _UNAUTHENTICATED else logging.WARNING,
         "%s %s: %s %s reason=%s rid=%s",
-        scope["method"],
+        scope.get("method", "WEBSOCKET"),  # an upgrade's scope has no method
         scope["path"][:256].encode("unicode_escape").decode("ascii"),
         status,
         code,

@@ -51,6 +51,9 @@ LAYERS: dict[str, int] = {
     "bff.session.crypto": ADAPTERS,  # the OS random source for nonces
     "bff.session.service_ops": SERVICES,
     "bff.session.service": SERVICES,
+    "bff.session.events": RULES,
+    "bff.session.bus": ADAPTERS,
+    "bff.session.live": SERVICES,
     # store
     "bff.store": RULES,
     "bff.store.redis_url": RULES,
@@ -119,6 +122,8 @@ LAYERS: dict[str, int] = {
     "bff.proxy.response_stream": SERVICES,
     "bff.proxy.exchange": SERVICES,
     "bff.proxy.app": EDGE,
+    "bff.proxy.ws_relay": ADAPTERS,
+    "bff.proxy.websocket": EDGE,
     # telemetry
     "bff.telemetry": RULES,
     "bff.telemetry.batching": ADAPTERS,
@@ -140,6 +145,7 @@ LAYERS: dict[str, int] = {
     "bff.web.login_endpoints": EDGE,
     "bff.web.session_endpoints": EDGE,
     "bff.web.health": EDGE,
+    "bff.web.events": EDGE,
     "bff.web.listener": EDGE,
     "bff.web.assembly": COMPOSITION,
     "bff.web.admin_app": COMPOSITION,
