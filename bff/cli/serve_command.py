@@ -21,6 +21,7 @@ from bff.config.known import unknown_env_warnings
 from bff.config.model import Settings
 from bff.config.report import bind_warnings, cookie_warnings
 from bff.errors import ConfigError
+from bff.proxy.ws_relay import MAX_MESSAGE  # (no metrics import: see bff.cli.serve)
 from bff.telemetry.tracing import check_tracing
 from bff.web.listener import bounded_http_protocol
 
@@ -49,6 +50,10 @@ def _uvicorn_config(settings: Settings) -> uvicorn.Config:
         loop="uvloop",
         # httptools with a header-size and header-read-time bound (bff.web.listener).
         http=bounded_http_protocol(settings),
+        # WebSocket routes (bff.proxy.websocket): websockets' sans-I/O protocol (it answers
+        # refusals before the upgrade), the browser's messages bounded as the upstream's.
+        ws="websockets-sansio",
+        ws_max_size=MAX_MESSAGE,
         # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: off here. The app
         # applies uvicorn's ProxyHeadersMiddleware itself for BFF_TRUSTED_PROXIES only.
         proxy_headers=False,

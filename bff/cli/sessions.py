@@ -15,8 +15,10 @@ import httpx
 from bff.config.model import Frontend, Settings
 from bff.errors import BffError
 from bff.oidc.client import OidcClient
+from bff.session.bus import create_bus
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
+from bff.session.live import LiveSessions
 from bff.session.service import SessionService
 from bff.store.factory import create_store
 
@@ -46,6 +48,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = create_store(settings)
     keys = KeyRing(settings.secret_keys)
     frontend = settings.frontend
+    # A revocation closes the session's WebSockets and streams on every instance.
+    bus = create_bus(settings.session_store, prefix=settings.store_prefix)
+    live = LiveSessions(bus, store=store, clock=time.time)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
             service = SessionService(
@@ -57,6 +62,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                 clock=time.time,
                 revoke=OidcClient.for_frontend(frontend, http=http).revoke,
                 revoke_timeout=_REVOKE_TIMEOUT,
+                events=live,
             )
             hashes = await _hashes(service, args)
             if args.action == "list":
@@ -73,6 +79,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"bff: {exc}", file=sys.stderr)
         return 1
     finally:
+        await bus.aclose()
         await store.aclose()
 
 

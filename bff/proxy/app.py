@@ -36,6 +36,7 @@ from bff.proxy.replies import BAD_PATH, SESSION_BUSY, TWO_HOSTS, send_answer
 from bff.proxy.request_checks import inbound_request_id
 from bff.proxy.request_headers import filter_request_headers
 from bff.proxy.routes import CanonicalPath, Route, RouteTable, canonical_path, safe_query
+from bff.session.live import LiveSessions
 from bff.telemetry.logs import new_request_id
 from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
@@ -69,6 +70,7 @@ class ProxyApp:
         fallback: ASGIApp,
         metrics: RequestMetrics | None = None,
         tracing: Tracing | None = None,
+        live: LiveSessions | None = None,
     ) -> None:
         settings, frontend = runtime.settings, runtime.frontend
         self._table = table
@@ -89,6 +91,7 @@ class ProxyApp:
             metrics=metrics,
             tracing=tracing,
             public_origin="{0.scheme}://{0.netloc}".format(urlsplit(frontend.public_url)),
+            live=live,
         )
         self._slots = SessionSlots(
             limit=settings.upstream_max_connections_per_session,

@@ -22,6 +22,7 @@ from bff.proxy.forward_rules import ForwardRules
 from bff.proxy.replies import BY_KIND, STALLED, Send, send_answer
 from bff.proxy.response_stream import relay_response
 from bff.proxy.routes import Route
+from bff.session.live import LiveSessions
 from bff.session.records import Session
 from bff.session.service import SessionRef
 from bff.telemetry.request_metrics import RequestMetrics
@@ -51,6 +52,7 @@ class Hop:
     metrics: RequestMetrics | None = None
     tracing: Tracing | None = None
     public_origin: str = ""  # a Referer from here names the page a step-up returns to
+    live: LiveSessions | None = None  # a streamed answer ends with its session
 
 
 @dataclass(slots=True)
@@ -135,8 +137,12 @@ class Exchange:
             response = await self._retry(response, send)
         if response is None:
             return
+        live, ref, session = self.hop.live, self.ref, self.session
+        ending = live.ending(ref.hash, session.expires_at) if live and ref and session else None
         try:
-            await relay_response(response, send, rules=self.hop.rules, watch=watch, stream=stream)
+            await relay_response(
+                response, send, rules=self.hop.rules, watch=watch, stream=stream, ending=ending
+            )
         except (UpstreamUnavailable, UpstreamTimeout) as exc:
             # Mid-body: the status line is gone, so the only honest signal is to end the
             # connection without completing the response (the server closes it).

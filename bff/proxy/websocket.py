@@ -43,7 +43,14 @@ from bff.proxy.replies import BAD_PATH, NOT_AUTHENTICATED, PATH_PARAMS, TWO_HOST
 from bff.proxy.request_checks import inbound_request_id
 from bff.proxy.request_headers import filter_request_headers
 from bff.proxy.routes import Route, RouteTable, canonical_path, safe_query
-from bff.proxy.ws_relay import open_upstream, relay, to_browser, to_upstream
+from bff.proxy.ws_relay import (
+    MAX_MESSAGE,
+    MAX_QUEUE,
+    open_upstream,
+    relay,
+    to_browser,
+    to_upstream,
+)
 from bff.session.events import SESSION_ENDED_CLOSE
 from bff.session.live import EndScope, LiveSessions
 from bff.session.records import Session, short_hash
@@ -54,11 +61,9 @@ from bff.telemetry.refusals import log_refusal
 from bff.tokens.manager import TokenManager
 from bff.tokens.results import STORE_DOWN, Bearer
 
-__all__ = ["MAX_MESSAGE", "MAX_QUEUE", "WebSocketProxy"]
+__all__ = ["WebSocketProxy"]
 
 _log = logging.getLogger("bff.proxy")
-MAX_MESSAGE = 1 << 20  # bytes of one message, either way (also uvicorn's ws_max_size)
-MAX_QUEUE = 16  # upstream messages read ahead of the browser
 _TOKEN_RETRY = 5.0  # seconds between refresh attempts while the provider fails
 _ORIGIN = json_answer(Kind.CSRF, "Origin not allowed for WebSocket on this route", code="origin")
 

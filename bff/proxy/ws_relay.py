@@ -23,7 +23,18 @@ from websockets.typing import Subprotocol
 
 from bff.answers import Answer, Kind, json_answer
 
-__all__ = ["Outcome", "open_upstream", "relay", "to_browser", "to_upstream"]
+__all__ = [
+    "MAX_MESSAGE",
+    "MAX_QUEUE",
+    "Outcome",
+    "open_upstream",
+    "relay",
+    "to_browser",
+    "to_upstream",
+]
+
+MAX_MESSAGE = 1 << 20  # bytes of one message, either way (also uvicorn's ws_max_size)
+MAX_QUEUE = 16  # upstream messages read ahead of the browser
 
 _log = logging.getLogger("bff.proxy")
 _CLOSE_TIMEOUT = 2.0  # seconds a closing handshake may take

@@ -8,8 +8,9 @@ The service owns the store: the login flow, the token manager, back-channel logo
 readiness and the admin CLI use its operations (`bff.session.service_ops`: login-state
 put/take, pending logins, the refresh lock, find by `sub`/`sid`, replay memory, ping), and
 every way a session ends (logout, back-channel logout, admin revoke, `invalid_grant`) goes
-through `end`: delete (which unindexes), revoke the refresh token when asked (bounded,
-best effort), one audit line (which also counts `bff_events_total`).
+through `end`: delete (which unindexes), announce it (`events`: its WebSockets and streams
+close on every instance), revoke the refresh token when asked (bounded, best effort),
+one audit line (which also counts `bff_events_total`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Literal
 from bff.errors import BlobError, IdpError
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
+from bff.session.events import EndPublisher, SessionEnded
 from bff.session.ids import new_session_id
 from bff.session.records import (
     Session,
@@ -91,8 +93,10 @@ class SessionService(StoreOps):
         clock: Callable[[], float],
         revoke: Revoke | None = None,
         revoke_timeout: float = REVOKE_TIMEOUT,
+        events: EndPublisher | None = None,
     ) -> None:
         super().__init__(store)
+        self._events = events
         self._revoke = revoke
         self._revoke_timeout = revoke_timeout
         self._keys = keys
@@ -240,11 +244,14 @@ class SessionService(StoreOps):
         user_agent: str | None = None,
     ) -> bool:
         """End a session, the one way every caller does: delete it (and its index
-        entries); when `revoke`, revoke its refresh token at the provider (bounded, best
-        effort: a provider that fails never keeps a session alive); one audit line.
-        False (and nothing audited or revoked) when it was already gone."""
+        entries); tell its live connections everywhere (`events`); when `revoke`, revoke
+        its refresh token at the provider (bounded, best effort: a provider that fails
+        never keeps a session alive); one audit line. False (and nothing announced,
+        audited or revoked) when it was already gone."""
         if not await self.delete(session_hash_value, session):
             return False
+        if self._events is not None:  # before the revocation: sockets close within 2 s
+            await self._events.publish(SessionEnded(session_hash_value, reason))
         event, outcome = _EVENTS[reason]
         refresh_token = session.tokens.refresh_token if session is not None else None
         if revoke and refresh_token and self._revoke is not None:

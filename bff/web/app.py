@@ -1,14 +1,17 @@
 """Composition: settings + injected parts -> the ASGI app. The request path:
-DirectPeerMiddleware (with trusted proxies) -> RequestContextMiddleware -> ProxyApp
-(route prefixes) -> the Starlette app (bff's own endpoints, the SPA's static files).
+DirectPeerMiddleware (with trusted proxies) -> RequestContextMiddleware -> WebSocketProxy
+(upgrades on `websocket` routes) -> ProxyApp (route prefixes) -> the Starlette app (bff's
+own endpoints, `/bff/events`, the SPA's static files).
 Errors become answers in one place (`bff.web.error_pages`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -21,6 +24,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from bff.config.model import Settings
 from bff.errors import BffError
 from bff.proxy.app import ProxyApp
+from bff.proxy.forward_rules import ForwardRules
+from bff.proxy.websocket import WebSocketProxy
+from bff.session.events import EventBus
 from bff.store import SessionStore
 from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
@@ -29,6 +35,7 @@ from bff.web import health, login_endpoints, session_endpoints
 from bff.web.assembly import assemble
 from bff.web.background import discovering, flushing_metrics
 from bff.web.error_pages import handle_error, method_not_allowed
+from bff.web.events import SessionEvents
 from bff.web.lifecycle import Lifecycle
 from bff.web.middleware import DirectPeerMiddleware, RequestContextMiddleware
 from bff.web.routing import ENDPOINT_METHODS, explicit_route
@@ -57,10 +64,12 @@ def create_app(
     upstreams: UpstreamPool | None = None,
     tracing: Tracing | None = None,
     lifecycle: Lifecycle | None = None,
+    bus: EventBus | None = None,
 ) -> ASGIApp:
-    """Build the app. Tests inject `http` (respx / MockTransport), `store`, `clock` and
-    `upstreams` (then they close it); `tracing` (None: off) and `lifecycle` (what
-    /readyz reports while draining) come from `bff serve`."""
+    """Build the app. Tests inject `http` (respx / MockTransport), `store`, `clock`,
+    `upstreams` and `bus` (the session-ended channel; then they close them); `tracing`
+    (None: off) and `lifecycle` (what /readyz reports while draining) come from `bff
+    serve`."""
     services = assemble(
         settings,
         http=http,
@@ -69,15 +78,20 @@ def create_app(
         upstreams=upstreams,
         tracing=tracing,
         lifecycle=lifecycle,
+        bus=bus,
     )
     runtime, frontend = services.runtime, services.runtime.frontend
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        listening = asyncio.create_task(services.live.run(), name="bff-session-ended")
         try:
             async with discovering(runtime.oidc, enabled=discover_on_startup), flushing_metrics():
                 yield
         finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
             await services.aclose()
             if tracing is not None:
                 tracing.shutdown()
@@ -85,6 +99,10 @@ def create_app(
     routes: list[Any] = [
         explicit_route(path, handler, ENDPOINT_METHODS[path]) for path, handler in _HANDLERS.items()
     ]
+    events = SessionEvents(
+        sessions=runtime.sessions, live=services.live, cookie_name=frontend.cookie_name
+    )
+    routes.append(explicit_route("/bff/events", events, ENDPOINT_METHODS["/bff/events"]))
     if frontend.static_dir:
         routes.append(Mount("/", app=StaticFiles(directory=frontend.static_dir, html=True)))
     app = Starlette(
@@ -104,11 +122,29 @@ def create_app(
         fallback=app,
         metrics=request_metrics,
         tracing=tracing,
+        live=services.live,
+    )
+    upgrades = WebSocketProxy(
+        proxy,
+        table=services.table,
+        sessions=runtime.sessions,
+        tokens=services.tokens,
+        live=services.live,
+        rules=ForwardRules.create(
+            (frontend.cookie_name, frontend.login_cookie_name),
+            settings.trusted_proxies,
+            public_host=urlsplit(frontend.public_url).netloc,
+        ),
+        cookie_name=frontend.cookie_name,
+        public_url=frontend.public_url,
+        refresh_skew=frontend.refresh_skew,
+        clock=clock,
+        open_timeout=settings.upstream_timeout,
     )
     # Outermost, so request ids, security headers, metrics, the request's span and the
     # access log cover the proxy too.
     outer: ASGIApp = RequestContextMiddleware(
-        proxy,
+        upgrades,
         access_log=settings.access_log,
         own_paths=own_paths,
         metrics=request_metrics,

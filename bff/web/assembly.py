@@ -1,7 +1,8 @@
 """The services of one app, built from the settings and what a caller injects (tests: a
-mock HTTP client, a store, a clock, an upstream pool): the store, the keys, the provider
-client, sessions, the login flow, tokens, the route table and the upstream pool; and
-their closing, in the app's lifespan."""
+mock HTTP client, a store, a clock, an upstream pool, a session-ended bus): the store,
+the keys, the provider client, the live connections and their bus, sessions, the login
+flow, tokens, the route table and the upstream pool; and their closing, in the app's
+lifespan."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from bff.errors import ConfigError
 from bff.oidc.client import OidcClient
 from bff.oidc.login import LoginFlow
 from bff.proxy.routes import RouteTable
+from bff.session.bus import MemoryBus, create_bus
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
+from bff.session.events import EventBus
+from bff.session.live import LiveSessions
 from bff.session.service import SessionService
 from bff.store import SessionStore
 from bff.store.factory import create_store
@@ -39,10 +43,16 @@ class Services:
     upstreams: UpstreamPool
     tokens: TokenManager
     table: RouteTable
+    live: LiveSessions
+    bus: EventBus
     own_http: bool  # built here: closed here (an injected one is its owner's)
     own_upstreams: bool
+    own_bus: bool
 
     async def aclose(self) -> None:
+        self.live.close()
+        if self.own_bus:
+            await self.bus.aclose()
         if self.own_upstreams:
             await self.upstreams.aclose()
         if self.own_http:
@@ -59,6 +69,7 @@ def assemble(
     upstreams: UpstreamPool | None,
     tracing: Tracing | None,
     lifecycle: Lifecycle | None,
+    bus: EventBus | None = None,
 ) -> Services:
     http_client = http or httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
@@ -70,6 +81,22 @@ def assemble(
     signer = CookieSigner(keys.signing_keys)
     frontend = settings.frontend
     oidc = OidcClient.for_frontend(frontend, http=http_client, clock=clock)
+    # One subscription per worker: the live connections of a session end with it. An
+    # injected store comes without a channel (tests): in-process unless `bus` is given.
+    own_bus = bus is None and store is None
+    if bus is None:
+        bus = (
+            create_bus(settings.session_store, prefix=settings.store_prefix)
+            if own_bus
+            else MemoryBus()
+        )
+    live = LiveSessions(
+        bus,
+        store=session_store,
+        clock=clock,
+        window=frontend.session_expiring_window,
+        idle_timeout=frontend.idle_timeout,
+    )
     sessions = SessionService(
         store=session_store,
         keys=keys,
@@ -78,6 +105,7 @@ def assemble(
         max_lifetime=frontend.max_lifetime,
         clock=clock,
         revoke=oidc.revoke,
+        events=live,
     )
     flow = LoginFlow(
         frontend=frontend,
@@ -125,6 +153,9 @@ def assemble(
         upstreams=upstream_pool,
         tokens=token_manager,
         table=table,
+        live=live,
+        bus=bus,
         own_http=http is None,
         own_upstreams=upstreams is None,
+        own_bus=own_bus,
     )

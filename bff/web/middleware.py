@@ -140,6 +140,6 @@ class DirectPeerMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("client"):
+        if scope["type"] in ("http", "websocket") and scope.get("client"):
             scope.setdefault("state", {})["direct_peer"] = scope["client"][0]
         await self.app(scope, receive, send)

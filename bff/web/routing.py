@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
@@ -22,16 +21,16 @@ ENDPOINT_METHODS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "/bff/user": ("GET",),
         "/bff/logout": ("GET", "POST"),
         "/bff/backchannel-logout": ("POST",),
+        "/bff/events": ("GET",),
         "/healthz": ("GET", "HEAD"),
         "/readyz": ("GET", "HEAD"),
     }
 )
 
 
-def explicit_route(
-    path: str, endpoint: Callable[[Request], Any], methods: tuple[str, ...]
-) -> Route:
-    """A route that serves exactly `methods`, answering 405 with `Allow` to the rest.
+def explicit_route(path: str, endpoint: Callable[..., Any], methods: tuple[str, ...]) -> Route:
+    """A route that serves exactly `methods`, answering 405 with `Allow` to the rest
+    (`endpoint`: a request handler, or a raw ASGI app such as `/bff/events`).
 
     Starlette adds HEAD to every GET route; here HEAD is served only where it is listed,
     so a HEAD (CORS-safelisted, sent by `fetch(..., {mode: "no-cors"})`) never reaches a
