@@ -89,11 +89,13 @@ async def serve(
     idp: FakeIdp | None = None,
     *,
     bounded: bool = False,
+    ws: str = "none",
     **app_options: Any,
 ) -> AsyncIterator[str]:
     """The app on a real uvicorn (httptools) in this loop, lifespan included; its URL.
-    `bounded`: with `bff serve`'s listener bounds (bff.listener). `app_options` go to
-    `create_app` (tracing=..., lifecycle=...)."""
+    `bounded`: with `bff serve`'s listener bounds (bff.listener). `ws`: uvicorn's
+    WebSocket protocol (`websockets-sansio` as `bff serve`; none: upgrades are plain
+    requests). `app_options` go to `create_app` (tracing=..., lifecycle=..., bus=...)."""
     idp = idp or FakeIdp()
     http = idp.http()
     app = create_app(settings, http=http, store=store, discover_on_startup=False, **app_options)
@@ -107,7 +109,7 @@ async def serve(
         log_level="warning",
         access_log=False,
         http=bounded_http_protocol(settings) if bounded else "httptools",
-        ws="none",
+        ws=ws,
         proxy_headers=False,  # as `bff serve`: the app applies BFF_TRUSTED_PROXIES itself
         timeout_graceful_shutdown=2,
     )

@@ -30,6 +30,7 @@ EXPECTED = {
     "/bff/user": {"GET"},
     "/bff/logout": {"GET", "POST"},
     "/bff/backchannel-logout": {"POST"},
+    "/bff/events": {"GET"},
     "/healthz": {"GET", "HEAD"},
     "/readyz": {"GET", "HEAD"},
 }

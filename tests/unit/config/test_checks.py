@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bff.config.checks import is_loopback_host, split_host_port, url_problems
+from bff.config.checks import is_loopback_host, split_host_port, url_problems, web_origin
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,21 @@ def test_url_problems_name_the_source() -> None:
         "S: plain http is allowed only for localhost and loopback addresses"
     ]
     assert url_problems("http://127.0.0.1:8000", "S", https_unless_loopback=True) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "origin"),
+    [
+        ("https://app.example", "https://app.example"),
+        ("HTTPS://APP.example:443/", "https://app.example"),
+        ("http://localhost:8000", "http://localhost:8000"),
+        ("http://[::1]:80", "http://[::1]"),
+        ("https://app.example/x", None),
+        ("https://user@app.example", None),
+        ("null", None),
+        ("ftp://app.example", None),
+        ("https://app.example:99999", None),
+    ],
+)
+def test_web_origin(value: str, origin: str | None) -> None:
+    assert web_origin(value) == origin

@@ -88,3 +88,30 @@ def test_route_resource_and_scopes_are_kept(token: str) -> None:
     assert config.token == token
     assert config.resource == "urn:example:orders"
     assert config.scopes == "orders:read orders:write"  # the scope parameter, deduplicated
+
+
+def test_websocket_route_and_its_origins() -> None:
+    toml = {
+        "routes": [
+            {"prefix": "/api", "upstream": "http://o:1"},
+            {
+                "prefix": "/live",
+                "upstream": "http://chat:8080",
+                "websocket": True,
+                "origins": ["HTTPS://App.Example:443", "http://localhost:3000/"],
+            },
+        ]
+    }
+    plain, live = load_settings(BASE, toml).frontend.routes
+    assert (plain.websocket, plain.origins) == (False, ())
+    assert live.websocket is True
+    assert live.origins == ("https://app.example", "http://localhost:3000")
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [["https://app.example/path"], ["app.example"], ["null"], "https://app.example", [1]],
+)
+def test_origins_must_be_origins(origins: object) -> None:
+    route = {"prefix": "/live", "upstream": "http://o", "websocket": True, "origins": origins}
+    assert any("routes[0].origins" in p for p in problems(BASE, {"routes": [route]}))

@@ -1,0 +1,156 @@
+"""The end of a session as an event: its wire form, the per-worker registry, LiveSessions
+(the in-process bus, the TTL watch, EndScope) and SessionService.end announcing it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bff.session.bus import MemoryBus
+from bff.session.events import (
+    LiveRegistry,
+    SessionEnded,
+    decode_ended,
+    encode_ended,
+    session_end,
+)
+from bff.session.live import LiveSessions
+from bff.store import IndexEntry
+from bff.store.memory import MemoryStore
+from bff.tokens.records import TokenSet
+from tests.integration.proxy_env import session_service
+
+pytestmark = pytest.mark.anyio
+HASH = "0123456789abcdef0123456789abcdef"
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def end(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def test_wire_form_round_trips_and_refuses_anything_else() -> None:
+    event = SessionEnded(HASH, "backchannel_logout")
+    assert encode_ended(event) == f"backchannel_logout {HASH}".encode()
+    assert decode_ended(encode_ended(event)) == event
+    assert decode_ended(f"logout {HASH}") == SessionEnded(HASH, "logout")
+    for garbage in (b"", b"logout", f"reboot {HASH}".encode(), b"logout ZZZZZZZZZZ", b"\xff\xfe"):
+        assert decode_ended(garbage) is None
+
+
+def test_session_end_is_the_sooner_of_idle_and_absolute_end() -> None:
+    assert session_end(now=100, expires_at=200, store_ttl=30) == 130
+    assert session_end(now=100, expires_at=110, store_ttl=30) == 110
+    assert session_end(now=100, expires_at=200, store_ttl=None) is None
+    assert session_end(now=100, expires_at=200, store_ttl=0) is None
+    assert session_end(now=100, expires_at=100, store_ttl=30) is None
+
+
+def test_registry_tells_each_connection_of_the_session_once() -> None:
+    registry = LiveRegistry()
+    a, b, other = Conn(), Conn(), Conn()
+    registry.add(HASH, a)
+    registry.add(HASH, b)
+    registry.add("f" * 32, other)
+    registry.discard(HASH, b)
+    registry.discard("e" * 32, b)  # unknown: nothing happens
+    assert len(registry) == 2
+    assert registry.end(SessionEnded(HASH, "logout")) == 1
+    assert registry.end(SessionEnded(HASH, "logout")) == 0  # forgotten after the first
+    assert (a.reasons, b.reasons, other.reasons) == (["logout"], [], [])
+    assert list(registry.sessions()) == ["f" * 32]
+
+
+async def make_session(store: MemoryStore, ttl: int = 600) -> None:
+    await store.create_session(
+        HASH, b"blob", ttl=ttl, index=IndexEntry("alice", None, int(time.time()) + ttl)
+    )
+
+
+async def test_publish_reaches_every_worker_on_the_bus() -> None:
+    bus, store = MemoryBus(), MemoryStore()
+    await make_session(store)
+    here = LiveSessions(bus, store=store, clock=time.time)
+    there = LiveSessions(bus, store=store, clock=time.time)
+    listening = asyncio.create_task(there.run())
+    await asyncio.sleep(0)
+    a, b = Conn(), Conn()
+    here.attach(HASH, time.time() + 600, a)
+    attachment = there.attach(HASH, time.time() + 600, b)
+    await here.publish(SessionEnded(HASH, "revoke"))
+    assert (a.reasons, b.reasons) == (["revoke"], ["revoke"])
+    assert len(here) == len(there) == 0
+    attachment.detach()  # after the end: harmless
+    listening.cancel()
+    here.close()
+    await bus.aclose()
+
+
+async def test_end_scope_cancels_its_block_and_says_why() -> None:
+    store = MemoryStore()
+    await make_session(store)
+    live = LiveSessions(MemoryBus(), store=store, clock=time.time)
+    reached = False
+    async with live.ending(HASH, time.time() + 600) as scope:
+        asyncio.get_running_loop().call_later(0.05, live.deliver, SessionEnded(HASH, "logout"))
+        await asyncio.sleep(5)
+        reached = True
+    assert (scope.reason, reached) == ("logout", False)
+    assert len(live) == 0
+    async with live.ending(HASH, time.time() + 600) as quiet:
+        await asyncio.sleep(0)
+    assert quiet.reason is None
+    live.deliver(SessionEnded(HASH, "logout"))  # after its block: nobody is cancelled
+    await asyncio.sleep(0.01)
+
+
+async def test_an_outside_cancellation_is_never_swallowed() -> None:
+    store = MemoryStore()
+    await make_session(store)
+    live = LiveSessions(MemoryBus(), store=store, clock=time.time)
+
+    async def hold() -> None:
+        async with live.ending(HASH, time.time() + 600):
+            await asyncio.sleep(5)
+
+    task = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_the_watch_ends_a_connection_when_the_session_idles_out() -> None:
+    store = MemoryStore()
+    await make_session(store, ttl=1)
+    live = LiveSessions(MemoryBus(), store=store, clock=time.time, window=5)
+    conn, expiring = Conn(), []
+    started = time.monotonic()
+    live.attach(HASH, time.time() + 600, conn, expiring=expiring.append)
+    for _ in range(60):
+        if conn.reasons:
+            break
+        await asyncio.sleep(0.05)
+    assert conn.reasons == ["expired"]
+    assert expiring == [1]  # within the window from the start: told once
+    assert time.monotonic() - started < 2.5
+
+
+async def test_session_service_end_announces_once_with_the_reason() -> None:
+    store = MemoryStore()
+    bus = MemoryBus()
+    live = LiveSessions(bus, store=store, clock=time.time)
+    sessions = session_service(store, events=live)
+    tokens = TokenSet(access_token="a", expires_at=None, refresh_token="r")
+    ref, session = await sessions.create(tokens=tokens, claims={"sub": "alice"}, user_agent="t")
+    conn = Conn()
+    live.attach(ref.hash, session.expires_at, conn)
+    assert await sessions.end(ref.hash, session, "invalid_grant")
+    assert not await sessions.end(ref.hash, session, "logout")  # gone: nothing announced
+    assert conn.reasons == ["invalid_grant"]
+    live.close()
