@@ -166,10 +166,23 @@ def test_the_demo_shows_the_bff_at_work(demo: Demo, browser: Browser, tmp_path: 
         assert page.locator("#proof-jwts").inner_text() == "0"
         assert page.locator("#proof-card li.fail").count() == 0
 
-        # 7. Logout ends at the app again, logged out.
+        # 7. Logout ends at the app again, logged out; another open tab of the app is told
+        # at once (GET /bff/events: session_ended) and shows it.
+        other_tab = context.new_page()
+        other_tab.on("console", lambda msg: console.append(msg))
+        other_tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        other_tab.goto(demo.url + "/")
+        expect(other_tab.locator("#status")).to_have_text("Logged in as Alice")
+        other_tab.wait_for_timeout(500)  # its EventSource is open
+        page.bring_to_front()
         page.click("#logout")
         expect(status).to_have_text("Not logged in")
         shots.take(page, "logged-out-again")
+        banner = other_tab.locator("#session-banner")
+        expect(banner).to_be_visible(timeout=2_000)
+        expect(banner).to_contain_text("Your session has ended (logout)")
+        expect(other_tab.locator("#status")).to_have_text("Not logged in")
+        shots.take(other_tab, "other-tab-told")
     finally:
         context.close()
     assert errors == []

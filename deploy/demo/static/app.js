@@ -17,6 +17,7 @@ const state = {
   responses: 0,
   jwts: 0,
   autoTimer: null,
+  events: null, // the EventSource on /bff/events while logged in
 };
 
 function clock(date = new Date()) {
@@ -63,6 +64,8 @@ async function whoami() {
     state.logoutUrl = body["bff:logout_url"];
     state.sessionEndsAt = Date.now() + 1000 * body["bff:session_expires_in"];
     if (!wasIn) note("Logged in as " + displayName(body) + " (the BFF holds the tokens)");
+    if (!wasIn) $("session-banner").hidden = true;
+    listen();
   } else {
     if (wasIn) note("The BFF says: no session any more (" + (body.error || status) + ")", "bad");
     state.user = null;
@@ -134,6 +137,36 @@ function tick() {
   $("proof-cookie").closest("li").classList.toggle("fail", document.cookie !== "");
   $("proof-local").closest("li").classList.toggle("fail", !clean);
   $("proof-jwts").closest("li").classList.toggle("fail", state.jwts > 0);
+}
+
+function banner(text, ended) {
+  const element = $("session-banner");
+  element.textContent = text;
+  element.classList.toggle("ended", ended);
+  element.hidden = false;
+}
+
+// GET /bff/events: every open tab learns at once that its session ends. A plain
+// EventSource sends no X-CSRF; the browser's `Sec-Fetch-Site: same-origin` lets it in.
+function listen() {
+  if (state.events !== null) return;
+  const events = new EventSource("/bff/events");
+  state.events = events;
+  events.addEventListener("session_expiring", (event) => {
+    banner("Your session ends in " + event.data + " s unless you use it.", false);
+    note("The BFF says: the session ends in " + event.data + " s", "bad");
+  });
+  events.addEventListener("session_ended", (event) => {
+    banner("Your session has ended (" + event.data + "). Log in again to go on.", true);
+    note("The BFF says: session ended (" + event.data + ")", "bad");
+    events.close();
+    state.events = null;
+    whoami().catch(() => {});
+  });
+  events.onerror = () => { // the stream ended, or 401: no session any more
+    events.close();
+    state.events = null;
+  };
 }
 
 function render() {
