@@ -1,6 +1,6 @@
 """The public ASGI edge. Services: runtime (what handlers reach), background (discovery,
 metric flushes); rules: inputs, lifecycle. Edge: login_endpoints (/bff/login,
 /bff/callback), session_endpoints (/bff/user, /bff/logout, back-channel logout), health
-(/healthz, /readyz), error_pages (errors as answers), routing (method tables),
-middleware, listener. Composition: assembly (the services), app, admin_app.
+(/healthz, /readyz), events (/bff/events), error_pages (errors as answers), routing
+(method tables), middleware, listener. Composition: assembly (the services), app, admin_app.
 """
