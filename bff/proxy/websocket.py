@@ -211,7 +211,7 @@ class WebSocketProxy:
         if not isinstance(upstream, ClientConnection):
             await self._refuse(scope, send, upstream)
             return
-        await self._serve(scope, receive, send, upstream, ref, session)
+        await self._serve(scope, receive, send, upstream, ref, session, bearer is not None)
 
     async def _serve(
         self,
@@ -221,17 +221,22 @@ class WebSocketProxy:
         upstream: ClientConnection,
         ref: SessionRef,
         session: Session,
+        bearer: bool,
     ) -> None:
         LIVE_CONNECTIONS.inc()
         outcome: tuple[str, int, str] | None = None
         try:
             await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
             async with self._live.ending(ref.hash, session.expires_at) as ending:
-                keeper = asyncio.create_task(self._keep_token(ref, session, ending))
+                keeper = None
+                if bearer:  # a route with token = "none" does not depend on the token
+                    keeper = asyncio.create_task(self._keep_token(ref, session, ending))
+                    keeper.add_done_callback(_retrieve)
                 try:
                     outcome = await relay(receive, send, upstream)
                 finally:
-                    keeper.cancel()
+                    if keeper is not None:
+                        keeper.cancel()
             if ending.reason is not None:
                 _log.info("WebSocket of session %s closed: %s", short_hash(ref.hash), ending.reason)
                 with contextlib.suppress(OSError):
@@ -281,3 +286,9 @@ class WebSocketProxy:
                 ending.end("token_unavailable")
                 return
             await asyncio.sleep(_TOKEN_RETRY)  # the provider or the store failed: again
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A failed token keeper is logged once, never left as an unretrieved exception."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.warning("WebSocket token keeper failed: %s", type(task.exception()).__name__)

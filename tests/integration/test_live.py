@@ -116,6 +116,7 @@ def live_settings(
                 "websocket": True,
                 "origins": ["https://app.example"],
             },
+            {"prefix": "/anon", "upstream": ws_up.url, "websocket": True, "token": "none"},
             {"prefix": "/plain", "upstream": ws_up.url},
             {"prefix": "/api", "upstream": http_up.url},
         ],
@@ -226,6 +227,21 @@ async def test_upgrade_relays_both_ways_with_the_bearer_and_no_cookie(
             break
         await asyncio.sleep(0.02)
     assert ws_up.closes == [4000]  # the browser's close code reached the upstream
+
+
+async def test_a_token_none_route_needs_a_session_and_sends_no_bearer(
+    ws_up: WsUpstream, http_up: UpstreamServer, redis_url: str, prefix: str
+) -> None:
+    async with bff(ws_up, http_up, redis_url, prefix) as (url, store):
+        cookie = await mint_session(store, "alice", "token-alice")
+        assert (await refused(url, "/anon/echo", None)).status_code == 401
+        async with open_ws(url, "/anon/echo", cookie) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+        await store.aclose()
+    assert len(ws_up.handshakes) == 1
+    assert ws_up.header("authorization") == []
+    assert ws_up.header("cookie") == []
 
 
 async def test_upstream_close_code_reaches_the_browser(
