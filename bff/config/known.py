@@ -78,6 +78,8 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("tracing"),
     Known("shutdown_drain_delay"),
     Known("shutdown_timeout"),
+    # `[[frontends]]` tables (bff.config.load_frontends); check-config lists every frontend.
+    Known("frontends"),
     # Named by SPEC.md (BFF_ADMIN_TOKEN_FILE, the admin API) and not read yet; listed so
     # that it is not reported as a typo meanwhile.
     Known("admin_token", secret=True),

@@ -18,6 +18,7 @@ from bff.config.checks import split_host_port
 from bff.config.collector import Collector
 from bff.config.known import unknown_keys
 from bff.config.load_frontend import load_frontend
+from bff.config.load_frontends import flat_frontend_problems, load_frontends
 from bff.config.model import Frontend, Settings
 from bff.errors import ConfigError
 from bff.store.redis_url import HA_SCHEMES, mask_store_url, parse_ha_url
@@ -27,6 +28,7 @@ __all__ = ["load_settings", "read_toml"]
 STORE_SCHEMES = ("memory", "redis", "rediss", "unix", *HA_SCHEMES)
 LOG_FORMATS = ("text", "json")
 TRACING_MODES = ("off", "otlp")
+_PLACEHOLDER = Frontend(issuer="", client_id="", client_secret="")  # noqa: S106 - never used
 
 
 def read_toml(path: str) -> dict[str, Any]:
@@ -49,8 +51,17 @@ def load_settings(
     """Build Settings from env + TOML (+ CLI `overrides`); ConfigError lists ALL problems."""
     c = Collector(environ, toml or {}, overrides or {})
     c.problems.extend(unknown_keys(c.toml))
-    frontend = load_frontend(c)
-    settings = _process_settings(c, (frontend,))
+    frontends: tuple[Frontend, ...]
+    if "frontends" in c.toml:
+        # Several frontends: the flat frontend settings would be ambiguous (which one do
+        # they describe?), so they are refused rather than merged or ignored.
+        c.problems.extend(flat_frontend_problems(environ, c.toml))
+        frontends = load_frontends(environ, c.toml["frontends"], c.problems, c.sources)
+        c.sources["frontends"] = "config file"
+    else:
+        frontends = (load_frontend(c),)
+    placeholder = frontends[:1] or (_PLACEHOLDER,)  # Settings needs one; we raise anyway
+    settings = _process_settings(c, frontends if not c.problems else placeholder)
     if c.problems:
         raise ConfigError(c.problems)
     return settings

@@ -5,7 +5,9 @@ the collector, under the collector's names."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bff.config.checks import resource_problem, url_problems
 from bff.config.collector import Collector
@@ -16,11 +18,16 @@ from bff.oidc.redirects import is_local_path
 __all__ = ["PROMPTS", "load_frontend"]
 
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+# A public URL's path base: plain segments, none of them "." or "..".
+_PATH_BASE = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
 
 
-def load_frontend(c: Collector, name: str = DEFAULT_FRONTEND) -> Frontend:
+def load_frontend(
+    c: Collector, name: str = DEFAULT_FRONTEND, *, path_base: bool = False
+) -> Frontend:
     """The frontend the collector's keys describe; its values are placeholders when
-    `c.problems` is not empty afterwards (the caller raises then)."""
+    `c.problems` is not empty afterwards (the caller raises then). With `path_base`
+    (a `[[frontends]]` table) the public URL may end in a path base such as `/app`."""
     issuer = c.required("issuer").rstrip("/")
     if issuer:
         c.problems.extend(url_problems(issuer, c.label("issuer"), https_unless_loopback=True))
@@ -37,9 +44,15 @@ def load_frontend(c: Collector, name: str = DEFAULT_FRONTEND) -> Frontend:
     public_url = (c.text("public_url", "http://localhost:8000") or "").rstrip("/")
     c.problems.extend(
         url_problems(
-            public_url, c.label("public_url"), allow_path=False, https_unless_loopback=True
+            public_url, c.label("public_url"), allow_path=path_base, https_unless_loopback=True
         )
     )
+    base = urlsplit(public_url).path
+    if base and not _PATH_BASE.fullmatch(base):
+        c.problems.append(
+            f"{c.label('public_url')}: the path base {base!r} must be /segment[/segment…] "
+            "of letters, digits and -._~ (no '.' or '..' segment, no trailing /)"
+        )
     secure = public_url.startswith("https://")
 
     default_cookie = "__Host-bff-session" if secure else "bff-session"
@@ -62,7 +75,7 @@ def load_frontend(c: Collector, name: str = DEFAULT_FRONTEND) -> Frontend:
     lifetime = c.number("session_max_lifetime", 86400, minimum=1)
     skew = c.number("refresh_skew", 30, minimum=0)
     expiring_window = c.number("session_expiring_window", 60, minimum=1)
-    post_logout = c.text("post_logout_redirect", "/") or "/"
+    post_logout = c.text("post_logout_redirect", f"{base}/") or f"{base}/"
     if not is_local_path(post_logout):
         c.problems.append(f"{c.label('post_logout_redirect')}: must be a local path such as /")
     static_dir = c.text("static_dir") or None

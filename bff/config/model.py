@@ -68,8 +68,28 @@ class Frontend:
         return f"{self.public_url}/bff/callback"
 
     @property
+    def origin(self) -> str:
+        """The public URL without its path base (scheme://host[:port])."""
+        scheme, _, rest = self.public_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    @property
+    def path_base(self) -> str:
+        """The public URL's path ("" or "/app"): a frontend that shares its host with
+        others is told apart by it, and sees request paths without it."""
+        return self.public_url[len(self.origin) :]
+
+    @property
     def post_logout_redirect_uri(self) -> str:
-        return f"{self.public_url}{self.post_logout_redirect}"
+        # A local path is host-absolute (as the redirect after a local logout is).
+        return f"{self.origin}{self.post_logout_redirect}"
+
+    @property
+    def session_namespace(self) -> str:
+        """What binds a session to this frontend (cookie signature salt, store key,
+        sealed record, index): "" for the default frontend, whose sessions keep the
+        keys and salts they always had; the frontend's name otherwise."""
+        return "" if self.name == DEFAULT_FRONTEND else self.name
 
     @property
     def login_cookie_name(self) -> str:

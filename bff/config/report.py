@@ -13,29 +13,52 @@ from bff.config.known import KNOWN_SETTINGS
 from bff.config.model import Frontend, RouteConfig, Settings
 from bff.store.redis_url import mask_store_url
 
-__all__ = ["bind_warnings", "cookie_warnings", "effective_config", "masked_config"]
+__all__ = [
+    "bind_warnings",
+    "cookie_warnings",
+    "effective_config",
+    "frontend_dict",
+    "frontend_rows",
+    "masked_config",
+]
 
 
 def masked_config(settings: Settings) -> dict[str, Any]:
     """The effective configuration of the process and its default frontend under the
     TOML keys a user writes, every secret replaced by a mask (the shape of
-    `check-config --format json`)."""
+    `check-config --format json`), and `frontends`: every frontend under its table's keys.
+    With `[[frontends]]` the flat frontend keys are left out (no default frontend stands
+    apart from the others)."""
+    tables = "frontends" in dict(settings.sources)
     out: dict[str, Any] = {}
     for known in KNOWN_SETTINGS:
+        if known.frontend and tables:
+            continue
         holder: Frontend | Settings = settings.frontend if known.frontend else settings
-        if known.key in out or not hasattr(holder, known.attr):
+        if known.key in out or known.key == "frontends" or not hasattr(holder, known.attr):
             continue  # a setting of a later release, or listed twice after a merge
-        value = getattr(holder, known.attr)
-        if known.secret:
-            count = len(value) if isinstance(value, tuple) else 1
-            value = "****" if count == 1 else f"**** ({count} keys)"
-        elif known.key == "routes":
-            value = [_route_dict(r) for r in value]
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[known.key] = value
+        out[known.key] = _masked(known.key, known.secret, getattr(holder, known.attr))
     out["session_store"] = mask_store_url(settings.session_store)
+    out["frontends"] = [frontend_dict(f) for f in settings.frontends]
     return out
+
+
+def frontend_dict(frontend: Frontend) -> dict[str, Any]:
+    """One frontend under the keys of its `[[frontends]]` table, secrets masked."""
+    out: dict[str, Any] = {"name": frontend.name}
+    for known in KNOWN_SETTINGS:
+        if known.frontend and hasattr(frontend, known.attr):
+            out[known.key] = _masked(known.key, known.secret, getattr(frontend, known.attr))
+    return out
+
+
+def _masked(key: str, secret: bool, value: Any) -> Any:
+    if secret:
+        count = len(value) if isinstance(value, tuple) else 1
+        return "****" if count == 1 else f"**** ({count} keys)"
+    if key == "routes":
+        return [_route_dict(r) for r in value]
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _route_dict(route: RouteConfig) -> dict[str, Any]:
@@ -74,7 +97,28 @@ def effective_config(settings: Settings) -> list[tuple[str, str, Any, str]]:
     return [
         (key, by_key[key].env, value, sources.get(key, "default"))
         for key, value in masked_config(settings).items()
+        if key != "frontends"  # shown per frontend (`frontend_rows`)
     ]
+
+
+def frontend_rows(settings: Settings) -> list[tuple[str, list[tuple[str, str, Any, str]]]]:
+    """(name, rows) per frontend: (key, env name, masked value, where it came from)."""
+    sources = dict(settings.sources)
+    tables = "frontends" in sources
+    out = []
+    for frontend in settings.frontends:
+        rows = []
+        for key, value in frontend_dict(frontend).items():
+            if key == "name":
+                continue
+            if tables:
+                env = f"BFF_FRONTEND_{frontend.name.upper()}_{key.upper()}"
+                source = sources.get(f"frontends.{frontend.name}.{key}", "default")
+            else:
+                env, source = f"BFF_{key.upper()}", sources.get(key, "default")
+            rows.append((key, env, value, source))
+        out.append((frontend.name, rows))
+    return out
 
 
 def _port_of(url: str) -> int | None:

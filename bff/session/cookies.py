@@ -41,9 +41,16 @@ class CookieSigner:
 
     __slots__ = ("_binding", "_session")
 
-    def __init__(self, signing_keys: list[bytes]) -> None:
-        self._session = Signer(signing_keys, salt="bff.session", digest_method=hashlib.sha256)
-        self._binding = Signer(signing_keys, salt="bff.login-binding", digest_method=hashlib.sha256)
+    def __init__(self, signing_keys: list[bytes], *, namespace: str = "") -> None:
+        # A frontend's namespace goes into both salts, so a cookie that one frontend
+        # signed never verifies at another (the default frontend's: the salts it always had).
+        suffix = f"/{namespace}" if namespace else ""
+        self._session = Signer(
+            signing_keys, salt=f"bff.session{suffix}", digest_method=hashlib.sha256
+        )
+        self._binding = Signer(
+            signing_keys, salt=f"bff.login-binding{suffix}", digest_method=hashlib.sha256
+        )
 
     def sign_session(self, session_id: str, expires_at: int) -> str:
         return self._session.sign(f"{session_id}.{expires_at}").decode("ascii")

@@ -25,9 +25,12 @@ __all__ = [
 ]
 
 
-def session_hash(session_id: str) -> str:
-    """The store key of a session: a dump of the store yields no usable cookie."""
-    return hashlib.sha256(session_id.encode("ascii")).hexdigest()[:32]
+def session_hash(session_id: str, namespace: str = "") -> str:
+    """The store key of a session: a dump of the store yields no usable cookie.
+    `namespace` (a frontend's, see `bff.session.service`) puts the same id under another
+    key; the empty one is the default frontend's (the key sessions always had)."""
+    material = f"{namespace}\0{session_id}" if namespace else session_id
+    return hashlib.sha256(material.encode("ascii")).hexdigest()[:32]
 
 
 def short_hash(session_hash_value: str) -> str:

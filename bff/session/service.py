@@ -94,8 +94,12 @@ class SessionService(StoreOps):
         revoke: Revoke | None = None,
         revoke_timeout: float = REVOKE_TIMEOUT,
         events: EndPublisher | None = None,
+        namespace: str = "",
     ) -> None:
-        super().__init__(store)
+        # `namespace`: the frontend's (`Frontend.session_namespace`): in the store key, the
+        # sealed record's associated data and the index, so that one frontend never finds,
+        # opens or ends another's session, even in a shared store.
+        super().__init__(store, namespace=namespace)
         self._events = events
         self._revoke = revoke
         self._revoke_timeout = revoke_timeout
@@ -121,7 +125,7 @@ class SessionService(StoreOps):
             if unsigned is None:
                 return None
             session_id, expires_at = unsigned
-            ref = SessionRef(session_id, session_hash(session_id), expires_at)
+            ref = SessionRef(session_id, session_hash(session_id, self.namespace), expires_at)
             if len(self._refs) >= _REF_CACHE:
                 del self._refs[next(iter(self._refs))]
             self._refs[value] = ref  # signing keys never change while the process runs
@@ -133,7 +137,17 @@ class SessionService(StoreOps):
         return self._signer.sign_session(ref.session_id, ref.expires_at)
 
     def _seal(self, ref_hash: str, session: Session) -> bytes:
-        return self._keys.seal(encode_session(session), aad=ref_hash.encode())
+        return self._keys.seal(encode_session(session), aad=self._aad(ref_hash))
+
+    def _aad(self, ref_hash: str) -> bytes:
+        return f"{self.namespace}\0{ref_hash}".encode() if self.namespace else ref_hash.encode()
+
+    def _index(self, session: Session) -> IndexEntry:
+        return IndexEntry(
+            sub=self.indexed(session.sub),
+            idp_sid=self.indexed(session.idp_sid) if session.idp_sid else None,
+            expires_at=session.expires_at,
+        )
 
     def _ttl(self, expires_at: int) -> int:
         return max(0, min(self._idle, int(expires_at - self._clock())))
@@ -166,7 +180,7 @@ class SessionService(StoreOps):
         if session is not None:
             return session
         try:
-            session = decode_session(self._keys.open(blob, aad=ref_hash.encode()))
+            session = decode_session(self._keys.open(blob, aad=self._aad(ref_hash)))
         except (BlobError, ValueError):
             # Sealed by a retired key or corrupted: unusable, and never a crash.
             return None
@@ -184,7 +198,7 @@ class SessionService(StoreOps):
         if tokens.refresh_expires_at is not None:  # never outlive the refresh token
             expires_at = min(expires_at, tokens.refresh_expires_at)
         session_id = new_session_id()
-        ref = SessionRef(session_id, session_hash(session_id), expires_at)
+        ref = SessionRef(session_id, session_hash(session_id, self.namespace), expires_at)
         sid = claims.get("sid")
         session = Session(
             sub=str(claims["sub"]),
@@ -199,7 +213,7 @@ class SessionService(StoreOps):
             ref.hash,
             self._seal(ref.hash, session),
             ttl=self._ttl(expires_at),
-            index=IndexEntry(sub=session.sub, idp_sid=session.idp_sid, expires_at=expires_at),
+            index=self._index(session),
         )
         return ref, session
 
@@ -213,11 +227,7 @@ class SessionService(StoreOps):
         )
 
     async def delete(self, session_hash_value: str, session: Session | None) -> bool:
-        index = None
-        if session is not None:
-            index = IndexEntry(
-                sub=session.sub, idp_sid=session.idp_sid, expires_at=session.expires_at
-            )
+        index = self._index(session) if session is not None else None
         return await self._store.delete_session(session_hash_value, index=index)
 
     async def load_by_hash(self, session_hash_value: str) -> Session | None:
@@ -229,7 +239,7 @@ class SessionService(StoreOps):
         if blob is None:
             return None
         try:
-            return decode_session(self._keys.open(blob, aad=session_hash_value.encode()))
+            return decode_session(self._keys.open(blob, aad=self._aad(session_hash_value)))
         except (BlobError, ValueError):
             return None
 

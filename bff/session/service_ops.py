@@ -19,8 +19,13 @@ __all__ = ["StoreOps"]
 class StoreOps:
     """The store's operations for the flows above the session service."""
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: SessionStore, *, namespace: str = "") -> None:
         self._store = store
+        self.namespace = namespace  # a frontend's; "" for the default frontend
+
+    def indexed(self, value: str) -> str:
+        """`value` (a `sub` or `sid`) as this frontend's index holds it."""
+        return f"{self.namespace}\0{value}" if self.namespace else value
 
     # ---- login states: single-use, sealed by the login flow ----------------------------
     async def put_login_state(self, state: str, blob: bytes, *, ttl: int) -> None:
@@ -56,11 +61,11 @@ class StoreOps:
         return await self._store.remember_once(key, ttl=ttl)
 
     async def find(self, *, sub: str | None = None, idp_sid: str | None = None) -> list[str]:
-        """Hashes of the live sessions of one provider session (`idp_sid`, preferred)
-        or of one user (`sub`)."""
+        """Hashes of this frontend's live sessions of one provider session (`idp_sid`,
+        preferred) or of one user (`sub`)."""
         if idp_sid:
-            return await self._store.sessions_by_idp_sid(idp_sid)
-        return await self._store.sessions_by_sub(sub or "")
+            return await self._store.sessions_by_idp_sid(self.indexed(idp_sid))
+        return await self._store.sessions_by_sub(self.indexed(sub or ""))
 
     def all_hashes(self) -> AsyncIterator[str]:
         return self._store.all_sessions()
