@@ -27,6 +27,7 @@ class Kind(enum.Enum):
     INVALID_PATH = "invalid_path"
     CSRF = "csrf"
     NOT_AUTHENTICATED = "not_authenticated"
+    UNKNOWN_HOST = "unknown_host"
     SESSION_EXPIRED = "session_expired"
     STEP_UP_REQUIRED = "step_up_required"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -65,6 +66,8 @@ TABLE: Mapping[Kind, Spec] = MappingProxyType(
             401, "step_up_required", "the upstream asks for a stronger login; see login_url"
         ),
         Kind.CSRF: Spec(403, "csrf", "X-CSRF: 1 header required"),
+        # Several frontends: a host (and path base) that none of them is served at.
+        Kind.UNKNOWN_HOST: Spec(404, "unknown_host", "no frontend is served at this address"),
         Kind.METHOD_NOT_ALLOWED: Spec(
             405, "method_not_allowed", "method not allowed on this route"
         ),

@@ -28,7 +28,7 @@ __all__ = ["load_settings", "read_toml"]
 STORE_SCHEMES = ("memory", "redis", "rediss", "unix", *HA_SCHEMES)
 LOG_FORMATS = ("text", "json")
 TRACING_MODES = ("off", "otlp")
-_PLACEHOLDER = Frontend(issuer="", client_id="", client_secret="")  # noqa: S106 - never used
+_PLACEHOLDER = Frontend(issuer="", client_id="", client_secret="")
 
 
 def read_toml(path: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def env_prefix(name: str) -> str:
 
 def flat_frontend_problems(environ: Mapping[str, str], toml: Mapping[str, Any]) -> list[str]:
     """With `[[frontends]]`: one problem per flat frontend setting that is also given."""
-    problems = []
+    problems: list[str] = []
     for known in KNOWN_SETTINGS:
         if not known.frontend:
             continue

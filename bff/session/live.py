@@ -3,7 +3,9 @@
 `LiveSessions` is the `EndPublisher` that `SessionService.end` announces to: it tells
 this worker's connections of the session at once and publishes on the `EventBus`, to
 which it also listens (one subscription per worker, started by the app's lifespan), so
-a logout on any instance reaches every worker within one pub/sub round trip.
+a logout on any instance reaches every worker within one pub/sub round trip. With several
+frontends, each has its own `LiveSessions` (its window and idle timeout) over the one bus,
+and `listen` holds the worker's one subscription for all of them.
 
 A session can also end without anyone calling `end`: its absolute lifetime runs out or
 it idles out in the store. Each connection therefore has a timer (`_watch`) that wakes
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bff.errors import StoreUnavailable
@@ -37,7 +39,7 @@ from bff.session.events import (
 from bff.session.records import short_hash
 from bff.store import SessionStore
 
-__all__ = ["Attachment", "EndScope", "LiveSessions"]
+__all__ = ["Attachment", "EndScope", "LiveSessions", "listen"]
 
 _log = logging.getLogger("bff.events")
 _RETRY = 2.0  # seconds before a watch asks an unreachable store again
@@ -135,7 +137,7 @@ class LiveSessions:
 
     async def run(self) -> None:
         """Listen to the bus until cancelled (the app's lifespan runs this)."""
-        await self._bus.listen(self.deliver, self._resubscribed)
+        await listen(self._bus, (self,))
 
     def close(self) -> None:
         """Stop background re-checks (the bus is its owner's to close)."""
@@ -195,7 +197,8 @@ class LiveSessions:
             await asyncio.sleep(max(wake - now, _MIN_STEP))
             ttl = None
 
-    def _resubscribed(self) -> None:
+    def resubscribed(self) -> None:
+        """The bus subscribed again after a gap: re-check this worker's sessions."""
         task = asyncio.create_task(self._recheck(), name="bff-live-recheck")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -206,3 +209,20 @@ class LiveSessions:
             with contextlib.suppress(StoreUnavailable):
                 if await self._store.session_ttl(session_hash) is None:
                     self.deliver(SessionEnded(session_hash, "ended"))
+
+
+async def listen(bus: EventBus, hubs: Sequence[LiveSessions]) -> None:
+    """One subscription to `bus` for several hubs (one per frontend, each with its own
+    window and idle timeout), until cancelled: every event goes to each hub (a session
+    hash is namespaced by its frontend, so only its own frontend's hub has connections
+    of it) and each re-checks its own sessions after a gap."""
+
+    def deliver(event: SessionEnded) -> None:
+        for hub in hubs:
+            hub.deliver(event)
+
+    def resubscribed() -> None:
+        for hub in hubs:
+            hub.resubscribed()
+
+    await bus.listen(deliver, resubscribed)

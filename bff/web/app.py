@@ -1,7 +1,9 @@
 """Composition: settings + injected parts -> the ASGI app. The request path:
-DirectPeerMiddleware (with trusted proxies) -> RequestContextMiddleware -> WebSocketProxy
-(upgrades on `websocket` routes) -> ProxyApp (route prefixes) -> the Starlette app (bff's
-own endpoints, `/bff/events`, the SPA's static files).
+DirectPeerMiddleware (with trusted proxies) -> RequestContextMiddleware ->
+FrontendDispatch (with several frontends or a path base: host, then path base) -> the
+frontend's WebSocketProxy (upgrades on its `websocket` routes) -> its ProxyApp (route
+prefixes) -> its Starlette app (bff's own endpoints, `/bff/events`, the SPA's static
+files).
 Errors become answers in one place (`bff.web.error_pages`)."""
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
 from bff.upstream.origins import UpstreamPool
 from bff.web import health, login_endpoints, session_endpoints
-from bff.web.assembly import assemble
+from bff.web.assembly import FrontendServices, Services, assemble
 from bff.web.background import discovering, flushing_metrics
 from bff.web.error_pages import handle_error, method_not_allowed
 from bff.web.events import SessionEvents
+from bff.web.frontend_dispatch import FrontendDispatch
 from bff.web.lifecycle import Lifecycle
 from bff.web.middleware import DirectPeerMiddleware, RequestContextMiddleware
 from bff.web.routing import ENDPOINT_METHODS, explicit_route
@@ -80,13 +83,19 @@ def create_app(
         lifecycle=lifecycle,
         bus=bus,
     )
-    runtime, frontend = services.runtime, services.runtime.frontend
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        listening = asyncio.create_task(services.live.run(), name="bff-session-ended")
+        # Once per process, whatever the number of frontends: one bus subscription,
+        # each frontend's discovery, the metrics flush.
+        listening = asyncio.create_task(services.listen(), name="bff-session-ended")
         try:
-            async with discovering(runtime.oidc, enabled=discover_on_startup), flushing_metrics():
+            async with contextlib.AsyncExitStack() as stack:
+                for part in services.frontends:
+                    await stack.enter_async_context(
+                        discovering(part.runtime.oidc, enabled=discover_on_startup)
+                    )
+                await stack.enter_async_context(flushing_metrics())
                 yield
         finally:
             listening.cancel()
@@ -96,55 +105,31 @@ def create_app(
             if tracing is not None:
                 tracing.shutdown()
 
-    routes: list[Any] = [
-        explicit_route(path, handler, ENDPOINT_METHODS[path]) for path, handler in _HANDLERS.items()
-    ]
-    events = SessionEvents(
-        sessions=runtime.sessions, live=services.live, cookie_name=frontend.cookie_name
-    )
-    routes.append(explicit_route("/bff/events", events, ENDPOINT_METHODS["/bff/events"]))
-    if frontend.static_dir:
-        routes.append(Mount("/", app=StaticFiles(directory=frontend.static_dir, html=True)))
-    app = Starlette(
-        routes=routes,
-        exception_handlers={BffError: handle_error, 405: method_not_allowed},
-        lifespan=lifespan,
-    )
-    app.state.bff = runtime
-    # Route labels (metrics, access log): the route prefixes and bff's own endpoint paths.
+    # Route labels (metrics, access log): every frontend's route prefixes and bff's own
+    # endpoint paths.
     own_paths = frozenset(ENDPOINT_METHODS)
-    request_metrics = RequestMetrics((*(r.prefix for r in frontend.routes), *sorted(own_paths)))
-    proxy = ProxyApp(
-        table=services.table,
-        runtime=runtime,
-        token_manager=services.tokens,
-        upstreams=services.upstreams,
-        fallback=app,
-        metrics=request_metrics,
-        tracing=tracing,
-        live=services.live,
-    )
-    upgrades = WebSocketProxy(
-        proxy,
-        table=services.table,
-        sessions=runtime.sessions,
-        tokens=services.tokens,
-        live=services.live,
-        rules=ForwardRules.create(
-            (frontend.cookie_name, frontend.login_cookie_name),
-            settings.trusted_proxies,
-            public_host=urlsplit(frontend.public_url).netloc,
-        ),
-        cookie_name=frontend.cookie_name,
-        public_url=frontend.public_url,
-        refresh_skew=frontend.refresh_skew,
-        clock=clock,
-        open_timeout=settings.upstream_timeout,
-    )
+    prefixes = sorted({r.prefix for f in settings.frontends for r in f.routes})
+    request_metrics = RequestMetrics((*prefixes, *sorted(own_paths)))
+    apps = [
+        _frontend_app(
+            services,
+            part,
+            metrics=request_metrics,
+            tracing=tracing,
+            lifespan=lifespan if i == 0 else None,  # the first app runs the process's
+        )
+        for i, part in enumerate(services.frontends)
+    ]
+    inner: ASGIApp = apps[0]
+    only = settings.frontend
+    if len(apps) > 1 or only.path_base:
+        inner = FrontendDispatch(
+            apps, [f.public_url for f in settings.frontends], settings.trusted_proxies
+        )
     # Outermost, so request ids, security headers, metrics, the request's span and the
     # access log cover the proxy too.
     outer: ASGIApp = RequestContextMiddleware(
-        upgrades,
+        inner,
         access_log=settings.access_log,
         own_paths=own_paths,
         metrics=request_metrics,
@@ -159,3 +144,61 @@ def create_app(
         )
         outer = DirectPeerMiddleware(cast(ASGIApp, ingress))
     return outer
+
+
+def _frontend_app(
+    services: Services,
+    part: FrontendServices,
+    *,
+    metrics: RequestMetrics,
+    tracing: Tracing | None,
+    lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]] | None,
+) -> ASGIApp:
+    """One frontend: its WebSocket upgrades and its proxy (route prefixes) in front of its
+    Starlette app (bff's own endpoints, its `/bff/events`, its SPA's static files), whose
+    handlers reach its runtime."""
+    runtime = part.runtime
+    frontend, settings = runtime.frontend, runtime.settings
+    routes: list[Any] = [
+        explicit_route(path, handler, ENDPOINT_METHODS[path]) for path, handler in _HANDLERS.items()
+    ]
+    events = SessionEvents(
+        sessions=runtime.sessions, live=part.live, cookie_name=frontend.cookie_name
+    )
+    routes.append(explicit_route("/bff/events", events, ENDPOINT_METHODS["/bff/events"]))
+    if frontend.static_dir:
+        routes.append(Mount("/", app=StaticFiles(directory=frontend.static_dir, html=True)))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={BffError: handle_error, 405: method_not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.bff = runtime
+    proxy = ProxyApp(
+        table=part.table,
+        runtime=runtime,
+        token_manager=part.tokens,
+        upstreams=services.upstreams,
+        fallback=app,
+        metrics=metrics,
+        tracing=tracing,
+        live=part.live,
+    )
+    return WebSocketProxy(
+        proxy,
+        table=part.table,
+        sessions=runtime.sessions,
+        tokens=part.tokens,
+        live=part.live,
+        rules=ForwardRules.create(
+            (frontend.cookie_name, frontend.login_cookie_name),
+            settings.trusted_proxies,
+            public_host=urlsplit(frontend.public_url).netloc,
+        ),
+        cookie_name=frontend.cookie_name,
+        # The default Origin allow-list: the public URL's origin (without its path base).
+        public_url=frontend.origin,
+        refresh_skew=frontend.refresh_skew,
+        clock=runtime.clock,
+        open_timeout=settings.upstream_timeout,
+    )

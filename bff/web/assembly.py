@@ -1,8 +1,9 @@
 """The services of one app, built from the settings and what a caller injects (tests: a
-mock HTTP client, a store, a clock, an upstream pool, a session-ended bus): the store,
-the keys, the provider client, the live connections and their bus, sessions, the login
-flow, tokens, the route table and the upstream pool; and their closing, in the app's
-lifespan."""
+mock HTTP client, a store, a clock, an upstream pool, a session-ended bus): shared by
+every frontend, the store, the keys, the providers' HTTP client, the upstream pool and
+the session-ended bus (one subscription per worker); per frontend, its provider client,
+live connections, sessions, login flow, tokens and route table; and their closing, in
+the app's lifespan."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bff.config.model import Settings
+from bff.config.model import Frontend, Settings
 from bff.errors import ConfigError
 from bff.oidc.client import OidcClient
 from bff.oidc.login import LoginFlow
@@ -21,7 +22,7 @@ from bff.session.bus import MemoryBus, create_bus
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
 from bff.session.events import EventBus
-from bff.session.live import LiveSessions
+from bff.session.live import LiveSessions, listen
 from bff.session.service import SessionService
 from bff.store import SessionStore
 from bff.store.factory import create_store
@@ -32,25 +33,43 @@ from bff.upstream.origins import UpstreamPool
 from bff.web.lifecycle import Lifecycle
 from bff.web.runtime import Runtime
 
-__all__ = ["Services", "assemble"]
+__all__ = ["FrontendServices", "Services", "assemble"]
+
+
+@dataclass(slots=True)
+class FrontendServices:
+    """The parts of one frontend: its provider client, sessions and login flow (in the
+    runtime its handlers reach), its token manager, its route table and its live
+    connections (its session-expiring window and idle timeout, over the shared bus)."""
+
+    runtime: Runtime
+    tokens: TokenManager
+    table: RouteTable
+    live: LiveSessions
 
 
 @dataclass(slots=True)
 class Services:
-    runtime: Runtime
+    """Every frontend's parts, and what the process shares among them: one store, one
+    HTTP client for the providers, one upstream pool, one session-ended bus."""
+
+    frontends: tuple[FrontendServices, ...]
     store: SessionStore
     http: httpx.AsyncClient
     upstreams: UpstreamPool
-    tokens: TokenManager
-    table: RouteTable
-    live: LiveSessions
     bus: EventBus
     own_http: bool  # built here: closed here (an injected one is its owner's)
     own_upstreams: bool
     own_bus: bool
 
+    async def listen(self) -> None:
+        """The worker's one subscription to the bus, for every frontend's live
+        connections, until cancelled (the app's lifespan runs this)."""
+        await listen(self.bus, [part.live for part in self.frontends])
+
     async def aclose(self) -> None:
-        self.live.close()
+        for part in self.frontends:
+            part.live.close()
         if self.own_bus:
             await self.bus.aclose()
         if self.own_upstreams:
@@ -77,10 +96,17 @@ def assemble(
         follow_redirects=False,
     )
     session_store = InstrumentedStore(store or create_store(settings, clock=clock), tracing=tracing)
+    if settings.upstream_transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        raise ConfigError(
+            ["BFF_UPSTREAM_TRANSPORT: aiohttp needs the extra: pip install 'bff[aiohttp]'"]
+        )
+    upstream_pool = upstreams or UpstreamPool(
+        timeout=settings.upstream_timeout,
+        limit_per_host=settings.upstream_max_connections,
+        queue_timeout=settings.upstream_queue_timeout,
+        transport=settings.upstream_transport,
+    )
     keys = KeyRing(settings.secret_keys)
-    signer = CookieSigner(keys.signing_keys)
-    frontend = settings.frontend
-    oidc = OidcClient.for_frontend(frontend, http=http_client, clock=clock)
     # One subscription per worker: the live connections of a session end with it. An
     # injected store comes without a channel (tests): in-process unless `bus` is given.
     own_bus = bus is None and store is None
@@ -90,15 +116,60 @@ def assemble(
             if own_bus
             else MemoryBus()
         )
+    shared_lifecycle = lifecycle or Lifecycle()
+    parts = tuple(
+        _frontend(
+            settings,
+            frontend,
+            keys=keys,
+            http=http_client,
+            store=session_store,
+            bus=bus,
+            clock=clock,
+            tracing=tracing,
+            lifecycle=shared_lifecycle,
+        )
+        for frontend in settings.frontends
+    )
+    return Services(
+        frontends=parts,
+        store=session_store,
+        http=http_client,
+        upstreams=upstream_pool,
+        bus=bus,
+        own_http=http is None,
+        own_upstreams=upstreams is None,
+        own_bus=own_bus,
+    )
+
+
+def _frontend(
+    settings: Settings,
+    frontend: Frontend,
+    *,
+    keys: KeyRing,
+    http: httpx.AsyncClient,
+    store: SessionStore,
+    bus: EventBus,
+    clock: Callable[[], float],
+    tracing: Tracing | None,
+    lifecycle: Lifecycle,
+) -> FrontendServices:
+    # The frontend's namespace binds its sessions to it: cookie salts, store keys,
+    # sealed records and index entries (`Frontend.session_namespace`).
+    signer = CookieSigner(keys.signing_keys, namespace=frontend.session_namespace)
+    oidc = OidcClient.for_frontend(frontend, http=http, clock=clock)
+    # Its own window and idle timeout; the session hashes it holds are its own
+    # (namespaced), so an event from the shared bus only ends its own connections.
     live = LiveSessions(
         bus,
-        store=session_store,
+        store=store,
         clock=clock,
         window=frontend.session_expiring_window,
         idle_timeout=frontend.idle_timeout,
     )
     sessions = SessionService(
-        store=session_store,
+        store=store,
         keys=keys,
         signer=signer,
         idle_timeout=frontend.idle_timeout,
@@ -106,6 +177,7 @@ def assemble(
         clock=clock,
         revoke=oidc.revoke,
         events=live,
+        namespace=frontend.session_namespace,
     )
     flow = LoginFlow(
         frontend=frontend,
@@ -124,21 +196,9 @@ def assemble(
         sessions=sessions,
         flow=flow,
         clock=clock,
-        lifecycle=lifecycle or Lifecycle(),
+        lifecycle=lifecycle,
     )
-    # Built once: route table, upstream sessions (opened lazily in the running loop).
-    table = RouteTable(frontend.routes)
-    if settings.upstream_transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
-        raise ConfigError(
-            ["BFF_UPSTREAM_TRANSPORT: aiohttp needs the extra: pip install 'bff[aiohttp]'"]
-        )
-    upstream_pool = upstreams or UpstreamPool(
-        timeout=settings.upstream_timeout,
-        limit_per_host=settings.upstream_max_connections,
-        queue_timeout=settings.upstream_queue_timeout,
-        transport=settings.upstream_transport,
-    )
-    token_manager = TokenManager(
+    tokens = TokenManager(
         sessions=sessions,
         oidc=oidc,
         clock=clock,
@@ -146,16 +206,7 @@ def assemble(
         resource=frontend.resource,
         tracing=tracing,
     )
-    return Services(
-        runtime=runtime,
-        store=session_store,
-        http=http_client,
-        upstreams=upstream_pool,
-        tokens=token_manager,
-        table=table,
-        live=live,
-        bus=bus,
-        own_http=http is None,
-        own_upstreams=upstreams is None,
-        own_bus=own_bus,
+    # Built once: the route table (upstream sessions open lazily in the running loop).
+    return FrontendServices(
+        runtime=runtime, tokens=tokens, table=RouteTable(frontend.routes), live=live
     )

@@ -62,7 +62,7 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context_token = REQUEST_ID.set(request_id)
-        own = scope["path"].startswith(self.own_prefixes)
+        path = scope["path"]  # as the browser sent it: a frontend's app sees it without its base
         status = 0
         failed = False
         if self.tracing is not None:
@@ -75,6 +75,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers: list[Any] = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
+                own = scope["path"].startswith(self.own_prefixes)  # the frontend's own path
                 extra = _COMMON + (_BFF_ONLY if own else [])
                 headers.extend((k, v) for k, v in extra if k not in present)
                 if b"x-request-id" not in present:
@@ -103,17 +104,23 @@ class RequestContextMiddleware:
                     span, span_token, method=scope["method"], route=route, status=code
                 )
             if self.access_log:
-                self._log(scope, state, route, code, elapsed, request_id)
+                self._log(scope["method"], path, state, route, code, elapsed, request_id)
 
     @staticmethod
     def _log(
-        scope: Scope, state: dict[str, Any], route: str, status: int, elapsed: float, rid: str
+        method: str,
+        raw_path: str,
+        state: dict[str, Any],
+        route: str,
+        status: int,
+        elapsed: float,
+        rid: str,
     ) -> None:
-        path = scope["path"][:256].encode("unicode_escape").decode("ascii")
+        path = raw_path[:256].encode("unicode_escape").decode("ascii")
         upstream = state.get("upstream_s")
         _access.info(
             "%s %s %s %.1fms rid=%s",
-            scope["method"],
+            method,
             path,
             status or "-",
             elapsed * 1000,
@@ -121,7 +128,7 @@ class RequestContextMiddleware:
             extra={
                 "request_id": rid,
                 "route": route,
-                "method": scope["method"],
+                "method": method,
                 "path": path,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),

@@ -34,6 +34,7 @@ EXPECTED = {
     Kind.SESSION_EXPIRED: (401, "session_expired", None),
     Kind.STEP_UP_REQUIRED: (401, "step_up_required", None),
     Kind.CSRF: (403, "csrf", None),
+    Kind.UNKNOWN_HOST: (404, "unknown_host", None),
     Kind.METHOD_NOT_ALLOWED: (405, "method_not_allowed", None),
     Kind.REQUEST_TIMEOUT: (408, "request_timeout", None),
     Kind.TOO_MANY_REQUESTS: (429, "too_many_requests", None),  # Retry-After: the error's

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "bff.config.collector": ADAPTERS,
     "bff.config.routes": ADAPTERS,
     "bff.config.load_frontend": ADAPTERS,
+    "bff.config.load_frontends": ADAPTERS,  # reads client_secret_file
     "bff.config.load": ADAPTERS,
     # session: the records and their codec are pure; ids and sealing use the OS random source
     "bff.session": RULES,
@@ -141,6 +142,8 @@ LAYERS: dict[str, int] = {
     "bff.web.background": SERVICES,
     "bff.web.middleware": EDGE,
     "bff.web.routing": EDGE,
+    "bff.web.frontend_select": RULES,  # which frontend serves a host and path
+    "bff.web.frontend_dispatch": EDGE,
     "bff.web.error_pages": EDGE,
     "bff.web.login_endpoints": EDGE,
     "bff.web.session_endpoints": EDGE,
