@@ -45,16 +45,19 @@ class FakeIdp:
         revocation: bool = True,
         par: bool = False,
         clock: Any = time.time,
+        issuer: str = ISSUER,  # another: a second provider beside the first
+        client_id: str = CLIENT_ID,
     ) -> None:
+        self.issuer, self.client_id = issuer, client_id
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
         self.clock = clock
         self.router = respx.Router(assert_all_called=False)
         self.discovery: dict[str, Any] = {
-            "issuer": ISSUER,
-            "authorization_endpoint": f"{ISSUER}/authorize",
-            "token_endpoint": f"{ISSUER}/token",
-            "jwks_uri": f"{ISSUER}/jwks",
-            "end_session_endpoint": f"{ISSUER}/end_session",
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/authorize",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+            "end_session_endpoint": f"{issuer}/end_session",
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "authorization_response_iss_parameter_supported": iss_param,
@@ -68,9 +71,9 @@ class FakeIdp:
             ],
         }
         if revocation:
-            self.discovery["revocation_endpoint"] = f"{ISSUER}/revoke"
+            self.discovery["revocation_endpoint"] = f"{issuer}/revoke"
         if par:
-            self.discovery["pushed_authorization_request_endpoint"] = f"{ISSUER}/par"
+            self.discovery["pushed_authorization_request_endpoint"] = f"{issuer}/par"
         self.token_requests: list[dict[str, list[str]]] = []
         self.par_requests: list[dict[str, list[str]]] = []
         self.revocations: list[dict[str, list[str]]] = []
@@ -87,17 +90,17 @@ class FakeIdp:
         self.access_ttl = 300
         self.client_grants = 0  # client_credentials grants answered
         self.exchanges = 0  # token-exchange grants answered
-        self.router.get(f"{ISSUER}/.well-known/openid-configuration").mock(
+        self.router.get(f"{issuer}/.well-known/openid-configuration").mock(
             side_effect=lambda r: httpx.Response(200, json=self.discovery)
         )
-        self.router.get(f"{ISSUER}/jwks").mock(
+        self.router.get(f"{issuer}/jwks").mock(
             side_effect=lambda r: httpx.Response(
                 200, json={"keys": [self.key.as_dict(private=False)]}
             )
         )
-        self.router.post(f"{ISSUER}/token").mock(side_effect=self._token)
-        self.router.post(f"{ISSUER}/revoke").mock(side_effect=self._revoke)
-        self.router.post(f"{ISSUER}/par").mock(side_effect=self._par)
+        self.router.post(f"{issuer}/token").mock(side_effect=self._token)
+        self.router.post(f"{issuer}/revoke").mock(side_effect=self._revoke)
+        self.router.post(f"{issuer}/par").mock(side_effect=self._par)
 
     def http(self) -> httpx.AsyncClient:
         async def handler(request: httpx.Request) -> httpx.Response:
@@ -113,9 +116,9 @@ class FakeIdp:
     def id_token(self, nonce: str | None, **extra: Any) -> str:
         now = int(self.clock())
         claims = {
-            "iss": ISSUER,
+            "iss": self.issuer,
             "sub": "alice",
-            "aud": CLIENT_ID,
+            "aud": self.client_id,
             "exp": now + 300,
             "iat": now,
             "sid": "idp-sid-1",

@@ -19,8 +19,8 @@ _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
 def is_loopback_host(host: str | None) -> bool:
     if not host:
         return False
-    if host == "localhost":
-        return True
+    if host == "localhost" or host.endswith(".localhost"):
+        return True  # RFC 6761 §6.3: every name under .localhost is loopback (browsers agree)
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
