@@ -117,7 +117,7 @@ def serve(args: argparse.Namespace) -> int:
         settings.host,
         settings.port,
         settings.workers,
-        settings.frontend.public_url,
+        ", ".join(f.public_url for f in settings.frontends),
         f", admin on {settings.admin_listen}" if admin else "",
     )
     try:

@@ -1,5 +1,6 @@
 """`bff sessions list|revoke`: operator tools that work against the configured store,
-so they reach the sessions of every instance."""
+so they reach the sessions of every instance and every frontend (each row names its
+frontend; a revocation goes to that frontend's provider)."""
 
 from __future__ import annotations
 
@@ -36,45 +37,70 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
-async def _hashes(service: SessionService, args: argparse.Namespace) -> list[str]:
+# (frontend, its session service, a session hash): every row and revocation names the
+# frontend whose service opens the session, so a revocation goes to its own provider.
+Found = tuple[Frontend, SessionService, str]
+
+
+async def _targets(
+    services: list[tuple[Frontend, SessionService]], args: argparse.Namespace
+) -> list[Found]:
+    if args.sub:  # each frontend's index holds its own sessions only
+        return [(f, s, h) for f, s in services for h in await s.find(sub=args.sub)]
     if getattr(args, "session", None):
-        return [args.session]
-    if args.sub:
-        return await service.find(sub=args.sub)
-    return [h async for h in service.all_hashes()]
+        hashes = [args.session]
+    else:
+        hashes = [h async for h in services[0][1].all_hashes()]  # one store: every frontend's
+    found: list[Found] = []
+    for h in hashes:
+        owner = services[0]  # unreadable (a retired key): the default frontend deletes it
+        for frontend, service in services:
+            if await service.load_by_hash(h) is not None:
+                owner = (frontend, service)
+                break
+        found.append((*owner, h))
+    return found
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = create_store(settings)
     keys = KeyRing(settings.secret_keys)
-    frontend = settings.frontend
     # A revocation closes the session's WebSockets and streams on every instance.
     bus = create_bus(settings.session_store, prefix=settings.store_prefix)
     live = LiveSessions(bus, store=store, clock=time.time)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
-            service = SessionService(
-                store=store,
-                keys=keys,
-                signer=CookieSigner(keys.signing_keys),
-                idle_timeout=frontend.idle_timeout,
-                max_lifetime=frontend.max_lifetime,
-                clock=time.time,
-                revoke=OidcClient.for_frontend(frontend, http=http).revoke,
-                revoke_timeout=_REVOKE_TIMEOUT,
-                events=live,
-            )
-            hashes = await _hashes(service, args)
+            services = [
+                (
+                    frontend,
+                    SessionService(
+                        store=store,
+                        keys=keys,
+                        signer=CookieSigner(
+                            keys.signing_keys, namespace=frontend.session_namespace
+                        ),
+                        idle_timeout=frontend.idle_timeout,
+                        max_lifetime=frontend.max_lifetime,
+                        clock=time.time,
+                        revoke=OidcClient.for_frontend(frontend, http=http).revoke,
+                        revoke_timeout=_REVOKE_TIMEOUT,
+                        events=live,
+                        namespace=frontend.session_namespace,
+                    ),
+                )
+                for frontend in settings.frontends
+            ]
+            found = await _targets(services, args)
             if args.action == "list":
-                rows = await _rows(frontend, service, hashes)
+                rows = await _rows(found)
                 if args.json:
                     print(json.dumps(rows, indent=2))
                 else:
-                    print("session\tsub\tcreated\tlast_seen\texpires\tuser_agent")
+                    print("\t".join(_COLUMNS))
                     for row in rows:
                         print("\t".join(_printable(str(row[k])) for k in _COLUMNS))
                 return 0
-            return await _revoke(service, hashes)
+            return await _revoke(found)
     except BffError as exc:
         print(f"bff: {exc}", file=sys.stderr)
         return 1
@@ -83,15 +109,13 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         await store.aclose()
 
 
-_COLUMNS = ("session", "sub", "created", "last_seen", "expires", "user_agent")
+_COLUMNS = ("session", "sub", "created", "last_seen", "expires", "user_agent", "frontend")
 
 
-async def _rows(
-    frontend: Frontend, service: SessionService, hashes: list[str]
-) -> list[dict[str, str]]:
+async def _rows(found: list[Found]) -> list[dict[str, str]]:
     """One row per live session, the most recently seen first."""
-    found: list[tuple[float, dict[str, str]]] = []
-    for h in hashes:
+    rows: list[tuple[float, dict[str, str]]] = []
+    for frontend, service, h in found:
         session = await service.load_by_hash(h)
         ttl = await service.ttl(h)
         if session is None or ttl is None:
@@ -108,15 +132,16 @@ async def _rows(
             "last_seen": _iso(last_seen),
             "expires": _iso(expires),
             "user_agent": session.user_agent,
+            "frontend": frontend.name,
         }
-        found.append((last_seen, row))
-    found.sort(key=lambda item: (-item[0], item[1]["session"]))
-    return [row for _, row in found]
+        rows.append((last_seen, row))
+    rows.sort(key=lambda item: (-item[0], item[1]["session"]))
+    return [row for _, row in rows]
 
 
-async def _revoke(service: SessionService, hashes: list[str]) -> int:
+async def _revoke(found: list[Found]) -> int:
     revoked = 0
-    for h in hashes:
+    for _frontend, service, h in found:
         session = await service.load_by_hash(h)
         if await service.end(h, session, "revoke", revoke=True):
             revoked += 1

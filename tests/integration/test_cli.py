@@ -145,7 +145,16 @@ def test_sessions_list_json_and_table_are_sorted_by_last_seen(store_env: dict[st
     rows = json.loads(listed.stdout)
     assert [r["sub"] for r in rows] == ["new", "mid", "old"]
     assert {r["session"] for r in rows} == set(hashes)
-    assert set(rows[0]) == {"session", "sub", "created", "last_seen", "expires", "user_agent"}
+    assert set(rows[0]) == {
+        "session",
+        "sub",
+        "created",
+        "last_seen",
+        "expires",
+        "user_agent",
+        "frontend",
+    }
+    assert {r["frontend"] for r in rows} == {"default"}
     assert rows[0]["last_seen"] >= rows[1]["last_seen"] >= rows[2]["last_seen"]
     assert "at-new" not in listed.stdout
     table = run_cli(store_env, "sessions", "list")
