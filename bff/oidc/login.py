@@ -90,7 +90,8 @@ class LoginFlow:
         acr_values: str | None = None,
         max_age: str | None = None,
     ) -> LoginStart:
-        return_url = "/" if return_url is None else return_url
+        # Local paths are host-absolute: the default is the frontend's own root.
+        return_url = f"{self._frontend.path_base}/" if return_url is None else return_url
         step = _step_up(acr_values, max_age)
         if not is_local_path(return_url):
             raise BadRequest(

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -228,3 +229,78 @@ async def test_an_unknown_host_is_404_but_health_answers(sites: dict[str, Site])
         assert r.json()["error"] == "unknown_host"
         assert r.headers["cache-control"] == "no-store"
     assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_two_frontends_under_one_host_by_path_base(tmp_path: Path) -> None:
+    """One host, two path bases, each frontend with its own cookie name, provider and
+    static files; the frontend sees its paths without its base."""
+    shop_files = tmp_path / "shop"
+    shop_files.mkdir()
+    (shop_files / "index.html").write_text("<p>the shop</p>")
+    idps = {
+        "shop": FakeIdp(issuer="https://idp-a.test", client_id="app-shop"),
+        "blog": FakeIdp(issuer="https://idp-b.test", client_id="app-blog"),
+    }
+    by_host = {idp.issuer.removeprefix("https://"): idp for idp in idps.values()}
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = by_host[request.url.host].router.handler(request)
+        return response
+
+    toml = {
+        "frontends": [
+            {
+                "name": name,
+                "public_url": f"http://localhost:8000/{name}",
+                "issuer": idp.issuer,
+                "client_id": idp.client_id,
+                "cookie_name": f"{name}-session",
+                **({"static_dir": str(shop_files)} if name == "shop" else {}),
+            }
+            for name, idp in idps.items()
+        ]
+    }
+    env = {
+        "BFF_SECRET_KEY": SECRET_KEY,
+        "BFF_FRONTEND_SHOP_CLIENT_SECRET": "s1",
+        "BFF_FRONTEND_BLOG_CLIENT_SECRET": "s2",
+    }
+    http = httpx.AsyncClient(transport=httpx.MockTransport(provider))
+    app = create_app(
+        load_settings(env, toml), http=http, store=MemoryStore(), discover_on_startup=False
+    )
+    browser = Browser(app)
+    try:
+        for name, idp in idps.items():
+            r = await browser.get(f"/{name}/bff/login")
+            assert r.status_code == 302, r.text
+            params = query(r.headers["location"])
+            assert params["redirect_uri"] == f"http://localhost:8000/{name}/bff/callback"
+            idp.next_nonce = params["nonce"]
+            r = await browser.get(
+                f"/{name}/bff/callback",
+                params={"code": "c", "state": params["state"], "iss": idp.issuer},
+            )
+            assert r.status_code == 302 and r.headers["location"] == f"/{name}/", r.text
+            assert f"{name}-session" in browser.cookies
+        for name in idps:
+            r = await browser.get(f"/{name}/bff/user", csrf=True)
+            assert r.status_code == 200 and r.json()["aud"] == f"app-{name}"
+        # B's cookie presented under A's name is no session at A.
+        forged = {"Cookie": f"shop-session={browser.cookies['blog-session']}", "X-CSRF": "1"}
+        assert (await browser.get("/shop/bff/user", headers=forged)).status_code == 401
+        r = await browser.get("/shop/")
+        assert r.status_code == 200 and "the shop" in r.text
+        assert (await browser.get("/blog/")).status_code == 404
+        r = await browser.get("/elsewhere")
+        assert r.status_code == 404 and r.json()["error"] == "unknown_host"
+        r = await browser.post("/blog/bff/logout", csrf=True)
+        assert r.status_code == 302
+        assert query(r.headers["location"])["post_logout_redirect_uri"] == (
+            "http://localhost:8000/blog/"
+        )
+        assert (await browser.get("/blog/bff/user", csrf=True)).status_code == 401
+        assert (await browser.get("/shop/bff/user", csrf=True)).status_code == 200
+    finally:
+        await browser.aclose()
+        await http.aclose()
