@@ -102,7 +102,8 @@ def _one(
         f"{k}: unknown frontend setting{_suggest(k)}" for k in sorted(set(values) - FRONTEND_KEYS)
     ]
     secret_file = values.pop("client_secret_file", None)
-    if secret_file is not None:
+    secret_env = f"{env_prefix(name)}CLIENT_SECRET"
+    if secret_file is not None and not {secret_env, f"{secret_env}_FILE"} & set(environ):
         if not isinstance(secret_file, str):
             own.append("client_secret_file: must be a file name")
         elif "client_secret" not in values:

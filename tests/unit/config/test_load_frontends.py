@@ -4,6 +4,7 @@ every problem reported at once; the flat frontend settings refused beside them."
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,18 @@ def test_without_tables_the_flat_settings_are_the_one_default_frontend() -> None
     report = masked_config(s)
     assert report["issuer"] == "https://idp.example"
     assert [f["name"] for f in report["frontends"]] == ["default"]
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("### Several frontends", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    env = {
+        "BFF_SECRET_KEY": KEY,
+        "BFF_FRONTEND_SHOP_CLIENT_SECRET": "s",
+        "BFF_FRONTEND_SHOP_STATIC_DIR": str(tmp_path),  # the environment wins
+        "BFF_FRONTEND_ADMIN_CLIENT_SECRET": "a",  # over client_secret_file too
+    }
+    s = load_settings(env, tomllib.loads(example))
+    assert [(f.name, f.path_base) for f in s.frontends] == [("shop", ""), ("admin", "/admin")]
+    assert s.frontends[1].client_secret == "a"
