@@ -91,6 +91,7 @@ class ProxyApp:
             metrics=metrics,
             tracing=tracing,
             public_origin="{0.scheme}://{0.netloc}".format(urlsplit(frontend.public_url)),
+            path_base=frontend.path_base,
             live=live,
         )
         self._slots = SessionSlots(

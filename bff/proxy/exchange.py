@@ -52,6 +52,7 @@ class Hop:
     metrics: RequestMetrics | None = None
     tracing: Tracing | None = None
     public_origin: str = ""  # a Referer from here names the page a step-up returns to
+    path_base: str = ""  # the frontend's ("/app"): its /bff/login and root are under it
     live: LiveSessions | None = None  # a streamed answer ends with its session
 
 
@@ -164,20 +165,20 @@ class Exchange:
         if step is None:
             return False
         response.release()
-        url = login_url(step, self._return_url())
+        url = self.hop.path_base + login_url(step, self._return_url())
         _log.info("%s: the upstream asks for a step-up login", self.route.config.prefix)
         await send_answer(send, json_answer(Kind.STEP_UP_REQUIRED, extra={"login_url": url}))
         return True
 
     def _return_url(self) -> str:
         """Where the step-up login returns: the page that made the request (its Referer,
-        when it is ours), else the root."""
-        origin = self.hop.public_origin
+        when it is ours), else the frontend's root."""
+        origin, root = self.hop.public_origin, f"{self.hop.path_base}/"
         for name, value in self.headers:
             if origin and name.lower() == "referer" and value.startswith(origin + "/"):
                 path = value[len(origin) :].partition("#")[0]
-                return path if is_local_path(path) else "/"
-        return "/"
+                return path if is_local_path(path) else root
+        return root
 
     async def _retry(self, response: UpstreamExchange, send: Send) -> UpstreamExchange | None:
         """The upstream refused our token: refresh once (unless someone already did) and

@@ -3,7 +3,8 @@ upstream: two routes with different `resource`s each get their own token and nev
 other's; a `client` route sends the client-credentials token (50 concurrent requests, one
 grant); an `exchange` route sends the exchanged token; an upstream's RFC 9470 challenge
 reaches the SPA as 401 step_up_required, whose login_url asks the provider (PAR) for the
-acr_values, and after that login the request succeeds."""
+acr_values, and after that login the request succeeds; under a frontend's path base,
+login_url and the default return are under that base."""
 
 from __future__ import annotations
 
@@ -15,10 +16,24 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from bff.config.load import load_settings
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.service import SessionService
 from bff.store.memory import MemoryStore
 from bff.tokens.records import TokenSet
+from bff.upstream.origins import UpstreamPool
+from bff.web.app import create_app
 from tests.browser import Browser
-from tests.fake_idp import ISSUER, TOKEN_EXCHANGE, FakeIdp
+from tests.fake_idp import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ISSUER,
+    SECRET_KEY,
+    TOKEN_EXCHANGE,
+    FakeIdp,
+    query,
+)
 from tests.integration.proxy_env import make_settings, serve, session_service
 from tests.integration.upstream_server import UpstreamServer, running_upstream
 
@@ -156,3 +171,59 @@ async def test_step_up_round_trip(up: UpstreamServer) -> None:
         r = await browser.get(target, headers={"X-CSRF": "1"})
         assert r.status_code == 200
     assert up.received[-1].header("authorization") == "Bearer access-token-1-XYZ"
+
+
+async def test_step_up_under_a_path_base(up: UpstreamServer) -> None:
+    """A frontend served under a path base (`[[frontends]]`, public URL .../shop): its
+    login_url and its default return are under that base, not at the host's root."""
+    store, idp = MemoryStore(), FakeIdp()
+    keys = KeyRing([SECRET_KEY])
+    sessions = SessionService(
+        store=store,
+        keys=keys,
+        signer=CookieSigner(keys.signing_keys, namespace="shop"),
+        idle_timeout=1800,
+        max_lifetime=86400,
+        clock=time.time,
+        namespace="shop",
+    )
+    tokens = TokenSet(access_token="weak-token", expires_at=int(time.time()) + 3600)
+    ref, _ = await sessions.create(tokens=tokens, claims={"sub": "alice"}, user_agent="t")
+    challenge = 'Bearer error="insufficient_user_authentication", acr_values="gold"'
+    target = "/shop/api/orders?" + str(
+        httpx.QueryParams({"_reject": "weak-token", "_header": f"WWW-Authenticate:{challenge}"})
+    )
+    toml = {
+        "frontends": [
+            {
+                "name": "shop",
+                "public_url": f"{PUBLIC}/shop",
+                "issuer": ISSUER,
+                "client_id": CLIENT_ID,
+                "routes": [{"prefix": "/api", "upstream": up.url}],
+            }
+        ]
+    }
+    env = {"BFF_SECRET_KEY": SECRET_KEY, "BFF_FRONTEND_SHOP_CLIENT_SECRET": CLIENT_SECRET}
+    pool = UpstreamPool(timeout=5)  # closed here: the ASGI transport runs no lifespan
+    http = idp.http()
+    app = create_app(
+        load_settings(env, toml), http=http, store=store, discover_on_startup=False, upstreams=pool
+    )
+    browser = Browser(app)
+    try:
+        spa = {"X-CSRF": "1", "Cookie": f"bff-session={sessions.cookie_value(ref)}"}
+        for referer, back in ((f"{PUBLIC}/shop/cart", "/shop/cart"), (None, "/shop/")):
+            headers = {**spa, "Referer": referer} if referer else spa
+            r = await browser.get(target, headers=headers)
+            assert r.status_code == 401 and r.json()["error"] == "step_up_required"
+            parts = urlsplit(r.json()["login_url"])
+            assert parts.path == "/shop/bff/login"
+            assert parse_qs(parts.query) == {"returnUrl": [back], "acr_values": ["gold"]}
+        r = await browser.get(r.json()["login_url"])
+        assert r.status_code == 302 and r.headers["location"].startswith(f"{ISSUER}/authorize?")
+        assert query(r.headers["location"])["acr_values"] == "gold"
+    finally:
+        await browser.aclose()
+        await http.aclose()
+        await pool.aclose()
