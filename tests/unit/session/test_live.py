@@ -11,7 +11,7 @@ import pytest
 
 from bff.session.bus import MemoryBus
 from bff.session.events import SessionEnded
-from bff.session.live import LiveSessions
+from bff.session.live import LiveSessions, listen
 from bff.store import IndexEntry
 from bff.store.memory import MemoryStore
 from bff.tokens.records import TokenSet
@@ -117,3 +117,31 @@ async def test_session_service_end_announces_once_with_the_reason() -> None:
     assert not await sessions.end(ref.hash, session, "logout")  # gone: nothing announced
     assert conn.reasons == ["invalid_grant"]
     live.close()
+
+
+async def test_one_subscription_for_every_frontends_hub() -> None:
+    """`listen`: one subscription feeds several hubs (a frontend each); an event ends the
+    connections of its session hash only, in whichever hub holds them."""
+    bus, store = MemoryBus(), MemoryStore()
+    other = "fedcba9876543210fedcba9876543210"  # another frontend's session hash
+    await make_session(store)
+    await store.create_session(
+        other, b"blob", ttl=600, index=IndexEntry("bob", None, int(time.time()) + 600)
+    )
+    hubs = [LiveSessions(bus, store=store, clock=time.time, window=w) for w in (60, 120)]
+    listening = asyncio.create_task(listen(bus, hubs))
+    await asyncio.sleep(0)
+    assert len(bus._listeners) == 1
+    mine, theirs = Conn(), Conn()
+    hubs[0].attach(HASH, time.time() + 600, mine)
+    hubs[1].attach(other, time.time() + 600, theirs)
+    await asyncio.sleep(0.05)  # the watches read the TTLs: both sessions live on
+    await bus.publish(SessionEnded(HASH, "logout"))  # as from another worker
+    assert (mine.reasons, theirs.reasons) == (["logout"], [])
+    assert (len(hubs[0]), len(hubs[1])) == (0, 1)
+    await hubs[1].publish(SessionEnded(other, "revoke"))
+    assert theirs.reasons == ["revoke"]
+    listening.cancel()
+    for hub in hubs:
+        hub.close()
+    await bus.aclose()
