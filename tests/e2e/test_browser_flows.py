@@ -368,9 +368,17 @@ def test_f_backchannel_logout_from_the_provider_ends_the_bff_session(e2e: E2E) -
     stats = e2e.provider.stats(user)
     assert stats["backchannel_sent"] == 1 and stats["backchannel_failed"] == [], stats
 
-    # The API first: the page still thinks it is logged in, so its button is enabled.
+    # The page learns at once (GET /bff/events: session_ended) and shows it...
+    wait_status(app, "^Not logged in$")
+    assert "backchannel_logout" in (app.locator("#session-banner").text_content() or "")
+    # ...and a call the page makes anyway is refused before the upstream.
     before = e2e.api.count()
-    status, body = call_api(app)
+    status, body = app.evaluate(
+        """async () => {
+            const r = await fetch("/api/whoami", {headers: {"X-CSRF": "1"}});
+            return [r.status, await r.json()];
+        }"""
+    )
     assert status == 401 and body["error"] == "not_authenticated", body
     assert api_calls(e2e, before) == []
     status, body = whoami(app)
