@@ -120,7 +120,7 @@ def main() -> int:
         str(BIN / "python"),
         str(HERE / "provider.py"),
         *("--host", "127.0.0.1", "--port", str(PROVIDER_PORT), "--issuer", issuer),
-        *("--client-id", "bff-demo", "--client-secret", client_secret),
+        *("--client-id", "bff-demo", f"--client-secret={client_secret}"),  # may start with "-"
         *("--redirect-uri", f"{public}/bff/callback"),
         *("--post-logout-redirect-uri", f"{public}/"),
         *("--backchannel-logout-uri", f"http://127.0.0.1:{BFF_PORT}/bff/backchannel-logout"),
