@@ -5,10 +5,18 @@
 //   node provider.mjs --port-file F --client-id ID --client-secret S
 //        --redirect-uri URI... --post-logout-redirect-uri URI... [--backchannel-logout-uri URI]
 //        [--resource URI] [--access-token-ttl SECONDS] [--host 127.0.0.1] [--port 0]
+//        [--resource-server URI=SCOPE...] [--client-credentials] [--token-exchange]
+//
+// The last three are opt-in (the live-connections tests): more resource servers (each its
+// own RFC 8707 indicator, JWT access tokens whose `aud` is that URI alone), the
+// client-credentials grant and an RFC 8693 token-exchange grant for the client; see
+// liveFeatures() at the end.
 //
 // It listens first (port 0 unless --port) and writes its port to --port-file once the
 // issuer is known, so the fixture never races for a port. One JSON line per event on stdout.
-import { createHash, randomBytes } from 'node:crypto';
+import {
+  createHash, createPublicKey, createVerify, randomBytes,
+} from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -27,6 +35,9 @@ const { values: args } = parseArgs({
     'backchannel-logout-uri': { type: 'string' },
     resource: { type: 'string', default: 'https://api.e2e.bff.test' },
     'access-token-ttl': { type: 'string', default: process.env.E2E_ACCESS_TOKEN_TTL || '5' },
+    'resource-server': { type: 'string', multiple: true, default: [] },
+    'client-credentials': { type: 'boolean', default: false },
+    'token-exchange': { type: 'boolean', default: false },
   },
 });
 
@@ -94,6 +105,7 @@ server.listen(Number.parseInt(args.port, 10), args.host, () => {
     client.backchannel_logout_session_required = true;
   }
 
+  const live = liveFeatures(args, issuer, client);
   const provider = new Provider(issuer, {
     clients: [client],
     // Cookie signing keys: fresh per run, the provider lives only as long as the tests.
@@ -148,12 +160,14 @@ server.listen(Number.parseInt(args.port, 10), args.host, () => {
       devInteractions: { enabled: true }, // the login and consent pages the browser fills
       revocation: { enabled: true },
       backchannelLogout: { enabled: true },
+      clientCredentials: { enabled: live.clientCredentials },
       rpInitiatedLogout: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (ctx, _client, oneOf) => oneOf,
         useGrantedResource: async () => true,
         getResourceServerInfo: async (ctx, resource) => {
+          if (live.servers.has(resource)) return live.info(resource);
           if (resource !== RESOURCE) throw new errors.InvalidTarget();
           // RFC 9068 JWT access tokens, so the test API verifies them by JWKS alone.
           return {
@@ -167,6 +181,7 @@ server.listen(Number.parseInt(args.port, 10), args.host, () => {
       },
     },
   });
+  live.install(provider);
   provider.on('server_error', (ctx, err) => log('server_error', { message: String(err) }));
   provider.on('refresh_token.saved', (token) => {
     account(token.accountId).refresh_tokens.push(token.jti);
@@ -242,4 +257,137 @@ async function testRoute(ctx, provider) {
   }
   ctx.status = 404;
   ctx.body = { error: 'not_found' };
+}
+
+// ---- opt-in: more resource servers, client credentials, token exchange ---------------------
+// --resource-server URI=SCOPE adds a resource server (JWT access tokens, `aud` = URI only).
+// --client-credentials lets the client use RFC 6749 §4.4. --token-exchange registers an
+// RFC 8693 grant (oidc-provider 9 has none built in): the subject token must be a JWT
+// access token this provider issued to this same client, verified against the provider's
+// own JWKS; the answer is a new JWT access token for the one requested `resource`, with the
+// subject's `sub`. GET /_test/grants?sub= lists these grants (and the client's).
+function liveFeatures(opts, issuer, client) {
+  const servers = new Map(opts['resource-server'].map((pair) => {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new Error(`--resource-server wants URI=SCOPE, got ${pair}`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  }));
+  const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
+  const tokenType = 'urn:ietf:params:oauth:token-type:access_token';
+  const extra = [
+    ...(opts['client-credentials'] ? ['client_credentials'] : []),
+    ...(opts['token-exchange'] ? [exchangeGrant] : []),
+  ];
+  if (extra.length) client.grant_types = [...client.grant_types, ...extra];
+  const grants = new Map(); // sub (or client_id) -> [{grant_type, resource, jti}]
+  const record = (who, entry) => {
+    if (!grants.has(who)) grants.set(who, []);
+    grants.get(who).push(entry);
+  };
+  const info = (resource) => ({
+    scope: servers.get(resource),
+    audience: resource,
+    accessTokenTTL,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: 'RS256' } },
+  });
+  const jwtPayload = (token) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url'));
+
+  async function verifyOwnAccessToken(token) {
+    const parts = typeof token === 'string' ? token.split('.') : [];
+    if (parts.length !== 3) throw new errors.InvalidGrant('subject_token is not a JWT');
+    let header;
+    let claims;
+    try {
+      header = JSON.parse(Buffer.from(parts[0], 'base64url'));
+      claims = JSON.parse(Buffer.from(parts[1], 'base64url'));
+    } catch {
+      throw new errors.InvalidGrant('subject_token is not a JWT');
+    }
+    if (header.alg !== 'RS256' || header.typ !== 'at+jwt') {
+      throw new errors.InvalidGrant('subject_token is not an RS256 JWT access token');
+    }
+    const jwks = await (await globalThis.fetch(`${issuer}/jwks`)).json();
+    const jwk = jwks.keys.find((k) => k.kid === header.kid);
+    if (!jwk) throw new errors.InvalidGrant('subject_token signed by an unknown key');
+    const ok = createVerify('RSA-SHA256')
+      .update(`${parts[0]}.${parts[1]}`)
+      .verify(createPublicKey({ key: jwk, format: 'jwk' }), Buffer.from(parts[2], 'base64url'));
+    if (!ok) throw new errors.InvalidGrant('subject_token signature invalid');
+    if (claims.iss !== issuer) throw new errors.InvalidGrant('subject_token from another issuer');
+    if (!(claims.exp > Date.now() / 1000)) throw new errors.InvalidGrant('subject_token expired');
+    return claims;
+  }
+
+  async function tokenExchange(ctx) {
+    const { params, client: caller } = ctx.oidc;
+    if (params.subject_token_type !== tokenType) {
+      throw new errors.InvalidRequest('subject_token_type must be an access token');
+    }
+    if (params.requested_token_type && params.requested_token_type !== tokenType) {
+      throw new errors.InvalidRequest('only access tokens are issued');
+    }
+    const subject = await verifyOwnAccessToken(params.subject_token);
+    if (subject.client_id !== caller.clientId || subject.sub === caller.clientId) {
+      throw new errors.InvalidGrant('subject_token is not a user token of this client');
+    }
+    const { resource } = params;
+    if (typeof resource !== 'string' || !servers.has(resource)) {
+      throw new errors.InvalidTarget('one registered resource is required');
+    }
+    const allowed = new Set(servers.get(resource).split(' '));
+    const asked = params.scope ? params.scope.split(' ') : [...allowed];
+    const scope = asked.filter((s) => allowed.has(s)).join(' ') || undefined;
+    const at = new provider_.AccessToken({
+      accountId: subject.sub, client: caller, gty: 'token_exchange', scope,
+    });
+    at.resourceServer = new provider_.ResourceServer(resource, info(resource));
+    ctx.oidc.entity('AccessToken', at);
+    const value = await at.save();
+    record(subject.sub, { grant_type: exchangeGrant, resource, jti: jwtPayload(value).jti });
+    log('token', { grant_type: exchangeGrant, sub: subject.sub, resource, status: 200 });
+    ctx.body = {
+      access_token: value,
+      issued_token_type: tokenType,
+      token_type: 'Bearer',
+      expires_in: at.expiration,
+      scope,
+    };
+  }
+
+  let provider_;
+  return {
+    servers,
+    info,
+    clientCredentials: opts['client-credentials'],
+    install(provider) {
+      provider_ = provider;
+      if (opts['token-exchange']) {
+        provider.registerGrantType(exchangeGrant, tokenExchange, [
+          'subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'scope',
+          'audience', 'actor_token', 'actor_token_type',
+        ]);
+      }
+      if (!servers.size && !extra.length) return;
+      // Records the grants these features are about: per sub, which resource it named.
+      provider.use(async (ctx, next) => {
+        if (ctx.method === 'GET' && ctx.path === '/_test/grants') {
+          ctx.set('cache-control', 'no-store');
+          ctx.body = { grants: grants.get(String(ctx.query.sub)) || [] };
+          return;
+        }
+        await next();
+        const grantType = ctx.oidc?.route === 'token' && ctx.status === 200
+          ? ctx.oidc.params?.grant_type : undefined;
+        if (grantType !== 'client_credentials' && grantType !== 'refresh_token') return;
+        const entities = ctx.oidc.entities || {};
+        const who = grantType === 'client_credentials'
+          ? ctx.oidc.client.clientId : entities.RefreshToken?.accountId;
+        const value = ctx.body?.access_token;
+        const jti = typeof value === 'string' && value.split('.').length === 3
+          ? jwtPayload(value).jti : undefined;
+        if (who) record(who, { grant_type: grantType, resource: ctx.oidc.params.resource, jti });
+      });
+    },
+  };
 }
