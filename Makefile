@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast check e2e e2e-install bench chaos clean tools fuzz
+.PHONY: install run test test-fast check e2e e2e-install bench bench-live chaos clean tools fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ test-fast: install
 # provider and bff; prints a table and writes bench-results/. BENCH_QUICK=1 for a smoke run.
 bench: install
 	$(BIN)/python bench/run.py
+
+# Issue 16: close-on-logout latency (two bff instances, private Redis) and WebSocket echo
+# throughput and added latency through bff against a direct connection. LIVE_QUICK=1: smoke.
+bench-live: install
+	$(BIN)/python bench/live.py
 
 # Issue 12: a primary killed under load on Redis Sentinel and on Redis Cluster (private
 # servers on free ports), and the hot path on each against a single Redis. CHAOS_QUICK=1: smoke.
