@@ -131,7 +131,8 @@ def table(results: dict[str, Any]) -> str:
     o, m = results["options"], results["close_on_logout"]
     lines = [
         f"close on logout (A -> 4401 on B), {m['trials']} trials: median {m['median_ms']} ms, "
-        f"p90 {m['p90_ms']} ms, max {m['max_ms']} ms; close codes {m['close_codes']}",
+        f"p90 {m['p90_ms']} ms, max {m['max_ms']} ms; close codes {m['close_codes']} "
+        f"(the logout's own answer: median {m['logout_answer_median_ms']} ms)",
         f"echo throughput, {o['messages']} messages of {o['size']} B (median of {o['rounds']}):",
     ]
     for key in sorted(k for k in results if k.startswith("throughput_c")):

@@ -97,6 +97,7 @@ async def round_trips(open_one: Opener, count: int, size: int) -> list[float]:
 async def close_on_logout(url_a: str, url_b: str, trials: int) -> dict[str, Any]:
     """Per trial: login, socket via B, logout on A; ms until the 4401 close frame."""
     spans: list[float] = []
+    answers: list[float] = []  # the logout request's own answer time, for comparison
     codes: dict[str, int] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         for i in range(trials):
@@ -120,6 +121,7 @@ async def close_on_logout(url_a: str, url_b: str, trials: int) -> dict[str, Any]
             )
             if answer.status_code not in (200, 302):
                 raise RuntimeError(f"logout answered {answer.status_code}")
+            answers.append((time.perf_counter() - started) * 1000)
             async with asyncio.timeout(10):
                 ended = await closed
             await waiter
@@ -131,5 +133,6 @@ async def close_on_logout(url_a: str, url_b: str, trials: int) -> dict[str, Any]
         "median_ms": round(statistics.median(spans), 2),
         "max_ms": round(max(spans), 2),
         "p90_ms": round(percentile(spans, 90), 2),
+        "logout_answer_median_ms": round(statistics.median(answers), 2),
         "close_codes": codes,
     }
