@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 
 from bff.config.checks import resource_problem, url_problems
 from bff.config.collector import Collector
-from bff.config.model import DEFAULT_FRONTEND, DEFAULT_SCOPES, Frontend
+from bff.config.model import CLIENT_AUTH_METHODS, DEFAULT_FRONTEND, DEFAULT_SCOPES, Frontend
 from bff.config.routes import parse_routes
+from bff.oidc.client_assertion import parse_client_key
 from bff.oidc.redirects import is_local_path
 
 __all__ = ["PROMPTS", "load_frontend"]
@@ -32,7 +33,7 @@ def load_frontend(
     if issuer:
         c.problems.extend(url_problems(issuer, c.label("issuer"), https_unless_loopback=True))
     client_id = c.required("client_id")
-    client_secret = c.required("client_secret", secret=True)
+    client_auth, client_secret, client_key_file = _client_auth(c)
     scopes = c.text("scopes", DEFAULT_SCOPES) or DEFAULT_SCOPES
     if "openid" not in scopes.split():
         c.problems.append(f"{c.label('scopes')}: must include 'openid'")
@@ -90,6 +91,9 @@ def load_frontend(
         issuer=issuer,
         client_id=client_id,
         client_secret=client_secret,
+        client_auth=client_auth,
+        client_key_file=client_key_file,
+        dpop=c.optional_flag("dpop", False),
         scopes=scopes,
         resource=resource,
         prompt=prompt,
@@ -104,6 +108,40 @@ def load_frontend(
         logout_id_token_hint=id_token_hint,
         static_dir=static_dir,
     )
+
+
+def _client_auth(c: Collector) -> tuple[str, str, str | None]:
+    """(client_auth, client_secret, client_key_file): a secret, or with private_key_jwt
+    a readable private key that names its `kid`, never both."""
+    method = (c.text("client_auth", "") or "").lower()
+    if method and method not in CLIENT_AUTH_METHODS:
+        c.problems.append(
+            f"{c.label('client_auth')}: must be one of {', '.join(CLIENT_AUTH_METHODS)}"
+        )
+        method = ""
+    key_file = c.text("client_key_file") or None
+    if method != "private_key_jwt":
+        if key_file:
+            c.problems.append(
+                f"{c.label('client_key_file')}: used only with "
+                f'{c.label("client_auth")}="private_key_jwt"'
+            )
+        return method, c.required("client_secret", secret=True), None
+    if c.text("client_secret", secret=True):
+        c.problems.append(
+            f"{c.label('client_secret')}: not used with private_key_jwt (the key "
+            "authenticates the client); remove it"
+        )
+    if not key_file:
+        c.problems.append(f"{c.label('client_key_file')}: required with private_key_jwt")
+        return method, "", None
+    try:
+        parse_client_key(Path(key_file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        c.problems.append(f"{c.label('client_key_file')}: cannot read {key_file} ({exc.strerror})")
+    except (ValueError, UnicodeDecodeError) as exc:
+        c.problems.append(f"{c.label('client_key_file')}: {key_file}: {exc}")
+    return method, "", key_file
 
 
 def _prompt(c: Collector) -> str | None:

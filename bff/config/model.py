@@ -11,11 +11,21 @@ from typing import Literal
 
 from bff.config.checks import split_host_port
 
-__all__ = ["DEFAULT_FRONTEND", "DEFAULT_SCOPES", "Frontend", "RouteConfig", "Settings", "TokenMode"]
+__all__ = [
+    "CLIENT_AUTH_METHODS",
+    "DEFAULT_FRONTEND",
+    "DEFAULT_SCOPES",
+    "Frontend",
+    "RouteConfig",
+    "Settings",
+    "TokenMode",
+]
 
 DEFAULT_SCOPES = "openid profile email offline_access"
 DEFAULT_FRONTEND = "default"  # the name of the frontend the flat BFF_* settings describe
 TokenMode = Literal["user", "optional", "none", "client", "exchange"]
+# `client_auth` values; "" lets the provider's metadata choose between the two secrets.
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,7 @@ class RouteConfig:
     path_params: bool = False  # `;` path parameters pass (an upstream that uses them)
     websocket: bool = False  # WebSocket upgrades pass (bff.proxy.websocket)
     origins: tuple[str, ...] = ()  # their Origin allow-list; empty: the public URL's origin
+    dpop: bool = False  # DPoP-bound session tokens (RFC 9449), as the frontend's `dpop`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +55,10 @@ class Frontend:
     public_url: str = "http://localhost:8000"
     issuer: str
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str = field(default="", repr=False)
+    client_auth: str = ""  # one of CLIENT_AUTH_METHODS; "": a secret, as the provider prefers
+    client_key_file: str | None = None  # private_key_jwt: the PEM or JWK private key
+    dpop: bool = False  # DPoP-bound tokens (RFC 9449) and a proof on every upstream call
     scopes: str = DEFAULT_SCOPES
     resource: str | None = None
     prompt: str | None = None
@@ -94,6 +108,11 @@ class Frontend:
     @property
     def login_cookie_name(self) -> str:
         return f"{self.cookie_name}-login"
+
+    @property
+    def uses_dpop(self) -> bool:
+        """Sessions get a DPoP key when the frontend or any of its routes asks for it."""
+        return self.dpop or any(route.dpop for route in self.routes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,6 +31,7 @@ ROUTE_KEYS = frozenset(
         "path_params",
         "websocket",
         "origins",
+        "dpop",
     }
 )
 
@@ -139,6 +140,7 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
     path_params = c.flag(item.get("path_params", False), f"{where}.path_params", False)
     websocket = c.flag(item.get("websocket", False), f"{where}.websocket", False)
     origins = _origins(c, item.get("origins", []), f"{where}.origins")
+    dpop = c.flag(item.get("dpop", False), f"{where}.dpop", False)
     methods = item.get("methods")
     method_set: frozenset[str] | None = None
     if methods is not None:
@@ -178,4 +180,5 @@ def _parse_route(c: Collector, item: dict[str, Any], where: str) -> RouteConfig 
         resource=resource if isinstance(resource, str) else None,
         websocket=websocket,
         origins=origins,
+        dpop=dpop,
     )

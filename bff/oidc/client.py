@@ -4,8 +4,8 @@ client credentials, RFC 8693 token exchange), revocation, and ID / logout token
 validation against the provider's keys.
 
 It composes the parts: `provider_http` (requests, client authentication, the error
-translation), `discovery` (the metadata), `jwks` (the key cache), and the pure rules of
-`metadata`, `jws` and `validation`. No message names a token, code, verifier or secret.
+translation), `discovery` (the metadata), `id_tokens` (signatures and claims), and the
+pure rules of `metadata` and `grants`. No message names a token, code, verifier or secret.
 """
 
 from __future__ import annotations
@@ -13,26 +13,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 from authlib.common.urls import add_params_to_uri
+from joserfc.jwk import ECKey
 
 from bff.config.model import Frontend
 from bff.errors import IdpUnavailable, TokenExchangeUnsupported
+from bff.oidc import grants
+from bff.oidc.client_assertion import ClientKey, parse_client_key
 from bff.oidc.discovery import Discovery
-from bff.oidc.jwks import JwksCache
+from bff.oidc.dpop import thumbprint
+from bff.oidc.id_tokens import IdTokens
 from bff.oidc.metadata import ProviderMetadata
 from bff.oidc.provider_http import FormValue, ProviderHttp, json_object
-from bff.oidc.validation import check_id_token_claims, check_logout_token_claims
 from bff.tokens.records import TokenSet, token_set_from_response
 
-__all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE", "OidcClient"]
+__all__ = ["OidcClient"]
 
 _log = logging.getLogger("bff.oidc")
-
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 §2.1
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # RFC 8693 §3
 
 
 class OidcClient:
@@ -42,11 +43,17 @@ class OidcClient:
     def for_frontend(
         cls, frontend: Frontend, *, http: httpx.AsyncClient, clock: Callable[[], float] = time.time
     ) -> OidcClient:
-        """The client a frontend logs in with (the app and the admin CLI share it)."""
+        """The client a frontend logs in with (the app and the admin CLI share it); its
+        key file (private_key_jwt) was checked by the configuration and is read here."""
+        key = None
+        if frontend.client_key_file:
+            key = parse_client_key(Path(frontend.client_key_file).read_text(encoding="utf-8"))
         return cls(
             issuer=frontend.issuer,
             client_id=frontend.client_id,
             client_secret=frontend.client_secret,
+            client_auth=frontend.client_auth,
+            client_key=key,
             redirect_uri=frontend.redirect_uri,
             scopes=frontend.scopes,
             resource=frontend.resource,
@@ -62,7 +69,9 @@ class OidcClient:
         *,
         issuer: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str = "",
+        client_auth: str = "",
+        client_key: ClientKey | None = None,
         redirect_uri: str,
         scopes: str,
         resource: str | None,
@@ -87,10 +96,22 @@ class OidcClient:
         self._prompt = prompt
         self._exchange_routes = exchange_routes
         self._clock = clock
-        self._http = ProviderHttp(http, client_id=client_id, client_secret=client_secret)
+        self._http = ProviderHttp(
+            http,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            client_key=client_key,
+            clock=clock,
+        )
         self._discovery = Discovery(self._http, issuer=issuer)
-        self._jwks = JwksCache(
-            self._fetch_jwks, clock=clock, cooldown=jwks_cooldown, max_age=jwks_max_age
+        self._id_tokens = IdTokens(
+            self._http,
+            self._discovery,
+            client_id=client_id,
+            clock=clock,
+            jwks_cooldown=jwks_cooldown,
+            jwks_max_age=jwks_max_age,
         )
 
     def __repr__(self) -> str:  # the secret must never reach a log through repr
@@ -118,7 +139,8 @@ class OidcClient:
         """Retry discovery with capped, jittered exponential backoff until it succeeds."""
         await self._discovery.discover_forever(initial_delay=initial_delay, max_delay=max_delay)
         metadata = self._discovery.metadata_or_none
-        if self._exchange_routes and metadata and TOKEN_EXCHANGE not in metadata.grant_types:
+        exchange = grants.TOKEN_EXCHANGE
+        if self._exchange_routes and metadata and exchange not in metadata.grant_types:
             # Checked once the provider is known (check-config cannot know it): those
             # routes answer 502 token_exchange_unavailable until the provider offers it.
             _log.error(
@@ -138,36 +160,32 @@ class OidcClient:
         code_challenge: str,
         acr_values: str | None = None,
         max_age: int | None = None,
+        dpop: ECKey | None = None,
     ) -> str:
         """The authorization request (through PAR when offered); `acr_values`/`max_age`
-        ask for a step-up (RFC 9470, OIDC Core §3.1.2.1)."""
+        ask for a step-up (RFC 9470, OIDC Core §3.1.2.1); with a DPoP key, its
+        thumbprint as `dpop_jkt` binds the code to it (RFC 9449 §10)."""
         metadata = await self.metadata()
-        params: dict[str, FormValue] = {
-            "response_type": "code",
-            "client_id": self._client_id,
-            "redirect_uri": self._redirect_uri,
-            "scope": self._scopes,
-            "state": state,
-            "nonce": nonce,
-            "code_challenge": code_challenge,
-            "code_challenge_method": "S256",
-        }
-        if self._login_resources:
-            params["resource"] = self._login_resources
-        if self._prompt:
-            params["prompt"] = self._prompt
-        if acr_values:
-            params["acr_values"] = acr_values
-        if max_age is not None:
-            params["max_age"] = str(max_age)
+        params = grants.authorization_params(
+            client_id=self._client_id,
+            redirect_uri=self._redirect_uri,
+            scope=self._scopes,
+            state=state,
+            nonce=nonce,
+            code_challenge=code_challenge,
+            resources=self._login_resources,
+            prompt=self._prompt,
+            acr_values=acr_values,
+            max_age=max_age,
+            dpop_jkt=thumbprint(dpop) if dpop is not None else None,
+        )
         par = metadata.pushed_authorization_request_endpoint
         if par is None:
-            pairs = [
-                (k, v) for k, vs in params.items() for v in ([vs] if isinstance(vs, str) else vs)
-            ]
+            pairs = grants.query_pairs(params)
             return str(add_params_to_uri(metadata.authorization_endpoint, pairs))
         # RFC 9126: the parameters travel server to server; the browser gets a handle.
-        answer = json_object(await self._http.post(metadata, par, params, what="PAR"), "PAR")
+        pushed = await self._http.post(metadata, par, params, what="PAR", dpop=dpop)
+        answer = json_object(pushed, "PAR")
         request_uri = answer.get("request_uri")
         if not isinstance(request_uri, str) or not request_uri:
             raise IdpUnavailable("PAR answer has no request_uri")
@@ -186,19 +204,19 @@ class OidcClient:
         `id_token_hint` (the ID token) included when given."""
         if metadata.end_session_endpoint is None:
             return None
-        params = [
-            ("client_id", self._client_id),
-            ("post_logout_redirect_uri", post_logout_redirect_uri),
-        ]
-        if id_token_hint:
-            params.insert(0, ("id_token_hint", id_token_hint))
-        elif logout_hint:
-            params.insert(1, ("logout_hint", logout_hint))
+        params = grants.end_session_params(
+            client_id=self._client_id,
+            post_logout_redirect_uri=post_logout_redirect_uri,
+            id_token_hint=id_token_hint,
+            logout_hint=logout_hint,
+        )
         return str(add_params_to_uri(metadata.end_session_endpoint, params))
 
     # -- back channel ----------------------------------------------------------------
 
-    async def exchange_code(self, *, code: str, code_verifier: str) -> TokenSet:
+    async def exchange_code(
+        self, *, code: str, code_verifier: str, dpop: ECKey | None = None
+    ) -> TokenSet:
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -207,10 +225,15 @@ class OidcClient:
         }
         if self._resource:
             form["resource"] = self._resource
-        return await self._token_request(form)
+        return await self._token_request(form, dpop)
 
     async def refresh(
-        self, refresh_token: str, *, scope: str | None = None, resource: str | None = None
+        self,
+        refresh_token: str,
+        *,
+        scope: str | None = None,
+        resource: str | None = None,
+        dpop: ECKey | None = None,
     ) -> TokenSet:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if scope:
@@ -218,17 +241,14 @@ class OidcClient:
         chosen = resource or self._resource  # RFC 8707: a per-route resource narrows the token
         if chosen:
             form["resource"] = chosen
-        return await self._token_request(form)
+        return await self._token_request(form, dpop)
 
     async def client_credentials(
         self, *, scope: str | None = None, resource: str | None = None
     ) -> TokenSet:
-        """A token for this client itself (RFC 6749 §4.4), narrowed by `resource`/`scope`."""
-        form = {"grant_type": "client_credentials"}
-        if scope:
-            form["scope"] = scope
-        if resource:
-            form["resource"] = resource
+        """A token for this client itself (RFC 6749 §4.4), narrowed by `resource`/`scope`;
+        authenticated as every call is (a secret, or a private_key_jwt assertion)."""
+        form = grants.client_credentials_form(scope=scope, resource=resource)
         return await self._token_request(form)
 
     async def exchange_token(
@@ -237,18 +257,9 @@ class OidcClient:
         """RFC 8693: the user's access token exchanged for one for `resource`/`scope`.
         IdpUnavailable when the provider does not advertise the grant."""
         metadata = await self.metadata()
-        if TOKEN_EXCHANGE not in metadata.grant_types:
+        if grants.TOKEN_EXCHANGE not in metadata.grant_types:
             raise TokenExchangeUnsupported("the provider does not advertise token exchange")
-        form = {
-            "grant_type": TOKEN_EXCHANGE,
-            "subject_token": subject_token,
-            "subject_token_type": ACCESS_TOKEN_TYPE,
-            "requested_token_type": ACCESS_TOKEN_TYPE,
-        }
-        if scope:
-            form["scope"] = scope
-        if resource:
-            form["resource"] = resource
+        form = grants.exchange_form(subject_token, scope=scope, resource=resource)
         return await self._token_request(form)
 
     async def revoke(
@@ -264,37 +275,23 @@ class OidcClient:
         form = {"token": token, "token_type_hint": token_type_hint}
         await self._http.post(metadata, metadata.revocation_endpoint, form, what="revocation")
 
-    async def _token_request(self, form: Mapping[str, FormValue]) -> TokenSet:
+    async def _token_request(
+        self, form: Mapping[str, FormValue], dpop: ECKey | None = None
+    ) -> TokenSet:
         metadata = await self.metadata()
-        body = await self._http.post(metadata, metadata.token_endpoint, form, what="token endpoint")
+        body = await self._http.post(
+            metadata, metadata.token_endpoint, form, what="token endpoint", dpop=dpop
+        )
         answer = json_object(body, "token endpoint")
         try:
-            return token_set_from_response(answer, now=self._clock())
+            return token_set_from_response(answer, now=self._clock(), dpop=dpop is not None)
         except ValueError as exc:  # the message names the field, never its value
             raise IdpUnavailable(f"token endpoint: {exc}") from None
 
-    # -- token validation ------------------------------------------------------------
+    # -- token validation (`bff.oidc.id_tokens`) ---------------------------------------
 
     async def validate_id_token(self, id_token: str, *, nonce: str) -> dict[str, Any]:
-        metadata = await self.metadata()
-        claims = await self._jwks.verify(id_token, allowed_algs=metadata.id_token_algs)
-        check_id_token_claims(
-            claims,
-            issuer=metadata.issuer,
-            client_id=self._client_id,
-            nonce=nonce,
-            now=self._clock(),
-        )
-        return claims
+        return await self._id_tokens.validate_id_token(id_token, nonce=nonce)
 
     async def validate_logout_token(self, token: str) -> dict[str, Any]:
-        metadata = await self.metadata()
-        claims = await self._jwks.verify(token, allowed_algs=metadata.id_token_algs)
-        check_logout_token_claims(
-            claims, issuer=metadata.issuer, client_id=self._client_id, now=self._clock()
-        )
-        return claims
-
-    async def _fetch_jwks(self) -> Any:
-        metadata = await self.metadata()
-        return await self._http.get_json(metadata.jwks_uri, what="JWKS")
+        return await self._id_tokens.validate_logout_token(token)

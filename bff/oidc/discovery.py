@@ -44,6 +44,7 @@ class Discovery:
             try:
                 doc = json_object(await self._http.send("GET", url, what="discovery"), "discovery")
                 metadata = ProviderMetadata.parse(doc, expected_issuer=self._issuer)
+                self._http.check_client_auth(metadata)  # a clear error, not a 401 per login
             except IdpRejected as exc:  # an OAuth error body on discovery is still an outage
                 self._last_error = f"discovery answered {exc.error}"
                 raise IdpUnavailable(self._last_error) from exc

@@ -50,8 +50,10 @@ def _positive_int(value: Any) -> int | None:
     return None
 
 
-def token_set_from_response(body: dict[str, Any], *, now: float) -> TokenSet:
-    """Build a TokenSet from a token endpoint's JSON (RFC 6749 §5.1).
+def token_set_from_response(body: dict[str, Any], *, now: float, dpop: bool = False) -> TokenSet:
+    """Build a TokenSet from a token endpoint's JSON (RFC 6749 §5.1); with `dpop` (the
+    request carried a proof) a `DPoP` token_type is kept, so the token travels upstream
+    with proofs (RFC 9449 §5).
 
     Raises ValueError when the answer is not a usable bearer token response.
     """
@@ -75,7 +77,7 @@ def token_set_from_response(body: dict[str, Any], *, now: float) -> TokenSet:
         expires_at=int(now) + expires_in if expires_in else None,
         refresh_token=refresh or None,
         id_token=id_token,
-        token_type="Bearer",
+        token_type="DPoP" if dpop and token_type.lower() == "dpop" else "Bearer",
         scope=scope if isinstance(scope, str) else None,
         refresh_expires_at=int(now) + refresh_in if refresh_in else None,
     )
