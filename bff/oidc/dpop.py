@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
@@ -37,8 +37,7 @@ def htu_of(url: str) -> str:
 
 def access_token_hash(access_token: str) -> str:
     """`ath`: base64url(SHA-256(the ASCII access token)), unpadded."""
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return _b64(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
 def thumbprint(key: ECKey) -> str:
@@ -67,19 +66,35 @@ def dpop_proof(
 
 
 def key_to_text(key: ECKey) -> str:
-    """The private key as a compact JWK, the form a session record keeps (encrypted)."""
-    return json.dumps(key.as_dict(private=True), separators=(",", ":"), sort_keys=True)
+    """The private scalar `d` (43 characters), the form a session record keeps
+    (encrypted): the public half follows from it."""
+    if key.get("crv") != "P-256" or not key.is_private:
+        raise ValueError("not a private P-256 key")
+    return str(key.as_dict(private=True)["d"])
 
 
 def key_from_text(text: str) -> ECKey:
-    """The inverse of `key_to_text`; ValueError when it is not a private P-256 key."""
+    """The inverse of `key_to_text`; ValueError when it is not a P-256 private scalar."""
     try:
-        key = ECKey.import_key(json.loads(text))
-    except Exception as exc:  # joserfc raises several types for malformed keys
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if len(raw) != 32:
+            raise ValueError("not 32 bytes")
+        private = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
         raise ValueError(f"not a DPoP key ({type(exc).__name__})") from None
-    if not key.is_private or key.get("crv") != "P-256":
-        raise ValueError("not a private P-256 key")
-    return key
+    numbers = private.public_key().public_numbers()
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64(numbers.x.to_bytes(32, "big")),
+        "y": _b64(numbers.y.to_bytes(32, "big")),
+        "d": _b64(raw),
+    }
+    return ECKey.import_key(jwk)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def is_nonce_challenge(status: int, www_authenticate: str, error: str | None) -> bool:

@@ -79,6 +79,7 @@ LAYERS: dict[str, int] = {
     "bff.oidc.client_assertion": RULES,
     "bff.oidc.dpop": RULES,
     "bff.oidc.grants": RULES,
+    "bff.oidc.dpop_keys": ADAPTERS,  # the OS random source for session keys
     "bff.oidc.login_checks": RULES,
     "bff.oidc.step_up": RULES,
     "bff.oidc.pkce": ADAPTERS,  # the OS random source for state, nonce, verifier, binding
