@@ -82,15 +82,7 @@ def key_from_text(text: str) -> ECKey:
         private = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
     except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
         raise ValueError(f"not a DPoP key ({type(exc).__name__})") from None
-    numbers = private.public_key().public_numbers()
-    jwk = {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": _b64(numbers.x.to_bytes(32, "big")),
-        "y": _b64(numbers.y.to_bytes(32, "big")),
-        "d": _b64(raw),
-    }
-    return ECKey.import_key(jwk)
+    return ECKey.import_key(private)
 
 
 def _b64(data: bytes) -> str:
