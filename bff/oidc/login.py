@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from bff.config.model import Frontend
 from bff.errors import BadRequest, BlobError, IdpRejected, IdpUnavailable, TokenValidationError
 from bff.oidc.client import OidcClient
+from bff.oidc.dpop import key_from_text, key_to_text
+from bff.oidc.dpop_keys import new_dpop_key
 from bff.oidc.login_bounds import PendingLogins, client_group
 from bff.oidc.login_checks import (
     LOGIN_STATE_TTL,
@@ -127,6 +129,8 @@ class LoginFlow:
         previous: SessionRef | None,
         step: StepUp | None,
     ) -> LoginStart:
+        # DPoP: the session's key is made now, so that its thumbprint binds the code.
+        dpop = new_dpop_key() if self._frontend.uses_dpop else None
         login = LoginState(
             code_verifier=verifier,
             nonce=nonce,
@@ -138,6 +142,7 @@ class LoginFlow:
             client_group=group,
             acr_values=step.acr_values if step else None,
             max_age=step.max_age if step else None,
+            dpop_key=key_to_text(dpop) if dpop is not None else None,
         )
         # Ask the provider first: if it is down, nothing is stored.
         url = await self._oidc.authorization_url(
@@ -146,6 +151,7 @@ class LoginFlow:
             code_challenge=code_challenge(verifier),
             acr_values=login.acr_values,
             max_age=login.max_age,
+            dpop=dpop,
         )
         blob = self._keys.seal(encode_login_state(login), aad=state_aad(state))
         await self._pending.track_browser(login.binding, state)
@@ -172,7 +178,9 @@ class LoginFlow:
             raise BadRequest("the callback carries no authorization code")
         try:
             tokens = await self._oidc.exchange_code(
-                code=code_value, code_verifier=login.code_verifier
+                code=code_value,
+                code_verifier=login.code_verifier,
+                dpop=key_from_text(login.dpop_key) if login.dpop_key else None,
             )
         except IdpRejected as exc:
             raise BadRequest(
@@ -204,7 +212,7 @@ class LoginFlow:
         for old_hash in replaced:
             await self._sessions.delete(old_hash, await self._sessions.load_by_hash(old_hash))
         ref, session = await self._sessions.create(
-            tokens=tokens, claims=shown, user_agent=user_agent
+            tokens=tokens, claims=shown, user_agent=user_agent, dpop_key=login.dpop_key
         )
         return CallbackResult(ref=ref, session=session, return_url=login.return_url)
 

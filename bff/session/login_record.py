@@ -31,6 +31,8 @@ class LoginState:
     # A step-up login (RFC 9470): what the ID token's `acr` / `auth_time` must satisfy.
     acr_values: str | None = None
     max_age: int | None = None
+    # DPoP: the key the session will hold (its thumbprint went out as `dpop_jkt`).
+    dpop_key: str | None = field(default=None, repr=False)
 
 
 def encode_login_state(s: LoginState) -> bytes:
@@ -49,6 +51,8 @@ def encode_login_state(s: LoginState) -> bytes:
         doc["acr"] = s.acr_values
     if s.max_age is not None:
         doc["ma"] = s.max_age
+    if s.dpop_key is not None:
+        doc["dk"] = s.dpop_key
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
@@ -68,6 +72,7 @@ def decode_login_state(data: bytes) -> LoginState:
             client_group=doc.get("cg"),
             acr_values=doc.get("acr"),
             max_age=doc.get("ma"),
+            dpop_key=doc.get("dk"),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError("malformed login state") from exc

@@ -49,6 +49,9 @@ class Session:
     user_agent: str = ""
     # Each route's own access token (`bff.tokens.audience`), by audience key.
     route_tokens: dict[str, TokenSet] = field(default_factory=dict)
+    # DPoP (RFC 9449): the session's private key (`bff.oidc.dpop.key_to_text`), sealed
+    # with the rest of the record; None when the frontend does not use DPoP.
+    dpop_key: str | None = field(default=None, repr=False)
 
     def ttl(self, *, now: float, idle_timeout: int) -> int:
         """Store TTL: min(idle timeout, remaining absolute lifetime); 0 when over."""
@@ -68,10 +71,11 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 
 # The record format, told by the first byte:
 #   b"\x02"  v2, a `bff.session.codec` stream: three tokens (access, ID, refresh), then the rest
-#            as a list of values; routes' own tokens, when there are any, as an eleventh
-#            value: a list of [key, access token, expires_at, scope]. Its tables (preset
-#            dictionary, claim names) belong to version 2: changing them needs a new
-#            first byte.
+#            as a list of values (7; 10 with sub, sid and claims, which any value after them
+#            needs); routes' own tokens, when there are any, as an eleventh value: a list of
+#            [key, access token, expires_at, scope]; the DPoP key, when there is one, as a
+#            twelfth (the eleventh then an empty list). Its tables (preset dictionary, claim
+#            names) belong to version 2: changing them needs a new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
 MAX_ROUTE_TOKENS = 16  # a session keeps at most this many routes' own tokens
@@ -118,10 +122,13 @@ def _encode_v2(s: Session) -> bytes:
     # Session.claims, sub and sid were taken from the ID token at login: not stored twice
     # while the stored ID token still yields exactly them.
     derived = _derived(id_payload)
-    if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)) or s.route_tokens:
+    extra = bool(s.route_tokens) or s.dpop_key is not None  # values after sub, sid, claims
+    if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)) or extra:
         rest += [s.sub, s.idp_sid, s.claims]
-    if s.route_tokens:
+    if extra:
         rest.append([[k, t.access_token, t.expires_at, t.scope] for k, t in s.route_tokens.items()])
+    if s.dpop_key is not None:
+        rest.append(s.dpop_key)
     out.values(rest)
     return _V2 + finish(out)
 
@@ -133,6 +140,7 @@ def _decode_v2(data: bytes) -> Session:
     refresh, _ = source.token()
     rest = source.values()
     source.end()
+    dpop_key = rest.pop() if len(rest) == 12 else None
     route_tokens: dict[str, TokenSet] = {}
     if len(rest) == 11:
         route_tokens = _route_tokens(rest.pop())
@@ -160,6 +168,7 @@ def _decode_v2(data: bytes) -> Session:
         expires_at=expires_at,
         user_agent=user_agent,
         route_tokens=route_tokens,
+        dpop_key=dpop_key,
     )
 
 
@@ -198,6 +207,7 @@ def _checked(s: Session) -> Session:
         and _is_int(s.created_at)
         and _is_int(s.expires_at)
         and isinstance(s.user_agent, str)
+        and (s.dpop_key is None or isinstance(s.dpop_key, str))
     )
     if not ok:
         raise ValueError("malformed session record")

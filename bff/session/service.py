@@ -190,7 +190,12 @@ class SessionService(StoreOps):
         return session
 
     async def create(
-        self, *, tokens: TokenSet, claims: dict[str, Any], user_agent: str
+        self,
+        *,
+        tokens: TokenSet,
+        claims: dict[str, Any],
+        user_agent: str,
+        dpop_key: str | None = None,
     ) -> tuple[SessionRef, Session]:
         """A brand-new session under a brand-new random id (fixation is impossible)."""
         now = int(self._clock())
@@ -208,6 +213,7 @@ class SessionService(StoreOps):
             created_at=now,
             expires_at=expires_at,
             user_agent=user_agent[:256],
+            dpop_key=dpop_key,
         )
         await self._store.create_session(
             ref.hash,

@@ -111,7 +111,7 @@ class TokenManager:
             and stale_token is None
             and not needs_refresh(tokens, now=self._clock(), skew=self._skew)
         ):
-            return Bearer(tokens.access_token)
+            return Bearer.of(tokens, session.dpop_key)
         if audience is not None and audience.grant == "exchange":
             # The exchange's subject is the session's own token: fresh first.
             subject = await self.access_token_for(ref, session)

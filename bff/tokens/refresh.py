@@ -33,6 +33,7 @@ from bff.errors import (
     TokenExchangeUnsupported,
 )
 from bff.oidc.client import OidcClient
+from bff.oidc.dpop import key_from_text
 from bff.session.records import Session, short_hash
 from bff.session.service import SessionRef, SessionService
 from bff.telemetry.audit import AuditEvent, audit
@@ -154,7 +155,7 @@ class Refresher:
                 and view.access_token != seen_token
                 and not needs_refresh(view, now=self._clock(), skew=self._skew)
             ):
-                return Bearer(view.access_token)
+                return Bearer.of(view, current.dpop_key)
 
     async def _refresh_locked(
         self, ref: SessionRef, seen_token: str, *, force: bool, audience: Audience | None
@@ -170,7 +171,7 @@ class Refresher:
             and not needs_refresh(view, now=now, skew=self._skew)
             and (view.access_token != seen_token or not force)
         ):
-            return Bearer(view.access_token)
+            return Bearer.of(view, session.dpop_key)
         tokens = session.tokens
         exchange = audience is not None and audience.grant == "exchange"
         if not tokens.refresh_token and not exchange:
@@ -181,12 +182,12 @@ class Refresher:
                 )
                 return IDP_DOWN
             if tokens.expires_at is not None and tokens.expires_at > now and not force:
-                return Bearer(tokens.access_token)  # still valid; nothing to refresh with
+                return Bearer.of(tokens, session.dpop_key)  # still valid; nothing to refresh with
             await self._sessions.end(ref.hash, session, "no_refresh_token")
             return EXPIRED
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT):
-                fresh = await self._grant(tokens, audience)
+                fresh = await self._grant(tokens, audience, session.dpop_key)
         except TokenExchangeUnsupported:
             _log.error(
                 "a route has token = exchange but the provider does not advertise "
@@ -216,7 +217,9 @@ class Refresher:
         updated = with_route_token(session, audience, fresh)
         return await self._store_refreshed(ref, session, updated.tokens, updated, fresh)
 
-    async def _grant(self, tokens: TokenSet, audience: Audience | None) -> TokenSet:
+    async def _grant(
+        self, tokens: TokenSet, audience: Audience | None, dpop_key: str | None
+    ) -> TokenSet:
         if audience is not None and audience.grant == "exchange":
             grant_type = "token-exchange"  # RFC 8693 (span name; the grant is its URN)
             call = self._oidc.exchange_token(
@@ -225,8 +228,9 @@ class Refresher:
         else:
             grant_type = "refresh_token"
             refresh_token = tokens.refresh_token or ""  # present: checked by the caller
-            if audience is None:
-                call = self._oidc.refresh(refresh_token, resource=self._resource)
+            if audience is None:  # DPoP: a proof by the session's key (RFC 9449 §5)
+                dpop = key_from_text(dpop_key) if dpop_key else None
+                call = self._oidc.refresh(refresh_token, resource=self._resource, dpop=dpop)
             else:
                 call = self._oidc.refresh(
                     refresh_token, scope=audience.scope, resource=audience.resource
@@ -269,8 +273,7 @@ class Refresher:
                     await self._oidc.revoke(merged.refresh_token)
             return EXPIRED
         self._audit("refresh", session, ref, "success")
-        token = (issued or merged).access_token
-        return Bearer(token, refreshed_at=self._clock())
+        return Bearer.of(issued or merged, session.dpop_key, refreshed_at=self._clock())
 
     def _audit(self, event: AuditEvent, session: Session, ref: SessionRef, outcome: str) -> None:
         audit(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from bff.answers import TABLE, Kind
+from bff.tokens.records import TokenSet
 
 __all__ = [
     "BUSY",
@@ -37,6 +38,16 @@ __all__ = [
 class Bearer:
     token: str = field(repr=False)
     refreshed_at: float | None = None  # set when this token came from a refresh
+    # A DPoP-bound token (RFC 9449): the session key its upstream proofs are signed with.
+    dpop_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(
+        cls, tokens: TokenSet, dpop_key: str | None, *, refreshed_at: float | None = None
+    ) -> Bearer:
+        """The session's access token; with its key when the provider bound it (DPoP)."""
+        bound = dpop_key if tokens.token_type == "DPoP" else None
+        return cls(tokens.access_token, refreshed_at=refreshed_at, dpop_key=bound)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 from bff.session.codec_tables import KEYS
 from bff.session.crypto import KeyRing
 from bff.session.ids import new_session_id
+from bff.session.login_record import LoginState, decode_login_state, encode_login_state
 from bff.session.records import (
     Session,
     decode_session,
@@ -357,3 +358,29 @@ def test_session_record_round_trip_and_repr_hides_tokens() -> None:
     assert len(session_hash(new_session_id())) == 32
     with pytest.raises(ValueError):
         decode_session(b'{"v": 99}')
+
+
+def test_dpop_key_round_trips_with_derived_and_explicit_claims(rsa: RSAKey) -> None:
+    """DPoP: the session key is the record's last value, with or without stored claims,
+    and never in repr."""
+    key = b64(bytes(range(32)))
+    s = login_session(dev_tokens(rsa))
+    dpop = dataclasses.replace(
+        s, dpop_key=key, tokens=dataclasses.replace(s.tokens, token_type="DPoP")
+    )
+    assert len(round_trips(dpop)) <= len(round_trips(s)) + 60
+    assert decode_session(encode_session(dpop)).dpop_key == key
+    explicit = dataclasses.replace(dpop, claims={**s.claims, "name": "Someone Else"})
+    assert decode_session(encode_session(explicit)).dpop_key == key
+    assert decode_session(encode_session(s)).dpop_key is None
+    assert key not in repr(dpop)
+
+
+def test_login_state_keeps_the_dpop_key() -> None:
+    state = LoginState(
+        code_verifier="v", nonce="n", return_url="/", binding="b", issuer="i", created_at=1
+    )
+    assert decode_login_state(encode_login_state(state)).dpop_key is None
+    keyed = dataclasses.replace(state, dpop_key="k" * 43)
+    assert decode_login_state(encode_login_state(keyed)) == keyed
+    assert "k" * 43 not in repr(keyed)
