@@ -1,9 +1,12 @@
 """A provider shaped with respx for unit tests of the flows: discovery, JWKS, token,
-revocation and end-session answers, plus an RSA key to sign ID tokens.
+revocation and end-session answers, plus an RSA key to sign ID tokens. Optionally it
+authenticates the client by `private_key_jwt` (`client_jwks`) and issues DPoP-bound
+tokens (`dpop`), verifying assertions and proofs as a provider does.
 
 The token endpoint answers the code, refresh-token, client-credentials and RFC 8693
-token-exchange grants; an access token names what it was minted for (`resource`, or
-`client` / `exchanged`), so a test can tell which one reached an upstream."""
+token-exchange grants (each client-authenticated); an access token names what it was
+minted for (`resource`, or `client` / `exchanged`), so a test can tell which one reached
+an upstream."""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import httpx
 import respx
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+
+from tests.dpop_verifier import ProofChecker, verify_client_assertion
 
 ISSUER = "https://idp.test"
 CLIENT_ID = "spa-bff"
@@ -47,6 +52,8 @@ class FakeIdp:
         clock: Any = time.time,
         issuer: str = ISSUER,  # another: a second provider beside the first
         client_id: str = CLIENT_ID,
+        client_jwks: dict[str, Any] | None = None,
+        dpop: bool = False,
     ) -> None:
         self.issuer, self.client_id = issuer, client_id
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
@@ -90,6 +97,19 @@ class FakeIdp:
         self.access_ttl = 300
         self.client_grants = 0  # client_credentials grants answered
         self.exchanges = 0  # token-exchange grants answered
+        # private_key_jwt: the client's public keys; every call must carry an assertion.
+        self.client_jwks = client_jwks
+        self.assertions: list[dict[str, Any]] = []
+        self._assertion_jtis: set[str] = set()
+        # DPoP: proofs verified on the token endpoint; tokens bound to the proof's key.
+        self.dpop = dpop
+        self.dpop_nonce: str | None = None  # when set, proofs must carry it
+        self.proofs = ProofChecker()
+        self.bound: dict[str, str] = {}  # access or refresh token -> jkt
+        if client_jwks is not None:
+            self.discovery["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
+        if dpop:
+            self.discovery["dpop_signing_alg_values_supported"] = ["ES256"]
         self.router.get(f"{issuer}/.well-known/openid-configuration").mock(
             side_effect=lambda r: httpx.Response(200, json=self.discovery)
         )
@@ -130,9 +150,60 @@ class FakeIdp:
         claims.update(extra)
         return self.sign(claims)
 
+    def _client_refused(self, form: dict[str, list[str]]) -> httpx.Response | None:
+        if self.client_jwks is None:
+            return None
+        try:
+            claims = verify_client_assertion(
+                form,
+                jwks=self.client_jwks,
+                client_id=self.client_id,
+                audience=self.issuer,
+                now=self.clock(),
+                seen=self._assertion_jtis,
+            )
+        except (ValueError, KeyError) as exc:
+            return httpx.Response(
+                401, json={"error": "invalid_client", "error_description": str(exc)}
+            )
+        self.assertions.append(claims)
+        return None
+
+    def _proof_refused(self, request: httpx.Request) -> tuple[str | None, httpx.Response | None]:
+        """(the proof's jkt, or the answer refusing it) for a token request."""
+        proof = request.headers.get("dpop")
+        if not self.dpop or proof is None:
+            return None, None
+        nonce = {"DPoP-Nonce": self.dpop_nonce} if self.dpop_nonce else {}
+        try:
+            jkt = self.proofs.verify(
+                proof, htm="POST", htu=str(request.url), now=self.clock(), nonce=self.dpop_nonce
+            )
+        except ValueError as exc:
+            error = "use_dpop_nonce" if str(exc) == "use_dpop_nonce" else "invalid_dpop_proof"
+            return None, httpx.Response(400, json={"error": error}, headers=nonce)
+        return jkt, None
+
+    def _par(self, request: httpx.Request) -> httpx.Response:
+        form = parse_qs(request.content.decode())
+        self.par_requests.append(form)
+        refused = self._client_refused(form) or self._proof_refused(request)[1]
+        if refused is not None:
+            return refused
+        return httpx.Response(201, json={"request_uri": "urn:par:1", "expires_in": 60})
+
     def _token(self, request: httpx.Request) -> httpx.Response:
         form = parse_qs(request.content.decode())
         self.token_requests.append(form)
+        refused = self._client_refused(form)
+        if refused is not None:
+            return refused
+        jkt, refused = self._proof_refused(request)
+        if refused is not None:
+            return refused
+        presented = form.get("refresh_token", [""])[0]
+        if presented in self.bound and self.bound[presented] != jkt:
+            return httpx.Response(400, json={"error": "invalid_grant"})  # bound elsewhere
         if self.token_body is not None:
             body = self.token_body
             if isinstance(body, (bytes, str)):
@@ -163,6 +234,9 @@ class FakeIdp:
         else:
             body["id_token"] = self.id_token(self.next_nonce, **self.id_claims)
         self.live_refresh.add(body["refresh_token"])
+        if jkt is not None:
+            body["token_type"] = "DPoP"
+            self.bound[body["access_token"]] = self.bound[body["refresh_token"]] = jkt
         return httpx.Response(200, json=body)
 
     def _other_grant(self, grant: str, form: dict[str, list[str]], n: int) -> httpx.Response:
@@ -184,12 +258,12 @@ class FakeIdp:
             body["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
         return httpx.Response(200, json=body)
 
-    def _par(self, request: httpx.Request) -> httpx.Response:
-        self.par_requests.append(parse_qs(request.content.decode()))
-        return httpx.Response(201, json={"request_uri": "urn:par:1", "expires_in": 60})
-
     def _revoke(self, request: httpx.Request) -> httpx.Response:
-        self.revocations.append(parse_qs(request.content.decode()))
+        form = parse_qs(request.content.decode())
+        self.revocations.append(form)
+        refused = self._client_refused(form)
+        if refused is not None:
+            return refused
         return httpx.Response(self.revoke_status)
 
 

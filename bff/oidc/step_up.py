@@ -195,15 +195,16 @@ def check_step_up_claims(
 
 def step_up_from(values: Iterable[str]) -> StepUp | None:
     """The step-up an upstream's 401 asks for (its `WWW-Authenticate` values): a Bearer
-    challenge with `error="insufficient_user_authentication"` and valid `acr_values` /
-    `max_age` when present; None for any other 401 (or a malformed challenge)."""
+    (to a DPoP-bound token, a DPoP: RFC 9449 §7.1) challenge with
+    `error="insufficient_user_authentication"` and valid `acr_values` / `max_age` when
+    present; None for any other 401 (or a malformed challenge)."""
     for value in values:
         try:
             challenges = parse_challenges(value)
         except ValueError:
             continue
         for c in challenges:
-            if c.scheme != "bearer" or c.params.get("error") != INSUFFICIENT:
+            if c.scheme not in ("bearer", "dpop") or c.params.get("error") != INSUFFICIENT:
                 continue
             try:
                 acr = c.params.get("acr_values")

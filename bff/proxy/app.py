@@ -166,7 +166,7 @@ class ProxyApp:
             has_body=inbound.has_body,
             headers=outbound_headers(
                 inbound,
-                bearer=found.bearer,
+                bearer=None if found.dpop_key else found.bearer,  # DPoP: per send
                 peer=peer,
                 scheme=scope.get("scheme", "http"),
                 request_id=request_id,
@@ -174,6 +174,7 @@ class ProxyApp:
             ref=found.ref,
             session=found.session,
             bearer=found.bearer,
+            dpop_key=found.dpop_key,
             state=state,
         )
         await self._run(exchange, route, receive, send)

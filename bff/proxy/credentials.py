@@ -34,11 +34,13 @@ _UNAUTHENTICATED = TABLE[Kind.NOT_AUTHENTICATED].status  # 401s are logged with 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """The session a request runs under (None: none) and the bearer it carries upstream."""
+    """The session a request runs under (None: none) and the bearer it carries upstream
+    (with the session's DPoP key when the token is bound to it)."""
 
     ref: SessionRef | None = None
     session: Session | None = None
     bearer: str | None = field(default=None, repr=False)
+    dpop_key: str | None = field(default=None, repr=False)  # the bearer is DPoP-bound
 
 
 ANONYMOUS = Credentials()
@@ -72,7 +74,7 @@ async def credentials(
         _log.warning("%s: session store unavailable", config.prefix)
         return STORE_DOWN
     if isinstance(result, Bearer):
-        return Credentials(ref, session, result.token)
+        return Credentials(ref, session, result.token, result.dpop_key)
     if isinstance(result, TokenFailure) or config.token != "optional":
         answer = BY_KIND[result.kind] if result else NOT_AUTHENTICATED
         if answer[0] == _UNAUTHENTICATED:

@@ -3,8 +3,10 @@ from the browser, the upstream's timing (metrics, access log) and span, one refr
 retry when the upstream refuses our token (idempotent requests without a body only), a
 `step_up_required` answer when its 401 asks for a stronger login (RFC 9470,
 `bff.oidc.step_up`), and an answer from the table when the upstream fails before its
-status line. Mid-body, the
-only honest signal left is to end the connection without completing the response."""
+status line. Mid-body, the only honest signal left is to end the connection without
+completing the response. A DPoP-bound token goes with a fresh proof per send
+(`bff.proxy.dpop_upstream`), and a bodiless request the upstream answers with a
+`use_dpop_nonce` challenge is sent once more."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from bff.answers import Kind, json_answer
 from bff.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnavailable
 from bff.oidc.redirects import is_local_path
 from bff.oidc.step_up import login_url, step_up_from
+from bff.proxy.dpop_upstream import UpstreamProofs
 from bff.proxy.forward_rules import ForwardRules
 from bff.proxy.replies import BY_KIND, STALLED, Send, send_answer
 from bff.proxy.response_stream import relay_response
@@ -54,6 +57,7 @@ class Hop:
     public_origin: str = ""  # a Referer from here names the page a step-up returns to
     path_base: str = ""  # the frontend's ("/app"): its /bff/login and root are under it
     live: LiveSessions | None = None  # a streamed answer ends with its session
+    proofs: UpstreamProofs = field(default_factory=UpstreamProofs)
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class Exchange:
     session: Session | None
     bearer: str | None = field(repr=False)
     state: dict[str, Any] | None = None  # the request's scope state (route, timings)
+    dpop_key: str | None = field(default=None, repr=False)  # the bearer is DPoP-bound
 
     async def run(self, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -96,12 +101,18 @@ class Exchange:
         started = time.perf_counter()
         try:
             body = stream.chunks() if stream is not None else None
+            sent = self.headers
+            if self.dpop_key is not None and self.bearer is not None:
+                proofs = self.hop.proofs
+                sent = sent + proofs.headers(
+                    self.dpop_key, self.bearer, self.method, origin, self.target
+                )
             tracing = self.hop.tracing
             if tracing is None:
-                return await pool.request(origin, self.method, self.target, self.headers, body)
+                return await pool.request(origin, self.method, self.target, sent, body)
             # ---- tracing on: the hop's span; our traceparent goes upstream ----
             prefix = self.route.config.prefix
-            with tracing.upstream(self.method, prefix, self.headers) as (span, headers):
+            with tracing.upstream(self.method, prefix, sent) as (span, headers):
                 response = await pool.request(origin, self.method, self.target, headers, body)
                 span.set_attribute("http.response.status_code", response.status)
                 return response
@@ -126,6 +137,16 @@ class Exchange:
 
     async def _run(self, send: Send, watch: DisconnectWatch, stream: BodyStream | None) -> None:
         response = await self._send_request(stream, send)
+        if (
+            response is not None
+            and self.dpop_key is not None
+            and self.hop.proofs.learn(self.route.origin, response.status, response.raw_headers)
+            and stream is None  # a body is gone once sent: the nonce serves the next request
+        ):
+            response.release()
+            response = await self._send_request(None, send)
+            if response is not None:  # a nonce it sends along serves the next request
+                self.hop.proofs.learn(self.route.origin, response.status, response.raw_headers)
         if response is not None and response.status == 401 and await self._step_up(response, send):
             return
         if (
@@ -204,6 +225,7 @@ class Exchange:
             return None
         stale = ("Authorization", f"Bearer {bearer}")
         self.headers = [h for h in self.headers if h != stale]
-        self.headers.append(("Authorization", f"Bearer {result.token}"))
-        self.bearer = result.token
+        if result.dpop_key is None:  # DPoP headers are made per send
+            self.headers.append(("Authorization", f"Bearer {result.token}"))
+        self.bearer, self.dpop_key = result.token, result.dpop_key
         return await self._send_request(None, send)

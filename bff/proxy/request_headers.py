@@ -20,7 +20,8 @@ __all__ = ["Inbound", "filter_request_headers"]
 
 # Never forwarded from the browser: replaced by ours, or answered by this hop.
 # `Expect: 100-continue` was already answered by our server.
-_REQUEST_DROP = HOP_BY_HOP | {b"host", b"authorization", b"x-request-id", b"expect"}
+# `DPoP`: a proof is ours to make (RFC 9449), one per request, never the browser's.
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"authorization", b"dpop", b"x-request-id", b"expect"}
 # Headers some upstream frameworks obey to re-route or re-method a request: they could
 # take a request above its route's path or around its `methods` (and `Proxy:`, httpoxy).
 _REQUEST_DROP |= {

@@ -125,6 +125,7 @@ LAYERS: dict[str, int] = {
     "bff.proxy.response_headers": RULES,
     "bff.proxy.replies": RULES,
     "bff.proxy.credentials": SERVICES,
+    "bff.proxy.dpop_upstream": SERVICES,
     "bff.proxy.response_stream": SERVICES,
     "bff.proxy.exchange": SERVICES,
     "bff.proxy.app": EDGE,
