@@ -6,18 +6,22 @@
 //        --redirect-uri URI... --post-logout-redirect-uri URI... [--backchannel-logout-uri URI]
 //        [--resource URI] [--access-token-ttl SECONDS] [--host 127.0.0.1] [--port 0]
 //        [--resource-server URI=SCOPE...] [--client-credentials] [--token-exchange]
+//        [--client-jwks FILE]   the client authenticates with private_key_jwt (RFC 7523)
+//                               with the public keys in FILE, instead of its secret
+//        [--dpop]               the client's access tokens are DPoP-bound (RFC 9449),
+//        [--dpop-nonce]         and the provider requires its DPoP-Nonce in every proof
 //
-// The last three are opt-in (the live-connections tests): more resource servers (each its
-// own RFC 8707 indicator, JWT access tokens whose `aud` is that URI alone), the
-// client-credentials grant and an RFC 8693 token-exchange grant for the client; see
-// liveFeatures() at the end.
+// --resource-server, --client-credentials and --token-exchange are opt-in (the
+// live-connections tests): more resource servers (each its own RFC 8707 indicator, JWT
+// access tokens whose `aud` is that URI alone), the client-credentials grant and an RFC
+// 8693 token-exchange grant for the client; see liveFeatures() at the end.
 //
 // It listens first (port 0 unless --port) and writes its port to --port-file once the
 // issuer is known, so the fixture never races for a port. One JSON line per event on stdout.
 import {
   createHash, createPublicKey, createVerify, randomBytes,
 } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -38,6 +42,9 @@ const { values: args } = parseArgs({
     'resource-server': { type: 'string', multiple: true, default: [] },
     'client-credentials': { type: 'boolean', default: false },
     'token-exchange': { type: 'boolean', default: false },
+    'client-jwks': { type: 'string' },
+    dpop: { type: 'boolean', default: false },
+    'dpop-nonce': { type: 'boolean', default: false },
   },
 });
 
@@ -100,6 +107,12 @@ server.listen(Number.parseInt(args.port, 10), args.host, () => {
     redirect_uris: args['redirect-uri'],
     post_logout_redirect_uris: args['post-logout-redirect-uri'],
   };
+  if (args['client-jwks']) {
+    delete client.client_secret;
+    client.token_endpoint_auth_method = 'private_key_jwt';
+    client.jwks = JSON.parse(readFileSync(args['client-jwks'], 'utf8'));
+  }
+  if (args.dpop) client.dpop_bound_access_tokens = true;
   if (args['backchannel-logout-uri']) {
     client.backchannel_logout_uri = args['backchannel-logout-uri'];
     client.backchannel_logout_session_required = true;
@@ -159,6 +172,9 @@ server.listen(Number.parseInt(args.port, 10), args.host, () => {
     features: {
       devInteractions: { enabled: true }, // the login and consent pages the browser fills
       revocation: { enabled: true },
+      dPoP: args['dpop-nonce']
+        ? { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true }
+        : { enabled: true },
       backchannelLogout: { enabled: true },
       clientCredentials: { enabled: live.clientCredentials },
       rpInitiatedLogout: { enabled: true },

@@ -25,6 +25,7 @@ class DpopUpstream(UpstreamServer):
     checker: ProofChecker = field(default_factory=ProofChecker)
     refusals: list[str] = field(default_factory=list)
     accepted: int = 0
+    refuse_tokens: set[str] = field(default_factory=set)  # answered 401 invalid_token
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         why = self._refusal(request)
@@ -59,4 +60,6 @@ class DpopUpstream(UpstreamServer):
             return str(exc)
         if self.jkt_of(token) != jkt:
             return "the token is not bound to the proof's key (cnf.jkt)"
+        if token in self.refuse_tokens:
+            return "refused token"
         return None
