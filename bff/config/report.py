@@ -53,6 +53,8 @@ def frontend_dict(frontend: Frontend) -> dict[str, Any]:
 
 
 def _masked(key: str, secret: bool, value: Any) -> Any:
+    if secret and not value:
+        return None  # not configured (the client secret with private_key_jwt)
     if secret:
         count = len(value) if isinstance(value, tuple) else 1
         return "****" if count == 1 else f"**** ({count} keys)"
@@ -79,6 +81,8 @@ def _route_dict(route: RouteConfig) -> dict[str, Any]:
         d["scopes"] = route.scopes
     if route.resource:
         d["resource"] = route.resource
+    if route.dpop:
+        d["dpop"] = True
     return d
 
 
