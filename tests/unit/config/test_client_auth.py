@@ -10,7 +10,7 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from bff.config.load import load_settings
-from bff.config.report import effective_config
+from bff.config.report import masked_config
 from tests.unit.config.env import BASE, problems
 
 
@@ -103,10 +103,10 @@ def test_check_config_shows_the_key_file_no_secret_and_the_dpop_route(
     key_env: dict[str, str],
 ) -> None:
     routes = [{"prefix": "/api", "upstream": "http://127.0.0.1:9000", "dpop": True}]
-    shown = effective_config(load_settings({**key_env, "BFF_DPOP": "1"}, {"routes": routes}))
+    shown = masked_config(load_settings({**key_env, "BFF_DPOP": "1"}, {"routes": routes}))
     assert shown["client_secret"] is None  # not configured, not "****"
     assert shown["client_auth"] == "private_key_jwt"
     assert shown["client_key_file"] == key_env["BFF_CLIENT_KEY_FILE"]
     assert shown["dpop"] is True
     assert shown["routes"][0]["dpop"] is True
-    assert effective_config(load_settings(BASE))["client_secret"] == "****"
+    assert masked_config(load_settings(BASE))["client_secret"] == "****"
