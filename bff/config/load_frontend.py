@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 
 from bff.config.checks import resource_problem, url_problems
 from bff.config.collector import Collector
-from bff.config.model import CLIENT_AUTH_METHODS, DEFAULT_FRONTEND, DEFAULT_SCOPES, Frontend
+from bff.config.model import (
+    CLIENT_AUTH_METHODS,
+    DEFAULT_FRONTEND,
+    DEFAULT_SCOPES,
+    Frontend,
+    RouteConfig,
+)
 from bff.config.routes import parse_routes
 from bff.oidc.client_assertion import parse_client_key
 from bff.oidc.redirects import is_local_path
@@ -83,6 +89,8 @@ def load_frontend(
     if static_dir and not Path(static_dir).is_dir():
         c.problems.append(f"{c.label('static_dir')}: {static_dir!r} is not a directory")
     routes = parse_routes(c)
+    dpop = c.optional_flag("dpop", False)
+    c.problems.extend(_dpop_problems(c, routes, dpop))
     # Off: logout sends client_id + logout_hint instead of the ID token through the browser.
     id_token_hint = c.optional_flag("logout_id_token_hint", True)
     return Frontend(
@@ -93,7 +101,7 @@ def load_frontend(
         client_secret=client_secret,
         client_auth=client_auth,
         client_key_file=client_key_file,
-        dpop=c.optional_flag("dpop", False),
+        dpop=dpop,
         scopes=scopes,
         resource=resource,
         prompt=prompt,
@@ -108,6 +116,29 @@ def load_frontend(
         logout_id_token_hint=id_token_hint,
         static_dir=static_dir,
     )
+
+
+def _dpop_problems(c: Collector, routes: tuple[RouteConfig, ...], dpop: bool) -> list[str]:
+    """DPoP is not combined with routes' own tokens nor with WebSockets yet: refused, so
+    that no token leaves without the proof its binding needs (a narrowed, exchanged or
+    client token would go without one, and so would a WebSocket handshake)."""
+    if not dpop and not any(route.dpop for route in routes):
+        return []
+    why = f"{c.label('dpop')}" if dpop else "a route's dpop"
+    out = []
+    for route in routes:
+        where = f"route {route.prefix!r}"
+        if route.token in ("client", "exchange") or route.resource or route.scopes:
+            out.append(
+                f"{where}: per-route tokens (resource, scopes, token = client or exchange) "
+                f"are not supported with DPoP ({why} is on); remove one of them"
+            )
+        if route.websocket and route.token != "none":
+            out.append(
+                f"{where}: websocket = true is not supported with DPoP ({why} is on: the "
+                'upstream handshake would need a proof); remove one of them, or token = "none"'
+            )
+    return out
 
 
 def _client_auth(c: Collector) -> tuple[str, str, str | None]:

@@ -71,11 +71,11 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 
 # The record format, told by the first byte:
 #   b"\x02"  v2, a `bff.session.codec` stream: three tokens (access, ID, refresh), then the rest
-#            as a list of values (7; 10 with sub, sid and claims, which any value after them
-#            needs); routes' own tokens, when there are any, as an eleventh value: a list of
-#            [key, access token, expires_at, scope]; the DPoP key, when there is one, as a
-#            twelfth (the eleventh then an empty list). Its tables (preset dictionary, claim
-#            names) belong to version 2: changing them needs a new first byte.
+#            as a list of values (7; 10 with sub, sid and claims); routes' own tokens, when
+#            there are any, after the 10 (they need them): a list of [key, access token,
+#            expires_at, scope]; the DPoP key, a string, last when there is one (8, 11 or
+#            12 values). Its tables (preset dictionary, claim names) belong to version 2:
+#            changing them needs a new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
 MAX_ROUTE_TOKENS = 16  # a session keeps at most this many routes' own tokens
@@ -122,10 +122,9 @@ def _encode_v2(s: Session) -> bytes:
     # Session.claims, sub and sid were taken from the ID token at login: not stored twice
     # while the stored ID token still yields exactly them.
     derived = _derived(id_payload)
-    extra = bool(s.route_tokens) or s.dpop_key is not None  # values after sub, sid, claims
-    if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)) or extra:
+    if derived is None or not _same_json(derived, (s.sub, s.idp_sid, s.claims)) or s.route_tokens:
         rest += [s.sub, s.idp_sid, s.claims]
-    if extra:
+    if s.route_tokens:
         rest.append([[k, t.access_token, t.expires_at, t.scope] for k, t in s.route_tokens.items()])
     if s.dpop_key is not None:
         rest.append(s.dpop_key)
@@ -140,7 +139,9 @@ def _decode_v2(data: bytes) -> Session:
     refresh, _ = source.token()
     rest = source.values()
     source.end()
-    dpop_key = rest.pop() if len(rest) == 12 else None
+    dpop_key = None
+    if len(rest) in (8, 12) or (len(rest) == 11 and isinstance(rest[-1], str)):
+        dpop_key = rest.pop()  # a string: route tokens are a list
     route_tokens: dict[str, TokenSet] = {}
     if len(rest) == 11:
         route_tokens = _route_tokens(rest.pop())
