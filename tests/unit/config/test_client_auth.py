@@ -110,3 +110,39 @@ def test_check_config_shows_the_key_file_no_secret_and_the_dpop_route(
     assert shown["dpop"] is True
     assert shown["routes"][0]["dpop"] is True
     assert masked_config(load_settings(BASE))["client_secret"] == "****"
+
+
+UP = "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"resource": "https://orders.example/"},
+        {"scopes": ["orders:read"]},
+        {"token": "client"},
+        {"token": "exchange", "resource": "https://partner.example/"},
+    ],
+)
+def test_dpop_refuses_per_route_tokens(extra: dict[str, object]) -> None:
+    routes = [{"prefix": "/orders", "upstream": UP, **extra}]
+    assert problems({**BASE, "BFF_DPOP": "true"}, {"routes": routes}) == [
+        "route '/orders': per-route tokens (resource, scopes, token = client or exchange) "
+        "are not supported with DPoP (BFF_DPOP is on); remove one of them"
+    ]
+    # a route's dpop gives every session a key: another route's own token is refused too
+    both = [{"prefix": "/api", "upstream": UP, "dpop": True}, *routes]
+    [problem] = problems(BASE, {"routes": both})
+    assert problem.startswith("route '/orders': per-route tokens") and "a route's dpop" in problem
+    assert load_settings(BASE, {"routes": routes}).frontend.routes[0].prefix == "/orders"
+
+
+def test_dpop_refuses_websocket_routes_unless_they_send_no_token() -> None:
+    routes = [{"prefix": "/live", "upstream": UP, "websocket": True}]
+    assert problems({**BASE, "BFF_DPOP": "true"}, {"routes": routes}) == [
+        "route '/live': websocket = true is not supported with DPoP (BFF_DPOP is on: the "
+        'upstream handshake would need a proof); remove one of them, or token = "none"'
+    ]
+    anonymous = [{**routes[0], "token": "none"}]
+    frontend = load_settings({**BASE, "BFF_DPOP": "true"}, {"routes": anonymous}).frontend
+    assert frontend.routes[0].websocket and frontend.uses_dpop

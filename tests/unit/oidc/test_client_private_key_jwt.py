@@ -1,6 +1,7 @@
-"""OidcClient with `private_key_jwt` against a provider shaped by respx: token, refresh,
-revocation and PAR carry a fresh client assertion verified with the client's public key;
-discovery refuses a provider that does not offer the method."""
+"""OidcClient with `private_key_jwt` against a provider shaped by respx: token (code,
+refresh, client credentials, token exchange), revocation and PAR carry a fresh client
+assertion verified with the client's public key; discovery refuses a provider that does
+not offer the method."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from joserfc.jwk import RSAKey
 from bff.errors import IdpUnavailable
 from bff.oidc.client import OidcClient
 from bff.oidc.client_assertion import ASSERTION_TYPE, ClientKey, parse_client_key
+from bff.oidc.grants import TOKEN_EXCHANGE
 
 pytestmark = pytest.mark.anyio
 
@@ -113,6 +115,22 @@ async def test_every_provider_call_carries_a_fresh_assertion(
     ]
     jtis = [verified_assertion(request, rsa)["jti"] for request in requests]
     assert len(set(jtis)) == 4  # one assertion per call, never replayed
+
+
+async def test_client_credentials_and_token_exchange_carry_an_assertion_too(
+    client: OidcClient, router: respx.Router, rsa: RSAKey
+) -> None:
+    grants = ["refresh_token", "client_credentials", TOKEN_EXCHANGE]
+    router.routes["discovery"].respond(200, json=discovery(grant_types_supported=grants))
+    await client.client_credentials(scope="reports", resource="urn:example:reports")
+    await client.exchange_token("user-at", resource="https://partner.example/")
+    requests = [call.request for call in router.routes["token"].calls]
+    forms = [parse_qs(request.content.decode()) for request in requests]
+    assert [f["grant_type"] for f in forms] == [["client_credentials"], [TOKEN_EXCHANGE]]
+    assert forms[0]["resource"] == ["urn:example:reports"]
+    assert forms[1]["subject_token"] == ["user-at"]
+    jtis = {verified_assertion(request, rsa)["jti"] for request in requests}
+    assert len(jtis) == 2
 
 
 async def test_provider_without_the_method_is_a_clear_discovery_error(

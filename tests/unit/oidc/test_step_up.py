@@ -197,3 +197,10 @@ async def test_login_names_every_routes_resource() -> None:
         "https://api.example/",
         "https://a.example/",
     ]
+
+
+def test_a_dpop_challenge_asks_for_a_step_up_too() -> None:
+    """To a DPoP-bound token the upstream answers with the DPoP scheme (RFC 9449 §7.1)."""
+    value = 'DPoP error="insufficient_user_authentication", acr_values="gold", max_age=60'
+    assert step_up_from([value]) == StepUp(acr_values="gold", max_age=60)
+    assert step_up_from(['DPoP error="use_dpop_nonce"']) is None

@@ -376,6 +376,18 @@ def test_dpop_key_round_trips_with_derived_and_explicit_claims(rsa: RSAKey) -> N
     assert key not in repr(dpop)
 
 
+def test_dpop_key_and_route_tokens_round_trip_together(rsa: RSAKey) -> None:
+    """Routes' own tokens (a list) and the DPoP key (a string) both follow the claims:
+    the record tells them apart, whichever is there."""
+    key = b64(bytes(range(32)))
+    s = login_session(dev_tokens(rsa))
+    routes = {"/orders\x1frefresh_token\x1fr\x1f": TokenSet(access_token="narrow", expires_at=9)}
+    with_routes = dataclasses.replace(s, route_tokens=routes)
+    both = dataclasses.replace(with_routes, dpop_key=key)
+    for record in (with_routes, both, dataclasses.replace(s, dpop_key=key)):
+        assert decode_session(encode_session(record)) == record
+
+
 def test_login_state_keeps_the_dpop_key() -> None:
     state = LoginState(
         code_verifier="v", nonce="n", return_url="/", binding="b", issuer="i", created_at=1
