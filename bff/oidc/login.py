@@ -166,6 +166,7 @@ class LoginFlow:
         binding_cookie: str | None,
         user_agent: str,
         previous: SessionRef | None,
+        client_ip: str = "",
     ) -> CallbackResult:
         check_callback_params(params)
         check_issuer(params.get("iss"), await self._oidc.metadata())
@@ -212,7 +213,11 @@ class LoginFlow:
         for old_hash in replaced:
             await self._sessions.delete(old_hash, await self._sessions.load_by_hash(old_hash))
         ref, session = await self._sessions.create(
-            tokens=tokens, claims=shown, user_agent=user_agent, dpop_key=login.dpop_key
+            tokens=tokens,
+            claims=shown,
+            user_agent=user_agent,
+            dpop_key=login.dpop_key,
+            client_ip=client_ip,
         )
         return CallbackResult(ref=ref, session=session, return_url=login.return_url)
 

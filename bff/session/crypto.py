@@ -39,9 +39,10 @@ class _AeadKey:
 
 
 class KeyRing:
-    """Derived keys: AEAD keys for tokens at rest, signing keys for cookies."""
+    """Derived keys: AEAD keys for tokens at rest, signing keys for cookies, the HMAC
+    key of session handles."""
 
-    __slots__ = ("_by_kid", "_keys", "signing_keys")
+    __slots__ = ("_by_kid", "_keys", "handle_key", "signing_keys")
 
     def __init__(self, secrets: Sequence[str]) -> None:
         if not secrets:
@@ -56,6 +57,9 @@ class KeyRing:
         self.signing_keys: list[bytes] = [
             _derive(secret, b"bff/v1/cookie-signing") for secret in reversed(secrets)
         ]
+        # HMAC key of the session handles users see (`bff.session.inventory`): from the
+        # active key only, so a rotation gives every session a new handle.
+        self.handle_key: bytes = _derive(secrets[0], b"bff/v1/session-handle")
 
     def __repr__(self) -> str:
         return f"KeyRing(<{len(self._keys)} keys>)"

@@ -47,6 +47,7 @@ class Session:
     created_at: int
     expires_at: int  # absolute end; never extended
     user_agent: str = ""
+    client_ip: str = ""  # the address it signed in from (after BFF_TRUSTED_PROXIES)
     # Each route's own access token (`bff.tokens.audience`), by audience key.
     route_tokens: dict[str, TokenSet] = field(default_factory=dict)
     # DPoP (RFC 9449): the session's private key (`bff.oidc.dpop.key_to_text`), sealed
@@ -78,6 +79,9 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 #            changing them needs a new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
+# The client address is marked: a DPoP key (base64url), the other optional trailing
+# string, never starts with it.
+_IP_MARK = "@"
 MAX_ROUTE_TOKENS = 16  # a session keeps at most this many routes' own tokens
 
 
@@ -128,6 +132,10 @@ def _encode_v2(s: Session) -> bytes:
         rest.append([[k, t.access_token, t.expires_at, t.scope] for k, t in s.route_tokens.items()])
     if s.dpop_key is not None:
         rest.append(s.dpop_key)
+    if s.client_ip:
+        # Last, marked, and only when known: a record without it keeps the seven values of
+        # the dictionary's templates (bff.session.codec), where one more costs 8 bytes.
+        rest.append(_IP_MARK + s.client_ip)
     out.values(rest)
     return _V2 + finish(out)
 
@@ -139,6 +147,11 @@ def _decode_v2(data: bytes) -> Session:
     refresh, _ = source.token()
     rest = source.values()
     source.end()
+    # The optional values, last first: the client address (marked), the DPoP key (a
+    # string), the route tokens (a list), then sub, sid and claims (when not derived).
+    client_ip = ""
+    if len(rest) > 7 and isinstance(rest[-1], str) and rest[-1].startswith(_IP_MARK):
+        client_ip = rest.pop()[len(_IP_MARK) :]
     dpop_key = None
     if len(rest) in (8, 12) or (len(rest) == 11 and isinstance(rest[-1], str)):
         dpop_key = rest.pop()  # a string: route tokens are a list
@@ -168,6 +181,7 @@ def _decode_v2(data: bytes) -> Session:
         created_at=created_at,
         expires_at=expires_at,
         user_agent=user_agent,
+        client_ip=client_ip,
         route_tokens=route_tokens,
         dpop_key=dpop_key,
     )
@@ -209,6 +223,7 @@ def _checked(s: Session) -> Session:
         and _is_int(s.expires_at)
         and isinstance(s.user_agent, str)
         and (s.dpop_key is None or isinstance(s.dpop_key, str))
+        and isinstance(s.client_ip, str)
     )
     if not ok:
         raise ValueError("malformed session record")

@@ -196,6 +196,7 @@ class SessionService(StoreOps):
         claims: dict[str, Any],
         user_agent: str,
         dpop_key: str | None = None,
+        client_ip: str = "",
     ) -> tuple[SessionRef, Session]:
         """A brand-new session under a brand-new random id (fixation is impossible)."""
         now = int(self._clock())
@@ -214,6 +215,7 @@ class SessionService(StoreOps):
             expires_at=expires_at,
             user_agent=user_agent[:256],
             dpop_key=dpop_key,
+            client_ip=client_ip[:64],
         )
         await self._store.create_session(
             ref.hash,
@@ -238,6 +240,12 @@ class SessionService(StoreOps):
 
     async def load_by_hash(self, session_hash_value: str) -> Session | None:
         """For administration and back-channel logout: read without sliding the expiry."""
+        found = await self.inspect(session_hash_value)
+        return found[0] if found is not None else None
+
+    async def inspect(self, session_hash_value: str) -> tuple[Session, int] | None:
+        """A session and its remaining store TTL in seconds, read without sliding the
+        expiry (session listings derive `last_seen` from the TTL); None when gone."""
         ttl = await self._store.session_ttl(session_hash_value)
         if ttl is None or ttl <= 0:
             return None
@@ -245,9 +253,10 @@ class SessionService(StoreOps):
         if blob is None:
             return None
         try:
-            return decode_session(self._keys.open(blob, aad=self._aad(session_hash_value)))
+            session = decode_session(self._keys.open(blob, aad=self._aad(session_hash_value)))
         except (BlobError, ValueError):
             return None
+        return session, ttl
 
     async def end(
         self,

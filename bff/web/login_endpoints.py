@@ -131,7 +131,11 @@ async def _finish_login(request: Request, user_agent: str) -> CallbackResult:
     if binding is None and host is not None and not same_host(s.public_url, host):
         raise _wrong_host(host, s.public_url)
     return await rt.flow.finish(
-        params, binding_cookie=binding, user_agent=user_agent, previous=previous
+        params,
+        binding_cookie=binding,
+        user_agent=user_agent,
+        previous=previous,
+        client_ip=client_ip(request.scope) or "",
     )
 
 
