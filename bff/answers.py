@@ -26,6 +26,7 @@ class Kind(enum.Enum):
     INVALID_REQUEST = "invalid_request"
     INVALID_PATH = "invalid_path"
     CSRF = "csrf"
+    NOT_FOUND = "not_found"
     NOT_AUTHENTICATED = "not_authenticated"
     UNKNOWN_HOST = "unknown_host"
     SESSION_EXPIRED = "session_expired"
@@ -68,6 +69,7 @@ TABLE: Mapping[Kind, Spec] = MappingProxyType(
         Kind.CSRF: Spec(403, "csrf", "X-CSRF: 1 header required"),
         # Several frontends: a host (and path base) that none of them is served at.
         Kind.UNKNOWN_HOST: Spec(404, "unknown_host", "no frontend is served at this address"),
+        Kind.NOT_FOUND: Spec(404, "not_found", "no such session"),
         Kind.METHOD_NOT_ALLOWED: Spec(
             405, "method_not_allowed", "method not allowed on this route"
         ),

@@ -19,6 +19,7 @@
         │   └── ProviderErrorAnswer  the provider sent the browser back with `error=`
         ├── NotAuthenticated   no live session                            -> 401
         ├── CsrfRejected       missing X-CSRF or cross-site               -> 403
+        ├── NotFound           no such session (of this user)             -> 404
         └── TooManyRequests    a per-client bound is reached              -> 429
 
 Third-party exceptions (httpx, redis, joserfc) are translated where they enter;
@@ -40,6 +41,7 @@ __all__ = [
     "IdpRejected",
     "IdpUnavailable",
     "NotAuthenticated",
+    "NotFound",
     "PathRejected",
     "ProviderErrorAnswer",
     "RequestRejected",
@@ -180,6 +182,10 @@ class CsrfRejected(RequestRejected):
 
 class NotAuthenticated(RequestRejected):
     kind = Kind.NOT_AUTHENTICATED
+
+
+class NotFound(RequestRejected):
+    kind = Kind.NOT_FOUND
 
 
 class TooManyRequests(RequestRejected):

@@ -16,6 +16,7 @@ from bff.errors import (
     IdpRejected,
     IdpUnavailable,
     NotAuthenticated,
+    NotFound,
     PathRejected,
     StoreUnavailable,
     TokenValidationError,
@@ -35,6 +36,7 @@ EXPECTED = {
     Kind.STEP_UP_REQUIRED: (401, "step_up_required", None),
     Kind.CSRF: (403, "csrf", None),
     Kind.UNKNOWN_HOST: (404, "unknown_host", None),
+    Kind.NOT_FOUND: (404, "not_found", None),
     Kind.METHOD_NOT_ALLOWED: (405, "method_not_allowed", None),
     Kind.REQUEST_TIMEOUT: (408, "request_timeout", None),
     Kind.TOO_MANY_REQUESTS: (429, "too_many_requests", None),  # Retry-After: the error's
@@ -99,6 +101,7 @@ def test_overrides_keep_the_status() -> None:
         (PathRejected("dot segment"), 400, "invalid_path"),
         (NotAuthenticated("x"), 401, "not_authenticated"),
         (CsrfRejected("x"), 403, "csrf"),
+        (NotFound("x"), 404, "not_found"),
         (TooManyRequests("x", code="too_many_logins", retry_after=3), 429, "too_many_logins"),
     ],
 )
@@ -106,7 +109,9 @@ def test_each_error_names_its_kind(error: BffError, status: int, code: str) -> N
     assert TABLE[error.kind].status == status
     finer = getattr(error, "code", None)
     assert (finer or TABLE[error.kind].code) == code
-    if isinstance(error, BadRequest | NotAuthenticated | CsrfRejected | TooManyRequests):
+    if isinstance(
+        error, BadRequest | NotAuthenticated | CsrfRejected | NotFound | TooManyRequests
+    ):
         assert error.status == status
 
 
