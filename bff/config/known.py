@@ -83,9 +83,9 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("shutdown_timeout"),
     # `[[frontends]]` tables (bff.config.load_frontends); check-config lists every frontend.
     Known("frontends"),
-    # Named by SPEC.md (BFF_ADMIN_TOKEN_FILE, the admin API) and not read yet; listed so
-    # that it is not reported as a typo meanwhile.
-    Known("admin_token", secret=True),
+    # The admin API's bearer token is read from this file at start (never from the TOML or
+    # an environment variable); the path is shown, the token never.
+    Known("admin_token_file"),
 )
 # `BFF_*` variables that are not settings but are still ours.
 OTHER_ENV = frozenset({"BFF_CONFIG", "BFF_CLI_OVERRIDES", "BFF_TEST_REDIS_URL"})

@@ -23,7 +23,7 @@ from bff.config.model import Frontend, Settings
 from bff.errors import ConfigError
 from bff.store.redis_url import HA_SCHEMES, mask_store_url, parse_ha_url
 
-__all__ = ["load_settings", "read_toml"]
+__all__ = ["load_settings", "read_admin_token", "read_toml"]
 
 STORE_SCHEMES = ("memory", "redis", "rediss", "unix", *HA_SCHEMES)
 LOG_FORMATS = ("text", "json")
@@ -118,6 +118,38 @@ def _admin_listen(c: Collector, host: str, port: int) -> str:
     return admin_listen
 
 
+_MIN_ADMIN_TOKEN = 32  # characters
+
+
+def read_admin_token(path: str) -> str:
+    """The admin API's bearer token from BFF_ADMIN_TOKEN_FILE; ValueError naming the
+    problem (never the token) when the file is unreadable or the token too weak."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read {path} ({why})") from None
+    if len(token) < _MIN_ADMIN_TOKEN:
+        raise ValueError(
+            f"the token in {path} is {len(token)} characters; at least {_MIN_ADMIN_TOKEN} "
+            "required (e.g. secrets.token_urlsafe(32))"
+        )
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise ValueError(f"the token in {path} must be printable ASCII without spaces")
+    return token
+
+
+def _admin_token_file(c: Collector) -> str | None:
+    path = c.text("admin_token_file") or None
+    if path:  # read again when the admin listener starts
+        try:
+            read_admin_token(path)
+        except ValueError as exc:
+            c.problems.append(f"BFF_ADMIN_TOKEN_FILE: {exc}")
+    return path
+
+
 def _process_settings(c: Collector, frontends: tuple[Frontend, ...]) -> Settings:
     """The process-wide settings around `frontends`; placeholders where `c.problems`
     has a problem (the caller raises then)."""
@@ -159,6 +191,7 @@ def _process_settings(c: Collector, frontends: tuple[Frontend, ...]) -> Settings
     header_read_timeout = c.seconds("header_read_timeout", 10)
     body_read_timeout = c.seconds("body_read_timeout", 30)
     admin_listen = _admin_listen(c, host, port)
+    admin_token_file = _admin_token_file(c)
     log_format = (c.text("log_format", "text") or "text").lower()
     if log_format not in LOG_FORMATS:
         c.problems.append("BFF_LOG_FORMAT: must be text or json")
@@ -188,6 +221,7 @@ def _process_settings(c: Collector, frontends: tuple[Frontend, ...]) -> Settings
         header_read_timeout=header_read_timeout,
         body_read_timeout=body_read_timeout,
         admin_listen=admin_listen,
+        admin_token_file=admin_token_file,
         log_format="json" if log_format == "json" else "text",
         tracing="otlp" if tracing == "otlp" else "off",
         shutdown_drain_delay=float(drain_delay),

@@ -143,6 +143,7 @@ class Settings:
     header_read_timeout: float = 10.0  # seconds from a request's first byte to its headers' end
     body_read_timeout: float = 30.0  # seconds a request body may pause between two reads
     admin_listen: str = ""  # HOST:PORT of the admin listener; empty: none
+    admin_token_file: str | None = None  # the admin API's bearer token; none: no admin API
     log_format: Literal["text", "json"] = "text"
     tracing: Literal["off", "otlp"] = "off"
     shutdown_drain_delay: float = 5.0  # SIGTERM: seconds /readyz is 503 before refusing
