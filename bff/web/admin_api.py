@@ -1,0 +1,155 @@
+"""The operator's HTTP admin API, on the admin listener only (`BFF_ADMIN_LISTEN`):
+
+    GET    /admin/sessions?sub=SUB | ?sid=SID   live sessions, as `bff sessions list --json`
+    DELETE /admin/sessions?sub=SUB | ?sid=SID   revoke them all: {"revoked": N}
+    DELETE /admin/sessions/{hash}               revoke one, HASH as the list shows it
+
+Every call needs `Authorization: Bearer <token>`, the token being the content of
+`BFF_ADMIN_TOKEN_FILE` (read at start, compared in constant time); without it, or with
+another, the answer is 401 with `WWW-Authenticate: Bearer`. Without a token file the
+API is not served at all (404). Revoking goes through `SessionService.end`, as the CLI
+does: deleted and unindexed, the refresh token revoked at the provider, one `revoke`
+audit line. Nothing here logs or returns the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bff.answers import Kind, json_answer
+from bff.config.settings import Settings
+from bff.oidc.client import OidcClient
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.inventory import Listed, admin_rows
+from bff.session.service import SessionService
+from bff.store import SessionStore
+
+__all__ = ["ADMIN_API_METHODS", "AdminApi", "create_admin_api"]
+
+ADMIN_API_METHODS: dict[str, tuple[str, ...]] = {
+    "/admin/sessions": ("GET", "DELETE"),
+    "/admin/sessions/{id}": ("DELETE",),
+}
+_REVOKE_TIMEOUT = 10.0  # an operator waits, as with `bff sessions revoke`
+_HEX = frozenset("0123456789abcdef")
+_HASH_LENGTH = 32  # `bff.session.records.session_hash`
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def _answer(kind: Kind, description: str, **headers: str) -> Response:
+    status, raw_headers, body = json_answer(kind, description)
+    response = Response(body, status_code=status, headers=headers)
+    for name, value in raw_headers:
+        if name != b"content-length":  # Response sets it
+            response.headers[name.decode()] = value.decode()
+    return response
+
+
+class AdminApi:
+    """The handlers, bound to the token and a session service over the admin store."""
+
+    def __init__(self, *, token: str, sessions: SessionService, idle_timeout: int) -> None:
+        self._token = token.encode("utf-8")
+        self._sessions = sessions
+        self._idle = idle_timeout
+
+    def __repr__(self) -> str:
+        return "AdminApi(<token>)"
+
+    def handlers(self) -> dict[str, Callable[[Request], Any]]:
+        return {"/admin/sessions": self.sessions, "/admin/sessions/{id}": self.session}
+
+    async def sessions(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        query = request.query_params
+        given = {k: query.getlist(k) for k in ("sub", "sid") if k in query}
+        if len(given) != 1 or any(len(v) != 1 or not v[0] for v in given.values()):
+            return _answer(Kind.INVALID_REQUEST, "give exactly one of sub or sid, once")
+        name, (value,) = next(iter(given.items()))
+        if name == "sub":
+            hashes = await self._sessions.find(sub=value)
+        else:
+            hashes = await self._sessions.find(idp_sid=value)
+        listed = []
+        for h in hashes:
+            found = await self._sessions.inspect(h)
+            if found is not None:
+                listed.append(Listed(h, *found))
+        if request.method == "GET":
+            rows = admin_rows(listed, now=self._sessions.now(), idle_timeout=self._idle)
+            return JSONResponse(rows, headers=_NO_STORE)
+        revoked = 0
+        for item in listed:
+            revoked += await self._end(request, item.hash, item)
+        return JSONResponse({"revoked": revoked}, headers=_NO_STORE)
+
+    async def session(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        h = str(request.path_params.get("id", ""))
+        found = None
+        if len(h) == _HASH_LENGTH and set(h) <= _HEX:
+            inspected = await self._sessions.inspect(h)
+            found = Listed(h, *inspected) if inspected is not None else None
+        if found is None or not await self._end(request, h, found):
+            return _answer(Kind.NOT_FOUND, "no live session with this hash")
+        return JSONResponse({"revoked": 1}, headers=_NO_STORE)
+
+    def _refused(self, request: Request) -> Response | None:
+        """None when the request carries the admin token; else the 401 to send."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return _answer(
+                Kind.NOT_AUTHENTICATED,
+                "admin bearer token required",
+                **{"www-authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(credentials.strip().encode("utf-8", "replace"), self._token):
+            return _answer(
+                Kind.NOT_AUTHENTICATED,
+                "admin bearer token required",
+                **{"www-authenticate": 'Bearer error="invalid_token"'},
+            )
+        return None
+
+    async def _end(self, request: Request, session_hash: str, item: Listed) -> bool:
+        return await self._sessions.end(
+            session_hash,
+            item.session,
+            "revoke",
+            revoke=True,
+            client_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+
+
+def create_admin_api(
+    settings: Settings, *, store: SessionStore, oidc: OidcClient, clock: Callable[[], float]
+) -> AdminApi | None:
+    """The admin API over the admin listener's own store connection and provider client;
+    None when no token file is configured (the API is then not served)."""
+    if not settings.admin_token:
+        return None
+    keys = KeyRing(settings.secret_keys)
+    sessions = SessionService(
+        store=store,
+        keys=keys,
+        signer=CookieSigner(keys.signing_keys),
+        idle_timeout=settings.idle_timeout,
+        max_lifetime=settings.max_lifetime,
+        clock=clock,
+        revoke=oidc.revoke,
+        revoke_timeout=_REVOKE_TIMEOUT,
+    )
+    return AdminApi(
+        token=settings.admin_token, sessions=sessions, idle_timeout=settings.idle_timeout
+    )
