@@ -74,9 +74,10 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 #   b"\x02"  v2, a `bff.session.codec` stream: three tokens (access, ID, refresh), then the rest
 #            as a list of values (7; 10 with sub, sid and claims); routes' own tokens, when
 #            there are any, after the 10 (they need them): a list of [key, access token,
-#            expires_at, scope]; the DPoP key, a string, last when there is one (8, 11 or
-#            12 values). Its tables (preset dictionary, claim names) belong to version 2:
-#            changing them needs a new first byte.
+#            expires_at, scope]; the DPoP key, a string, when there is one (8, 11 or 12
+#            values); then the client address, marked with "@", when known. Its tables
+#            (preset dictionary, claim names) belong to version 2: changing them needs a
+#            new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
 _V2 = b"\x02"
 # The client address is marked: a DPoP key (base64url), the other optional trailing
@@ -234,7 +235,9 @@ def encode_session(s: Session) -> bytes:
     """Record format 2. With the development provider's tokens (RS256 JWT access token of
     760 characters, ID token of 910, opaque refresh token) a record takes 709 bytes where
     the zlib'd JSON of the unreleased format 1 took 1,449; sealed, 742 instead of 1,482,
-    which Redis keeps in its 768-byte size class (see tests/unit/test_session_record.py)."""
+    which Redis keeps in its 768-byte size class (see tests/unit/test_session_record.py).
+    The client address a login records costs 10 to 35 bytes more (8 of them for one more
+    value than the dictionary's templates have), which can reach the 896-byte class."""
     return _encode_v2(s)
 
 
