@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bff.answers import Kind, json_answer
-from bff.config.settings import Settings
+from bff.config.settings import Settings, read_admin_token
+from bff.errors import ConfigError
 from bff.oidc.client import OidcClient
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
@@ -136,9 +137,14 @@ def create_admin_api(
     settings: Settings, *, store: SessionStore, oidc: OidcClient, clock: Callable[[], float]
 ) -> AdminApi | None:
     """The admin API over the admin listener's own store connection and provider client;
-    None when no token file is configured (the API is then not served)."""
-    if not settings.admin_token:
+    None when no token file is configured (the API is then not served). The token is read
+    here, at start; ConfigError when the file went bad since the settings were loaded."""
+    if not settings.admin_token_file:
         return None
+    try:
+        token = read_admin_token(settings.admin_token_file)
+    except ValueError as exc:
+        raise ConfigError([f"BFF_ADMIN_TOKEN_FILE: {exc}"]) from None
     keys = KeyRing(settings.secret_keys)
     sessions = SessionService(
         store=store,
@@ -150,6 +156,4 @@ def create_admin_api(
         revoke=oidc.revoke,
         revoke_timeout=_REVOKE_TIMEOUT,
     )
-    return AdminApi(
-        token=settings.admin_token, sessions=sessions, idle_timeout=settings.idle_timeout
-    )
+    return AdminApi(token=token, sessions=sessions, idle_timeout=settings.idle_timeout)
