@@ -133,6 +133,11 @@ class SessionService(StoreOps):
             return None
         return ref
 
+    @property
+    def handle_key(self) -> bytes:
+        """The HMAC key of the session handles users see (`bff.session.inventory`)."""
+        return self._keys.handle_key
+
     def cookie_value(self, ref: SessionRef) -> str:
         return self._signer.sign_session(ref.session_id, ref.expires_at)
 

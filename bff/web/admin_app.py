@@ -7,12 +7,14 @@ provider discovery (same configuration as the workers), showing the reason.
 
     GET /metrics    Prometheus text, merged across workers
     GET /readyz     200 / 503 with the reason (the public /readyz has the status only)
+    /admin/sessions the bearer-token admin API (`bff.web.admin_api`), with BFF_ADMIN_TOKEN_FILE
 
 Adding an admin endpoint (admin API, store topology, ...): write a handler that reads
 `admin_context(request)` and add it to `admin_routes()` with its method table, or pass
 routes as `extra_routes` to `create_admin_app`. Methods not listed answer 405 with
-`Allow`, as on the public listener. The listener has no authentication of its own: it
-must only be reachable by operators (bind it to loopback or a private network).
+`Allow`, as on the public listener. /metrics and /readyz have no authentication: the
+listener must only be reachable by operators (bind it to loopback or a private network);
+the admin API checks its bearer token on top of that.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bff.oidc.client import OidcClient
 from bff.store import SessionStore
 from bff.store.factory import create_store
 from bff.telemetry.metrics import CONTENT_TYPE_LATEST, render
+from bff.web.admin_api import ADMIN_API_METHODS, create_admin_api
 from bff.web.background import discovering
 from bff.web.error_pages import method_not_allowed
 from bff.web.health import readiness_problems, readiness_response
@@ -115,8 +118,13 @@ def create_admin_app(
                 await http_client.aclose()
             await context.store.aclose()
 
+    api = create_admin_api(settings, store=context.store, oidc=context.oidc, clock=clock)
+    api_routes = [
+        explicit_route(path, handler, ADMIN_API_METHODS[path])
+        for path, handler in (api.handlers().items() if api is not None else ())
+    ]
     app = Starlette(
-        routes=[*admin_routes(), *extra_routes],
+        routes=[*admin_routes(), *api_routes, *extra_routes],
         exception_handlers={405: method_not_allowed},
         lifespan=lifespan,
     )

@@ -33,7 +33,7 @@ from bff.store import SessionStore
 from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
 from bff.upstream.origins import UpstreamPool
-from bff.web import health, login_endpoints, session_endpoints
+from bff.web import health, login_endpoints, session_endpoints, sessions_api
 from bff.web.assembly import FrontendServices, Services, assemble
 from bff.web.background import discovering, flushing_metrics
 from bff.web.error_pages import handle_error, method_not_allowed
@@ -51,6 +51,9 @@ _HANDLERS: dict[str, Callable[[Request], Any]] = {
     "/bff/user": session_endpoints.user,
     "/bff/logout": session_endpoints.logout,
     "/bff/backchannel-logout": session_endpoints.backchannel,
+    "/bff/sessions": sessions_api.list_sessions,
+    "/bff/sessions/revoke-others": sessions_api.revoke_others,
+    "/bff/sessions/{id}": sessions_api.delete_session,
     "/healthz": health.healthz,
     # Status only: the reason (and /metrics) is on the admin listener (BFF_ADMIN_LISTEN).
     "/readyz": health.readyz,

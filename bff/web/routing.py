@@ -22,6 +22,11 @@ ENDPOINT_METHODS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "/bff/logout": ("GET", "POST"),
         "/bff/backchannel-logout": ("POST",),
         "/bff/events": ("GET",),
+        # the user's session inventory (bff.web.sessions_api); the literal path before the
+        # templated one, which would otherwise own `revoke-others` for DELETE
+        "/bff/sessions": ("GET",),
+        "/bff/sessions/revoke-others": ("POST",),
+        "/bff/sessions/{id}": ("DELETE",),
         "/healthz": ("GET", "HEAD"),
         "/readyz": ("GET", "HEAD"),
     }

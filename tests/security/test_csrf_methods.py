@@ -31,6 +31,9 @@ EXPECTED = {
     "/bff/logout": {"GET", "POST"},
     "/bff/backchannel-logout": {"POST"},
     "/bff/events": {"GET"},
+    "/bff/sessions": {"GET"},
+    "/bff/sessions/revoke-others": {"POST"},
+    "/bff/sessions/{id}": {"DELETE"},
     "/healthz": {"GET", "HEAD"},
     "/readyz": {"GET", "HEAD"},
 }

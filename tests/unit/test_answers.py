@@ -109,9 +109,7 @@ def test_each_error_names_its_kind(error: BffError, status: int, code: str) -> N
     assert TABLE[error.kind].status == status
     finer = getattr(error, "code", None)
     assert (finer or TABLE[error.kind].code) == code
-    if isinstance(
-        error, BadRequest | NotAuthenticated | CsrfRejected | NotFound | TooManyRequests
-    ):
+    if isinstance(error, BadRequest | NotAuthenticated | CsrfRejected | NotFound | TooManyRequests):
         assert error.status == status
 
 

@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "bff.session.events": RULES,
     "bff.session.bus": ADAPTERS,
     "bff.session.live": SERVICES,
+    "bff.session.inventory": RULES,
     # store
     "bff.store": RULES,
     "bff.store.redis_url": RULES,
@@ -155,6 +156,8 @@ LAYERS: dict[str, int] = {
     "bff.web.session_endpoints": EDGE,
     "bff.web.health": EDGE,
     "bff.web.events": EDGE,
+    "bff.web.sessions_api": EDGE,
+    "bff.web.admin_api": EDGE,
     "bff.web.listener": EDGE,
     "bff.web.assembly": COMPOSITION,
     "bff.web.admin_app": COMPOSITION,
