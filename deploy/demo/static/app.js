@@ -184,12 +184,84 @@ function render() {
   $("callapi").disabled = !loggedIn;
   $("logout").disabled = !loggedIn;
   $("auto").disabled = !loggedIn;
+  $("sessions-reload").disabled = !loggedIn;
+  if (!loggedIn) {
+    $("revoke-others").disabled = true;
+    $("sessions").replaceChildren();
+    $("sessions-empty").hidden = false;
+  }
   if (!loggedIn && $("auto").checked) {
     $("auto").checked = false;
     setAuto(false);
   }
   $("refresh-count").textContent = String(state.refreshes);
   tick();
+}
+
+// The session inventory: every session of this user, ended here one by one or all but
+// this one. What the BFF sends (user agent, address) is shown as text, never as HTML.
+async function send(method, path) {
+  const response = await fetch(path, { method, headers: { "X-CSRF": "1" }, credentials: "same-origin" });
+  state.responses += 1;
+  const text = await response.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text; }
+  return { status: response.status, body };
+}
+
+function when(iso) {
+  return new Date(iso).toLocaleString([], { hour12: false });
+}
+
+function sessionItem(entry) {
+  const item = document.createElement("li");
+  const facts = document.createElement("div");
+  const agent = document.createElement("div");
+  agent.className = "agent";
+  agent.textContent = entry.user_agent || "(unknown browser)";
+  const detail = document.createElement("div");
+  detail.className = "hint";
+  detail.textContent = "from " + (entry.client_ip || "an unknown address") + ", signed in " +
+    when(entry.created) + ", last seen " + when(entry.last_seen);
+  facts.append(agent, detail);
+  item.append(facts);
+  if (entry.current) {
+    const mark = document.createElement("span");
+    mark.className = "current";
+    mark.textContent = "this device";
+    item.append(mark);
+  } else {
+    const end = document.createElement("button");
+    end.textContent = "Sign out";
+    end.onclick = async () => {
+      const { status, body } = await send("DELETE", "/bff/sessions/" + encodeURIComponent(entry.id));
+      show("DELETE /bff/sessions/" + entry.id + " -> " + status, body);
+      note(status === 204 ? "Signed out one other device: its next call is refused" :
+        "Could not sign out that device (" + status + ")", status === 204 ? "" : "bad");
+      await loadSessions();
+    };
+    item.append(end);
+  }
+  return item;
+}
+
+async function loadSessions() {
+  const list = $("sessions");
+  if (state.user === null) {
+    list.replaceChildren();
+    $("sessions-empty").hidden = false;
+    return null;
+  }
+  const { status, body } = await call("/bff/sessions");
+  if (status !== 200) {
+    list.replaceChildren();
+    $("sessions-empty").hidden = false;
+    return { status, body };
+  }
+  list.replaceChildren(...body.sessions.map(sessionItem));
+  $("sessions-empty").hidden = true;
+  $("revoke-others").disabled = body.sessions.length < 2;
+  return { status, body };
 }
 
 function setAuto(on) {
@@ -218,8 +290,23 @@ $("logout").onclick = async () => {
   }
 };
 $("auto").onchange = (event) => setAuto(event.target.checked);
+$("sessions-reload").onclick = async () => {
+  const result = await loadSessions();
+  if (result) show("GET /bff/sessions -> " + result.status, result.body);
+};
+$("revoke-others").onclick = async () => {
+  const { status, body } = await send("POST", "/bff/sessions/revoke-others");
+  show("POST /bff/sessions/revoke-others -> " + status, body);
+  if (status === 200) {
+    note("Signed out " + body.revoked + " other device(s): their refresh tokens are revoked");
+  } else {
+    note("Could not sign out the other devices (" + status + ")", "bad");
+  }
+  await loadSessions();
+};
 
 setInterval(tick, 1000);
 whoami().then(({ status }) => {
   if (status !== 200) note("Not logged in: /bff/user answered " + status + " (expected; the page checks on load)");
+  return loadSessions();
 });
