@@ -87,6 +87,7 @@ def sessions(draw: st.DrawFn) -> Session:
         created_at=draw(st.integers(0, 2**40)),
         expires_at=draw(st.integers(0, 2**40)),
         user_agent=draw(texts),
+        client_ip=draw(texts),
     )
 
 
