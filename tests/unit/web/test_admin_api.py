@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bff.config.settings import effective_config, load_settings, unknown_env_warnings
+from bff.config.known import unknown_env_warnings
+from bff.config.load import load_settings
+from bff.config.report import effective_config, masked_config
 from bff.errors import ConfigError
 from bff.store.memory import MemoryStore
 from bff.web.admin_app import create_admin_app
@@ -61,8 +63,8 @@ def test_the_path_is_shown_and_the_token_never(tmp_path: Path) -> None:
     path = str(_token_file(tmp_path))
     settings = load_settings({**BASE, "BFF_ADMIN_TOKEN_FILE": path})
     assert settings.admin_token_file == path
-    assert settings.masked()["admin_token_file"] == path
-    shown = repr(settings) + repr(effective_config(settings)) + repr(settings.masked())
+    assert masked_config(settings)["admin_token_file"] == path
+    shown = repr(settings) + repr(effective_config(settings)) + repr(masked_config(settings))
     assert TOKEN not in shown
     assert load_settings(BASE).admin_token_file is None
     toml = load_settings(BASE, {"admin_token_file": path})
