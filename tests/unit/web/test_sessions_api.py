@@ -15,7 +15,7 @@ from bff.session.records import session_hash
 from bff.store.memory import MemoryStore
 from tests.browser import Browser
 from tests.fake_idp import Clock, FakeIdp
-from tests.unit.test_endpoints import Env
+from tests.unit.web.env import Env
 
 pytestmark = pytest.mark.anyio
 
