@@ -235,7 +235,7 @@ def encode_session(s: Session) -> bytes:
     """Record format 2. With the development provider's tokens (RS256 JWT access token of
     760 characters, ID token of 910, opaque refresh token) a record takes 709 bytes where
     the zlib'd JSON of the unreleased format 1 took 1,449; sealed, 742 instead of 1,482,
-    which Redis keeps in its 768-byte size class (see tests/unit/test_session_record.py).
+    which Redis keeps in its 768-byte size class (see tests/unit/session/test_records.py).
     The client address a login records costs 10 to 35 bytes more (8 of them for one more
     value than the dictionary's templates have), which can reach the 896-byte class."""
     return _encode_v2(s)

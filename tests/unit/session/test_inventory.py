@@ -24,7 +24,7 @@ from bff.session.inventory import (
 )
 from bff.session.records import Session, decode_session, encode_session, session_hash
 from bff.tokens.records import TokenSet
-from tests.unit.test_session_record import dev_tokens, login_session
+from tests.unit.session.test_records import dev_tokens, login_session
 
 KEY = KeyRing(["k" * 32]).handle_key
 NOW = 1_800_000_000
@@ -175,7 +175,7 @@ def test_the_record_keeps_the_client_address(ip: str) -> None:
 
 def test_a_record_without_an_address_is_as_small_as_before_and_one_with_it_close() -> None:
     """Without an address a record keeps the dictionary templates' seven values (the
-    768-byte class test of test_session_record holds); an address costs its own bytes plus
+    768-byte class test of test_records holds); an address costs its own bytes plus
     eight for the eighth value, never more than the next Redis size class (896)."""
     rsa = RSAKey.generate_key(2048, parameters={"kid": "9aeed9c97ef3874a"})
     keys = KeyRing(["k" * 32])
