@@ -110,8 +110,15 @@ async def test_the_token_is_read_at_start(tmp_path: Path) -> None:
     path = _token_file(tmp_path)
     settings = load_settings({**BASE, "BFF_ADMIN_TOKEN_FILE": str(path)})
     path.unlink()  # gone between check and start: the start fails, naming the setting
-    with pytest.raises(ConfigError) as info:
-        create_admin_app(settings, metrics_dir=None, store=MemoryStore(), discover_on_startup=False)
+    async with FakeIdp().http() as http:
+        with pytest.raises(ConfigError) as info:
+            create_admin_app(
+                settings,
+                metrics_dir=None,
+                store=MemoryStore(),
+                http=http,
+                discover_on_startup=False,
+            )
     assert info.value.problems[0].startswith("BFF_ADMIN_TOKEN_FILE: cannot read")
     # once started, the token stays what was read then
     path = _token_file(tmp_path)
