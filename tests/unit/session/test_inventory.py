@@ -171,6 +171,22 @@ def test_the_record_keeps_the_client_address(ip: str) -> None:
     assert decode_session(encode_session(s)) == s
     explicit = dataclasses.replace(s, claims={"sub": "alice", "name": "A"})  # sub/sid/claims stored
     assert decode_session(encode_session(explicit)) == explicit
+    # with routes' own tokens (a list in the values) too: told apart from the address
+    narrowed = TokenSet(access_token="route-access", expires_at=NOW + 60, scope="orders")
+    routes = dataclasses.replace(s, route_tokens={"aud:orders": narrowed})
+    assert decode_session(encode_session(routes)) == routes
+
+
+@pytest.mark.parametrize("ip", ["", "203.0.113.254"])
+def test_a_login_record_keeps_the_client_address(ip: str) -> None:
+    """sub, sid and claims derived from the ID token (the common record), with and
+    without routes' own tokens."""
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "k"})
+    s = dataclasses.replace(login_session(dev_tokens(rsa)), client_ip=ip)
+    assert decode_session(encode_session(s)) == s
+    narrowed = TokenSet(access_token="route-access", expires_at=NOW + 60, scope="orders")
+    routes = dataclasses.replace(s, route_tokens={"aud:orders": narrowed})
+    assert decode_session(encode_session(routes)) == routes
 
 
 def test_a_record_without_an_address_is_as_small_as_before_and_one_with_it_close() -> None:
