@@ -63,6 +63,17 @@ tokens = jws() | random_b64 | texts.filter(bool)
 maybe_int = st.none() | st.integers(0, 2**40)
 
 
+# A route's own token keeps its access token, expiry and scope (the record drops the rest).
+route_tokens = st.builds(
+    lambda access, expires_at, scope: TokenSet(
+        access_token=access, expires_at=expires_at, scope=scope
+    ),
+    tokens,
+    maybe_int,
+    st.none() | texts,
+)
+
+
 @st.composite
 def sessions(draw: st.DrawFn) -> Session:
     user_claims = draw(claims)
@@ -88,6 +99,7 @@ def sessions(draw: st.DrawFn) -> Session:
         expires_at=draw(st.integers(0, 2**40)),
         user_agent=draw(texts),
         client_ip=draw(texts),
+        route_tokens=draw(st.dictionaries(texts, route_tokens, max_size=3)),
     )
 
 
