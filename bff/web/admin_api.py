@@ -8,8 +8,9 @@ Every call needs `Authorization: Bearer <token>`, the token being the content of
 `BFF_ADMIN_TOKEN_FILE` (read at start, compared in constant time); without it, or with
 another, the answer is 401 with `WWW-Authenticate: Bearer`. Without a token file the
 API is not served at all (404). Revoking goes through `SessionService.end`, as the CLI
-does: deleted and unindexed, the refresh token revoked at the provider, one `revoke`
-audit line. Nothing here logs or returns the token.
+does: deleted and unindexed, announced on the session-ended channel (the session's live
+connections close on every worker), the refresh token revoked at the provider, one
+`revoke` audit line. Nothing here logs or returns the token.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from bff.config.load import read_admin_token
 from bff.config.model import Settings
 from bff.errors import ConfigError
 from bff.oidc.client import OidcClient
+from bff.session.bus import create_bus
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
+from bff.session.events import EventBus
 from bff.session.inventory import Listed, admin_rows
+from bff.session.live import LiveSessions
 from bff.session.service import SessionService
 from bff.store import SessionStore
 
@@ -56,10 +60,23 @@ def _answer(kind: Kind, description: str, **headers: str) -> Response:
 class AdminApi:
     """The handlers, bound to the token and a session service over the admin store."""
 
-    def __init__(self, *, token: str, sessions: SessionService, idle_timeout: int) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        sessions: SessionService,
+        idle_timeout: int,
+        bus: EventBus | None = None,
+    ) -> None:
         self._token = token.encode("utf-8")
         self._sessions = sessions
         self._idle = idle_timeout
+        self._bus = bus  # closed by aclose
+
+    async def aclose(self) -> None:
+        """Release the session-ended channel this API opened (the admin app's lifespan)."""
+        if self._bus is not None:
+            await self._bus.aclose()
 
     def __repr__(self) -> str:
         return "AdminApi(<token>)"
@@ -135,11 +152,18 @@ class AdminApi:
 
 
 def create_admin_api(
-    settings: Settings, *, store: SessionStore, oidc: OidcClient, clock: Callable[[], float]
+    settings: Settings,
+    *,
+    store: SessionStore,
+    oidc: OidcClient,
+    clock: Callable[[], float],
+    bus: EventBus | None = None,
 ) -> AdminApi | None:
     """The admin API over the admin listener's own store connection and provider client;
     None when no token file is configured (the API is then not served). The token is read
-    here, at start; ConfigError when the file went bad since the settings were loaded."""
+    here, at start; ConfigError when the file went bad since the settings were loaded.
+    A revocation is announced on `bus` (default: the store's session-ended channel, which
+    `AdminApi.aclose` closes), so the session's live connections close on every worker."""
     if not settings.admin_token_file:
         return None
     try:
@@ -150,6 +174,8 @@ def create_admin_api(
     # name its frontend yet (several frontends: issue 17 item 1).
     frontend = settings.frontend
     keys = KeyRing(settings.secret_keys)
+    own_bus = bus is None
+    channel = bus or create_bus(settings.session_store, prefix=settings.store_prefix)
     sessions = SessionService(
         store=store,
         keys=keys,
@@ -159,5 +185,11 @@ def create_admin_api(
         clock=clock,
         revoke=oidc.revoke,
         revoke_timeout=_REVOKE_TIMEOUT,
+        events=LiveSessions(channel, store=store, clock=clock),
     )
-    return AdminApi(token=token, sessions=sessions, idle_timeout=frontend.idle_timeout)
+    return AdminApi(
+        token=token,
+        sessions=sessions,
+        idle_timeout=frontend.idle_timeout,
+        bus=channel if own_bus else None,
+    )

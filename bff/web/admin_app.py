@@ -32,6 +32,8 @@ from starlette.routing import BaseRoute
 
 from bff.config.model import Settings
 from bff.oidc.client import OidcClient
+from bff.session.bus import MemoryBus
+from bff.session.events import EventBus
 from bff.store import SessionStore
 from bff.store.factory import create_store
 from bff.telemetry.metrics import CONTENT_TYPE_LATEST, render
@@ -93,6 +95,7 @@ def create_admin_app(
     discover_on_startup: bool = True,
     extra_routes: Sequence[BaseRoute] = (),
     lifecycle: Lifecycle | None = None,
+    bus: EventBus | None = None,
 ) -> Starlette:
     own_http = http is None
     http_client = http or httpx.AsyncClient(
@@ -114,11 +117,21 @@ def create_admin_app(
             async with discovering(context.oidc, enabled=discover_on_startup):
                 yield
         finally:
+            if api is not None:
+                await api.aclose()
             if own_http:
                 await http_client.aclose()
             await context.store.aclose()
 
-    api = create_admin_api(settings, store=context.store, oidc=context.oidc, clock=clock)
+    # The admin API announces revocations on `bus`; by default the store's session-ended
+    # channel, in-process for an injected store (tests) unless `bus` is given.
+    api = create_admin_api(
+        settings,
+        store=context.store,
+        oidc=context.oidc,
+        clock=clock,
+        bus=bus if bus is not None or store is None else MemoryBus(),
+    )
     api_routes = [
         explicit_route(path, handler, ADMIN_API_METHODS[path])
         for path, handler in (api.handlers().items() if api is not None else ())

@@ -8,8 +8,9 @@ Every call needs `X-CSRF: 1` and a live session (else 403 `csrf`, 401
 `not_authenticated`). Sessions are shown under opaque handles (`bff.session.inventory`);
 a handle that names no session of this user, another user's included, is 404
 `not_found`, so nothing tells whether it exists. Ending goes through
-`SessionService.end`: deleted and unindexed on every instance, the refresh token revoked
-at the provider, one audit line (`revoke`). Errors are raised and rendered from the
+`SessionService.end`: deleted and unindexed on every instance, its live connections
+closed everywhere (4401 `revoke`), the refresh token revoked at the provider, one audit
+line (`revoke`). Errors are raised and rendered from the
 answer table (`bff.web.error_pages`).
 """
 

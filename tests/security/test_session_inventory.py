@@ -7,10 +7,12 @@ logs it, and audits as the CLI does."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bff.session.bus import create_bus
 from bff.session.records import session_hash
 from bff.store.redis import RedisStore
 from bff.web.admin_app import create_admin_app
 from tests.browser import Browser
 from tests.fake_idp import FakeIdp
-from tests.integration.proxy_env import make_settings
+from tests.integration.proxy_env import make_settings, mint_session, serve
 from tests.security.conftest import Bff, redis_store, running_bff
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -253,3 +256,82 @@ async def test_a_fake_idp_is_not_needed_for_listing(redis_url: str, redis_prefix
         r = await b.get("/bff/sessions", csrf=True)
         assert r.status_code == 200 and len(r.json()["sessions"]) == 1
         assert len(idp.router.calls) == calls
+
+
+# --- live connections end with the session ----------------------------------------------------
+async def test_a_session_ended_from_the_inventory_ends_its_event_stream(world: World) -> None:
+    """The other device's `/bff/events` says `session_ended: revoke` within 2 s."""
+    other = next(
+        e for e in (await world.listing(world.alice1)).json()["sessions"] if not e["current"]
+    )
+    cookie = {"Cookie": f"{world.bff.settings.frontend.cookie_name}={world.cookies['alice2']}"}
+    async with httpx.AsyncClient(base_url=world.bff.url, timeout=10) as client:
+        same_origin = {**cookie, "Sec-Fetch-Site": "same-origin"}
+        async with client.stream("GET", "/bff/events", headers=same_origin) as events:
+            assert events.status_code == 200
+            lines = events.aiter_lines()
+            assert await anext(lines) == ": open"
+            r = await world.alice1.request("DELETE", f"/bff/sessions/{other['id']}", csrf=True)
+            assert r.status_code == 204
+            started = time.monotonic()
+            async with asyncio.timeout(2):
+                rest = [line async for line in lines]
+    assert time.monotonic() - started < 2
+    assert rest[rest.index("event: session_ended") + 1] == "data: revoke"
+
+
+async def test_an_admin_revocation_ends_the_event_stream_of_another_process(
+    redis_url: str, redis_prefix: str, token_file: tuple[Path, str]
+) -> None:
+    """The admin listener announces on the store's session-ended channel: a bff that
+    listens there (another process in production) closes the session's streams."""
+    path, token = token_file
+    store = redis_store(redis_url, redis_prefix)
+    idp = FakeIdp()
+    settings = make_settings(
+        [],
+        BFF_SESSION_STORE=redis_url,
+        BFF_STORE_PREFIX=redis_prefix,
+        BFF_ADMIN_TOKEN_FILE=str(path),
+    )
+    bff_bus = create_bus(redis_url, prefix=redis_prefix)
+    admin_bus = create_bus(redis_url, prefix=redis_prefix)
+    admin_store = RedisStore.from_url(redis_url, prefix=redis_prefix)
+    http = idp.http()
+    app = create_admin_app(
+        settings,
+        metrics_dir=None,
+        store=admin_store,
+        http=http,
+        discover_on_startup=False,
+        bus=admin_bus,
+    )
+    try:
+        async with (
+            serve(settings, store, idp, bus=bff_bus) as url,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as admin,
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
+            cookie = await mint_session(store, "alice", "token-alice")
+            headers = {"Cookie": f"bff-session={cookie}", "Sec-Fetch-Site": "same-origin"}
+            async with client.stream("GET", "/bff/events", headers=headers) as events:
+                assert events.status_code == 200
+                lines = events.aiter_lines()
+                assert await anext(lines) == ": open"
+                r = await admin.delete(
+                    "/admin/sessions",
+                    params={"sub": "alice"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert r.json() == {"revoked": 1}
+                started = time.monotonic()
+                async with asyncio.timeout(2):
+                    rest = [line async for line in lines]
+            assert time.monotonic() - started < 2
+            assert rest[rest.index("event: session_ended") + 1] == "data: revoke"
+    finally:
+        await http.aclose()
+        await admin_bus.aclose()
+        await bff_bus.aclose()
+        await admin_store.aclose()
+        await store.aclose()
