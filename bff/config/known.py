@@ -81,11 +81,11 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("tracing"),
     Known("shutdown_drain_delay"),
     Known("shutdown_timeout"),
-    # `[[frontends]]` tables (bff.config.load_frontends); check-config lists every frontend.
-    Known("frontends"),
     # The admin API's bearer token is read from this file at start (never from the TOML or
     # an environment variable); the path is shown, the token never.
     Known("admin_token_file"),
+    # `[[frontends]]` tables (bff.config.load_frontends); check-config lists every frontend.
+    Known("frontends"),
 )
 # `BFF_*` variables that are not settings but are still ours.
 OTHER_ENV = frozenset({"BFF_CONFIG", "BFF_CLI_OVERRIDES", "BFF_TEST_REDIS_URL"})

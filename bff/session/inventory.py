@@ -122,9 +122,12 @@ def user_entries(
     return [entry for _, _, entry in rows]
 
 
-def admin_rows(listed: Sequence[Listed], *, now: float, idle_timeout: int) -> list[dict[str, str]]:
-    """The operator's view (`bff sessions list --json`, `GET /admin/sessions`), keyed by
-    the store hash; the most recently seen first."""
+def admin_rows(
+    listed: Sequence[Listed], *, now: float, idle_timeout: int, frontend: str
+) -> list[dict[str, str]]:
+    """The operator's view of one frontend's sessions (the fields of `bff sessions list
+    --json`, `GET /admin/sessions`), keyed by the store hash; the most recently seen
+    first."""
     rows: list[tuple[float, dict[str, str]]] = []
     for item in listed:
         s = item.session
@@ -136,6 +139,7 @@ def admin_rows(listed: Sequence[Listed], *, now: float, idle_timeout: int) -> li
             "last_seen": iso(seen),
             "expires": iso(now + item.ttl),
             "user_agent": s.user_agent,
+            "frontend": frontend,
         }
         rows.append((seen, row))
     rows.sort(key=lambda row: (-row[0], row[1]["session"]))

@@ -104,6 +104,7 @@ class SessionService(StoreOps):
         self._revoke = revoke
         self._revoke_timeout = revoke_timeout
         self._keys = keys
+        self.handle_key = keys.handle_key  # of the handles users see (bff.session.inventory)
         self._signer = signer
         self._idle = idle_timeout
         self._lifetime = max_lifetime
@@ -132,11 +133,6 @@ class SessionService(StoreOps):
         if ref.expires_at <= self._clock():
             return None
         return ref
-
-    @property
-    def handle_key(self) -> bytes:
-        """The HMAC key of the session handles users see (`bff.session.inventory`)."""
-        return self._keys.handle_key
 
     def cookie_value(self, ref: SessionRef) -> str:
         return self._signer.sign_session(ref.session_id, ref.expires_at)

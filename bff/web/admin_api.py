@@ -1,6 +1,7 @@
 """The operator's HTTP admin API, on the admin listener only (`BFF_ADMIN_LISTEN`):
 
-    GET    /admin/sessions?sub=SUB | ?sid=SID   live sessions, as `bff sessions list --json`
+    GET    /admin/sessions?sub=SUB | ?sid=SID   live sessions of every frontend, as
+                                                `bff sessions list --json` shows them
     DELETE /admin/sessions?sub=SUB | ?sid=SID   revoke them all: {"revoked": N}
     DELETE /admin/sessions/{hash}               revoke one, HASH as the list shows it
 
@@ -16,15 +17,16 @@ connections close on every worker), the refresh token revoked at the provider, o
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bff.answers import Kind, json_answer
 from bff.config.load import read_admin_token
-from bff.config.model import Settings
+from bff.config.model import Frontend, Settings
 from bff.errors import ConfigError
 from bff.oidc.client import OidcClient
 from bff.session.bus import create_bus
@@ -64,13 +66,13 @@ class AdminApi:
         self,
         *,
         token: str,
-        sessions: SessionService,
-        idle_timeout: int,
+        services: Sequence[tuple[Frontend, SessionService]],
         bus: EventBus | None = None,
     ) -> None:
         self._token = token.encode("utf-8")
-        self._sessions = sessions
-        self._idle = idle_timeout
+        # Every frontend's sessions, each opened by its own service (namespaced store keys
+        # and records); a revocation goes to that frontend's provider.
+        self._services = tuple(services)
         self._bus = bus  # closed by aclose
 
     async def aclose(self) -> None:
@@ -93,21 +95,21 @@ class AdminApi:
         if len(given) != 1 or any(len(v) != 1 or not v[0] for v in given.values()):
             return _answer(Kind.INVALID_REQUEST, "give exactly one of sub or sid, once")
         name, (value,) = next(iter(given.items()))
-        if name == "sub":
-            hashes = await self._sessions.find(sub=value)
-        else:
-            hashes = await self._sessions.find(idp_sid=value)
-        listed = []
-        for h in hashes:
-            found = await self._sessions.inspect(h)
-            if found is not None:
-                listed.append(Listed(h, *found))
+        found: list[tuple[Frontend, SessionService, Listed]] = []
+        for frontend, service in self._services:  # each frontend's index holds its own
+            if name == "sub":
+                hashes = await service.find(sub=value)
+            else:
+                hashes = await service.find(idp_sid=value)
+            for h in hashes:
+                inspected = await service.inspect(h)
+                if inspected is not None:
+                    found.append((frontend, service, Listed(h, *inspected)))
         if request.method == "GET":
-            rows = admin_rows(listed, now=self._sessions.now(), idle_timeout=self._idle)
-            return JSONResponse(rows, headers=_NO_STORE)
+            return JSONResponse(self._rows(found), headers=_NO_STORE)
         revoked = 0
-        for item in listed:
-            revoked += await self._end(request, item.hash, item)
+        for _, service, item in found:
+            revoked += await self._end(request, service, item)
         return JSONResponse({"revoked": revoked}, headers=_NO_STORE)
 
     async def session(self, request: Request) -> Response:
@@ -115,13 +117,28 @@ class AdminApi:
         if refused is not None:
             return refused
         h = str(request.path_params.get("id", ""))
-        found = None
         if len(h) == _HASH_LENGTH and set(h) <= _HEX:
-            inspected = await self._sessions.inspect(h)
-            found = Listed(h, *inspected) if inspected is not None else None
-        if found is None or not await self._end(request, h, found):
-            return _answer(Kind.NOT_FOUND, "no live session with this hash")
-        return JSONResponse({"revoked": 1}, headers=_NO_STORE)
+            for _, service in self._services:  # only its own frontend's service opens it
+                inspected = await service.inspect(h)
+                if inspected is not None:
+                    if await self._end(request, service, Listed(h, *inspected)):
+                        return JSONResponse({"revoked": 1}, headers=_NO_STORE)
+                    break
+        return _answer(Kind.NOT_FOUND, "no live session with this hash")
+
+    def _rows(self, found: list[tuple[Frontend, SessionService, Listed]]) -> list[dict[str, str]]:
+        """As `bff sessions list --json`: every frontend's, the most recently seen first."""
+        rows: list[dict[str, str]] = []
+        for frontend, service, item in found:
+            rows += admin_rows(
+                [item],
+                now=service.now(),
+                idle_timeout=frontend.idle_timeout,
+                frontend=frontend.name,
+            )
+        rows.sort(key=lambda row: row["session"])
+        rows.sort(key=lambda row: row["last_seen"], reverse=True)  # ISO 8601 UTC: sortable
+        return rows
 
     def _refused(self, request: Request) -> Response | None:
         """None when the request carries the admin token; else the 401 to send."""
@@ -140,9 +157,9 @@ class AdminApi:
             )
         return None
 
-    async def _end(self, request: Request, session_hash: str, item: Listed) -> bool:
-        return await self._sessions.end(
-            session_hash,
+    async def _end(self, request: Request, service: SessionService, item: Listed) -> bool:
+        return await service.end(
+            item.hash,
             item.session,
             "revoke",
             revoke=True,
@@ -156,6 +173,7 @@ def create_admin_api(
     *,
     store: SessionStore,
     oidc: OidcClient,
+    http: httpx.AsyncClient,
     clock: Callable[[], float],
     bus: EventBus | None = None,
 ) -> AdminApi | None:
@@ -170,26 +188,30 @@ def create_admin_api(
         token = read_admin_token(settings.admin_token_file)
     except ValueError as exc:
         raise ConfigError([f"BFF_ADMIN_TOKEN_FILE: {exc}"]) from None
-    # The default frontend's timeouts, as `bff sessions` uses: a session record does not
-    # name its frontend yet (several frontends: issue 17 item 1).
-    frontend = settings.frontend
-    keys = KeyRing(settings.secret_keys)
     own_bus = bus is None
     channel = bus or create_bus(settings.session_store, prefix=settings.store_prefix)
-    sessions = SessionService(
-        store=store,
-        keys=keys,
-        signer=CookieSigner(keys.signing_keys),
-        idle_timeout=frontend.idle_timeout,
-        max_lifetime=frontend.max_lifetime,
-        clock=clock,
-        revoke=oidc.revoke,
-        revoke_timeout=_REVOKE_TIMEOUT,
-        events=LiveSessions(channel, store=store, clock=clock),
-    )
-    return AdminApi(
-        token=token,
-        sessions=sessions,
-        idle_timeout=frontend.idle_timeout,
-        bus=channel if own_bus else None,
-    )
+    live = LiveSessions(channel, store=store, clock=clock)
+    keys = KeyRing(settings.secret_keys)
+    services = [
+        (
+            frontend,
+            SessionService(
+                store=store,
+                keys=keys,
+                signer=CookieSigner(keys.signing_keys, namespace=frontend.session_namespace),
+                idle_timeout=frontend.idle_timeout,
+                max_lifetime=frontend.max_lifetime,
+                clock=clock,
+                revoke=(
+                    oidc
+                    if frontend is settings.frontend
+                    else OidcClient.for_frontend(frontend, http=http, clock=clock)
+                ).revoke,
+                revoke_timeout=_REVOKE_TIMEOUT,
+                events=live,
+                namespace=frontend.session_namespace,
+            ),
+        )
+        for frontend in settings.frontends
+    ]
+    return AdminApi(token=token, services=services, bus=channel if own_bus else None)

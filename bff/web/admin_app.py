@@ -129,6 +129,7 @@ def create_admin_app(
         settings,
         store=context.store,
         oidc=context.oidc,
+        http=http_client,
         clock=clock,
         bus=bus if bus is not None or store is None else MemoryBus(),
     )

@@ -31,7 +31,7 @@ from tests.security.conftest import Bff, redis_store, running_bff
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
-CLI_FIELDS = {"session", "sub", "created", "last_seen", "expires", "user_agent"}
+CLI_FIELDS = {"session", "sub", "created", "last_seen", "expires", "user_agent", "frontend"}
 
 
 def _hash(cookie: str) -> str:

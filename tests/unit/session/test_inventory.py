@@ -29,7 +29,7 @@ from tests.unit.session.test_records import dev_tokens, login_session
 KEY = KeyRing(["k" * 32]).handle_key
 NOW = 1_800_000_000
 IDLE = 1800
-CLI_FIELDS = {"session", "sub", "created", "last_seen", "expires", "user_agent"}
+CLI_FIELDS = {"session", "sub", "created", "last_seen", "expires", "user_agent", "frontend"}
 USER_FIELDS = {"id", "created", "last_seen", "user_agent", "client_ip", "current"}
 
 
@@ -150,6 +150,7 @@ def test_admin_rows_are_the_cli_rows_most_recent_first() -> None:
         [Listed(a, session("alice", ua="x"), IDLE - 300), Listed(b, session("bob"), IDLE - 5)],
         now=NOW,
         idle_timeout=IDLE,
+        frontend="default",
     )
     assert [set(r) for r in rows] == [CLI_FIELDS] * 2
     assert [r["session"] for r in rows] == [b, a]
@@ -160,6 +161,7 @@ def test_admin_rows_are_the_cli_rows_most_recent_first() -> None:
         "last_seen": iso(NOW - 300),
         "expires": iso(NOW + IDLE - 300),
         "user_agent": "x",
+        "frontend": "default",
     }
     assert "secret" not in repr(rows)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from bff.config.known import unknown_env_warnings
 from bff.config.load import load_settings
 from bff.config.report import effective_config, masked_config
 from bff.errors import ConfigError
+from bff.session.cookies import CookieSigner
+from bff.session.crypto import KeyRing
+from bff.session.service import SessionService
 from bff.store.memory import MemoryStore
+from bff.tokens.records import TokenSet
 from bff.web.admin_app import create_admin_app
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, FakeIdp
 from tests.integration.test_login_flow import run_cli
@@ -176,3 +181,75 @@ async def test_unknown_hashes_and_other_methods(tmp_path: Path) -> None:
         assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "DELETE"}
         r = await client.get(f"/admin/sessions/{'0' * 32}", headers=auth)
         assert r.status_code == 405 and r.headers["allow"] == "DELETE"
+
+
+async def test_every_frontends_sessions_each_revoked_at_its_own_provider(tmp_path: Path) -> None:
+    """With `[[frontends]]`, a listing shows each frontend's sessions under its name (as
+    `bff sessions list` does), and a revocation goes to that frontend's provider."""
+    idps = {
+        name: FakeIdp(issuer=f"https://idp-{name}.test", client_id=f"app-{name}")
+        for name in ("a", "b")
+    }
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        idp = idps[request.url.host.removeprefix("idp-").removesuffix(".test")]
+        response: httpx.Response = idp.router.handler(request)
+        return response
+
+    toml = {
+        "frontends": [
+            {
+                "name": name,
+                "public_url": f"http://{name}.localhost:8000",
+                "issuer": f"https://idp-{name}.test",
+                "client_id": f"app-{name}",
+            }
+            for name in ("a", "b")
+        ]
+    }
+    env = {
+        "BFF_SECRET_KEY": SECRET_KEY,
+        "BFF_FRONTEND_A_CLIENT_SECRET": "secret-of-app-a",
+        "BFF_FRONTEND_B_CLIENT_SECRET": "secret-of-app-b",
+        "BFF_ADMIN_TOKEN_FILE": str(_token_file(tmp_path)),
+    }
+    settings = load_settings(env, toml)
+    store = MemoryStore()
+    hashes = {}
+    keys = KeyRing(settings.secret_keys)
+    for frontend in settings.frontends:
+        service = SessionService(
+            store=store,
+            keys=keys,
+            signer=CookieSigner(keys.signing_keys, namespace=frontend.session_namespace),
+            idle_timeout=frontend.idle_timeout,
+            max_lifetime=frontend.max_lifetime,
+            clock=time.time,
+            namespace=frontend.session_namespace,
+        )
+        tokens = TokenSet(
+            access_token="at", expires_at=None, refresh_token=f"refresh-of-{frontend.name}"
+        )
+        ref, _ = await service.create(tokens=tokens, claims={"sub": "alice"}, user_agent="ua")
+        hashes[frontend.name] = ref.hash
+    async with httpx.AsyncClient(transport=httpx.MockTransport(provider)) as http:
+        app = create_admin_app(
+            settings, metrics_dir=None, store=store, http=http, discover_on_startup=False
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            rows = (await admin.get("/admin/sessions?sub=alice", headers=auth)).json()
+            assert {(r["frontend"], r["session"]) for r in rows} == {
+                ("a", hashes["a"]),
+                ("b", hashes["b"]),
+            }
+            r = await admin.delete(f"/admin/sessions/{hashes['b']}", headers=auth)
+            assert r.json() == {"revoked": 1}
+            assert [rv["token"] for rv in idps["b"].revocations] == [["refresh-of-b"]]
+            assert idps["a"].revocations == []
+            rows = (await admin.get("/admin/sessions?sub=alice", headers=auth)).json()
+            assert [r["frontend"] for r in rows] == ["a"]
+            r = await admin.delete("/admin/sessions?sub=alice", headers=auth)
+            assert r.json() == {"revoked": 1}
+            assert [rv["token"] for rv in idps["a"].revocations] == [["refresh-of-a"]]
