@@ -245,19 +245,12 @@ class SessionService(StoreOps):
         return found[0] if found is not None else None
 
     async def inspect(self, session_hash_value: str) -> tuple[Session, int] | None:
-        """A session and its remaining store TTL in seconds, read without sliding the
-        expiry (session listings derive `last_seen` from the TTL); None when gone."""
-        ttl = await self._store.session_ttl(session_hash_value)
-        if ttl is None or ttl <= 0:
-            return None
-        blob = await self._store.load_session(session_hash_value, ttl=ttl)
-        if blob is None:
-            return None
-        try:
-            session = decode_session(self._keys.open(blob, aad=self._aad(session_hash_value)))
-        except (BlobError, ValueError):
-            return None
-        return session, ttl
+        """The session and its remaining store TTL (seconds: listings derive `last_seen`
+        from it), read without sliding the expiry; None when gone or unreadable."""
+        ttl = await self._store.session_ttl(session_hash_value) or 0
+        blob = await self._store.load_session(session_hash_value, ttl=ttl) if ttl > 0 else None
+        session = self._open(session_hash_value, blob) if blob is not None else None
+        return None if session is None else (session, ttl)
 
     async def end(
         self,

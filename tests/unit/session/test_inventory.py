@@ -177,6 +177,20 @@ def test_the_record_keeps_the_client_address(ip: str) -> None:
     narrowed = TokenSet(access_token="route-access", expires_at=NOW + 60, scope="orders")
     routes = dataclasses.replace(s, route_tokens={"aud:orders": narrowed})
     assert decode_session(encode_session(routes)) == routes
+    for key in ("k" * 43, None):
+        dpop = dataclasses.replace(s, dpop_key=key, user_agent="@ua")
+        assert decode_session(encode_session(dpop)) == dpop
+
+
+@pytest.mark.parametrize("ip", ["", "203.0.113.254", "@odd"])
+@pytest.mark.parametrize("ua", ["ua", "@ua"])
+def test_the_address_and_a_dpop_key_are_told_apart(ip: str, ua: str) -> None:
+    """Both are optional trailing strings: the address is the marked one; a user agent
+    that starts with the mark is never taken for it."""
+    for dpop_key in (None, "k" * 43):
+        for s in (session(ip=ip, ua=ua), dataclasses.replace(session(ip=ip, ua=ua), claims={})):
+            s = dataclasses.replace(s, dpop_key=dpop_key)
+            assert decode_session(encode_session(s)) == s
 
 
 @pytest.mark.parametrize("ip", ["", "203.0.113.254"])
@@ -189,6 +203,9 @@ def test_a_login_record_keeps_the_client_address(ip: str) -> None:
     narrowed = TokenSet(access_token="route-access", expires_at=NOW + 60, scope="orders")
     routes = dataclasses.replace(s, route_tokens={"aud:orders": narrowed})
     assert decode_session(encode_session(routes)) == routes
+    for key in ("k" * 43, None):
+        dpop = dataclasses.replace(s, dpop_key=key, user_agent="@ua")
+        assert decode_session(encode_session(dpop)) == dpop
 
 
 def test_a_record_without_an_address_is_as_small_as_before_and_one_with_it_close() -> None:
