@@ -41,7 +41,7 @@ import pytest
 from tests.support.procs import free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 E2E_DIR = Path(__file__).resolve().parent
 ROOT = E2E_DIR.parents[1]
@@ -448,3 +448,29 @@ def json_or_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+PASSWORD = "any password will do"  # the e2e provider accepts any password
+
+
+def sign_in(page: Page, app_url: str, issuer: str, user: str) -> None:
+    """From the demo page at `app_url` through the provider's login (and consent) pages
+    and back, until the page shows the user."""
+    import re
+
+    from playwright.sync_api import expect
+
+    status = page.locator("#status")
+    page.goto(app_url + "/")
+    expect(status).to_have_text(re.compile("^Not logged in$"))
+    page.click("#login")
+    page.wait_for_url(f"{issuer}/**")
+    page.fill("input[name=login]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    consent = page.get_by_role("button", name="Continue")
+    expect(consent.or_(status)).to_be_visible()
+    if consent.is_visible():
+        consent.click()
+    page.wait_for_url(f"{app_url}/**")
+    expect(status).to_have_text(re.compile(f"^Logged in as E2E {re.escape(user)}$"))

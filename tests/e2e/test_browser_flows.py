@@ -19,9 +19,11 @@ from tests.e2e.harness import (
     API_SCOPE,
     CLIENT_ID,
     E2E,
+    PASSWORD,
     RESOURCE,
     Bff,
     json_or_text,
+    sign_in,
 )
 
 if TYPE_CHECKING:
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
-PASSWORD = "any password will do"
 
 # A burst of same-origin calls as the SPA makes them, started at an agreed wall-clock
 # time so that two tabs (even on two origins) fire together. Each URL differs and skips
@@ -87,22 +88,7 @@ def call_api(page: Page) -> tuple[int, Any]:
 
 def login(page: Page, e2e: E2E, bff: Bff, user: str) -> None:
     """From the demo page through the provider's login (and consent) pages and back."""
-    from playwright.sync_api import expect
-
-    page.goto(bff.url + "/")
-    wait_status(page, "^Not logged in$")
-    page.click("#login")
-    page.wait_for_url(f"{e2e.provider.issuer}/**")
-    page.fill("input[name=login]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    consent = page.get_by_role("button", name="Continue")
-    status = page.locator("#status")
-    expect(consent.or_(status)).to_be_visible()
-    if consent.is_visible():
-        consent.click()
-    page.wait_for_url(f"{bff.url}/**")
-    wait_status(page, f"^Logged in as E2E {re.escape(user)}$")
+    sign_in(page, bff.url, e2e.provider.issuer, user)
 
 
 def api_calls(e2e: E2E, since: int, sub: str | None = None) -> list[dict[str, Any]]:

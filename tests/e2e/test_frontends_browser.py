@@ -35,6 +35,7 @@ from tests.e2e.harness import (
     _read_port_file,
     _spawn,
     _wait_for,
+    sign_in,
 )
 from tests.support.procs import free_port
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "any password will do"
 SECRET_KEY = "e2e-frontends-" + secrets.token_urlsafe(32)
 
 
@@ -161,22 +161,7 @@ def _status(page: Page, pattern: str) -> None:
 
 
 def _login(page: Page, stack: Frontends, name: str, user: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(stack.url(name) + "/")
-    _status(page, "^Not logged in$")
-    page.click("#login")
-    page.wait_for_url(f"{stack.providers[name].issuer}/**")
-    page.fill("input[name=login]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    consent = page.get_by_role("button", name="Continue")
-    status = page.locator("#status")
-    expect(consent.or_(status)).to_be_visible()
-    if consent.is_visible():
-        consent.click()
-    page.wait_for_url(f"{stack.url(name)}/**")
-    _status(page, f"^Logged in as E2E {re.escape(user)}$")
+    sign_in(page, stack.url(name), stack.providers[name].issuer, user)
 
 
 def _user_status(page: Page) -> int:
