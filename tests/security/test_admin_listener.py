@@ -97,10 +97,8 @@ async def test_admin_metrics_merge_every_worker(
     assert 'bff_events_total{event="login",outcome="success"} 2.0' in text
 
 
-@pytest.mark.redis
-def test_bff_serve_with_two_workers_runs_one_admin_listener(redis_url: str) -> None:
-    admin_port = free_port()
-    env = {
+def _serve_env(redis_url: str, admin_port: int) -> dict[str, str]:
+    return {
         "BFF_ISSUER": f"http://127.0.0.1:{free_port()}",  # down: readiness has a reason
         "BFF_CLIENT_ID": "c",
         "BFF_CLIENT_SECRET": "s",
@@ -109,7 +107,12 @@ def test_bff_serve_with_two_workers_runs_one_admin_listener(redis_url: str) -> N
         "BFF_STORE_PREFIX": f"bfftest-{uuid.uuid4().hex[:12]}",
         "BFF_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
     }
-    proc, port = serve(env, "--workers", "2")
+
+
+@pytest.mark.redis
+def test_bff_serve_with_two_workers_runs_one_admin_listener(redis_url: str) -> None:
+    admin_port = free_port()
+    proc, port = serve(_serve_env(redis_url, admin_port), "--workers", "2")
     try:
         admin = f"http://127.0.0.1:{admin_port}"
         deadline = time.monotonic() + 20
@@ -138,16 +141,7 @@ def test_one_worker_counts_in_the_files_the_admin_listener_merges(redis_url: str
     multiprocess files, which it does only if prometheus_client is first imported after
     `bff serve` has set PROMETHEUS_MULTIPROC_DIR (the value class is chosen at import)."""
     admin_port = free_port()
-    env = {
-        "BFF_ISSUER": f"http://127.0.0.1:{free_port()}",
-        "BFF_CLIENT_ID": "c",
-        "BFF_CLIENT_SECRET": "s",
-        "BFF_SECRET_KEY": SECRET_KEY,
-        "BFF_SESSION_STORE": redis_url,
-        "BFF_STORE_PREFIX": f"bfftest-{uuid.uuid4().hex[:12]}",
-        "BFF_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
-    }
-    proc, port = serve(env)
+    proc, port = serve(_serve_env(redis_url, admin_port))
     try:
         for _ in range(3):
             r = httpx.get(f"http://127.0.0.1:{port}/bff/user", headers={"X-CSRF": "1"}, timeout=5)
