@@ -11,11 +11,9 @@ The upstream handshake (the `websockets` client) carries the session's bearer (r
 first if due, as for HTTP), the forwarded headers of the HTTP proxy (`X-Forwarded-*`,
 `X-Request-ID`) and the browser's subprotocols; never its Cookie header, nor its
 `Sec-WebSocket-*` headers (each hop negotiates its own key, version and compression).
-Frames are relayed both ways, text and binary, one message at a time: each side waits
-until the other has taken the last one (uvicorn stops reading the browser while a message
-waits; the client reads at most `max_queue` messages ahead), messages are bounded by
-`max_message` (1009 past it), and close codes pass through (the reserved ones mapped:
-an upstream that vanishes is 1014 to the browser, a browser that does is 1001 upstream).
+Frames are relayed both ways one message at a time (`ws_relay`: back-pressure, at most
+`max_queue` read ahead, `max_message` bytes each, close codes mapped). A session holds at
+most `LiveSessions.max_per_session` live connections per worker (429 past it).
 
 The socket lives only as long as its session (`LiveSessions.ending`): when the session
 ends on any instance, or its absolute or idle end passes, or its access token expires
@@ -66,6 +64,9 @@ __all__ = ["WebSocketProxy"]
 _log = logging.getLogger("bff.proxy")
 _TOKEN_RETRY = 5.0  # seconds between refresh attempts while the provider fails
 _ORIGIN = json_answer(Kind.CSRF, "Origin not allowed for WebSocket on this route", code="origin")
+_CROWDED = json_answer(
+    Kind.TOO_MANY_REQUESTS, "too many live connections", code="too_many_connections"
+)
 
 
 def _origin_refusal(headers: Iterable[tuple[bytes, bytes]], allowed: frozenset[str]) -> str | None:
@@ -199,19 +200,24 @@ class WebSocketProxy:
             scheme="https" if scope.get("scheme") == "wss" else "http",
             request_id=request_id or new_request_id(),
         )
-        ws_origin = "ws" + route.origin.removeprefix("http")  # http -> ws, https -> wss
-        upstream = await open_upstream(
-            ws_origin + target,
-            headers,
-            scope.get("subprotocols") or (),
-            open_timeout=self._open_timeout,
-            max_message=self._max_message,
-            max_queue=self._max_queue,
-        )
-        if not isinstance(upstream, ClientConnection):
-            await self._refuse(scope, send, upstream)
+        if not self._live.admit(ref.hash):  # bounded per session, before the upstream
+            await self._refuse(scope, send, _CROWDED)
             return
-        await self._serve(scope, receive, send, upstream, ref, session, bearer is not None)
+        try:
+            upstream = await open_upstream(
+                "ws" + route.origin.removeprefix("http") + target,  # http -> ws, https -> wss
+                headers,
+                scope.get("subprotocols") or (),
+                open_timeout=self._open_timeout,
+                max_message=self._max_message,
+                max_queue=self._max_queue,
+            )
+            if not isinstance(upstream, ClientConnection):
+                await self._refuse(scope, send, upstream)
+                return
+            await self._serve(scope, receive, send, upstream, ref, session, bearer is not None)
+        finally:
+            self._live.leave(ref.hash)
 
     async def _serve(
         self,

@@ -44,6 +44,9 @@ __all__ = ["Attachment", "EndScope", "LiveSessions", "listen"]
 _log = logging.getLogger("bff.events")
 _RETRY = 2.0  # seconds before a watch asks an unreachable store again
 _MIN_STEP = 0.25  # seconds: a watch never spins on a TTL that rounds up
+# Live connections (WebSockets and event streams together) one session may hold in one
+# worker: each holds a socket, tasks and, for a WebSocket, an upstream connection.
+MAX_PER_SESSION = 16
 
 
 @dataclass(slots=True)
@@ -119,6 +122,8 @@ class LiveSessions:
         self.window = window
         self._registry = LiveRegistry()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: dict[str, int] = {}
+        self.max_per_session = MAX_PER_SESSION
 
     def __len__(self) -> int:
         return len(self._registry)
@@ -161,6 +166,20 @@ class LiveSessions:
             name=f"bff-live-{short_hash(session_hash)}",
         )
         return attachment
+
+    def admit(self, session_hash: str) -> bool:
+        """Reserve one of the session's live connections in this worker; False when it
+        holds `max_per_session` already. Each True is paired with one `leave`."""
+        held = self._held.get(session_hash, 0)
+        if held >= self.max_per_session:
+            return False
+        self._held[session_hash] = held + 1
+        return True
+
+    def leave(self, session_hash: str) -> None:
+        held = self._held.pop(session_hash, 1) - 1
+        if held > 0:
+            self._held[session_hash] = held
 
     def ending(self, session_hash: str, expires_at: float) -> EndScope:
         return EndScope(self, session_hash, expires_at)

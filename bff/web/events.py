@@ -23,7 +23,7 @@ import contextlib
 
 from starlette.types import Receive, Scope, Send
 
-from bff.errors import CsrfRejected, NotAuthenticated
+from bff.errors import CsrfRejected, NotAuthenticated, TooManyRequests
 from bff.proxy.request_checks import csrf_ok, csrf_refusal, header_values
 from bff.session.cookies import find_cookie
 from bff.session.live import LiveSessions
@@ -97,6 +97,10 @@ class SessionEvents:
             reason = "no_cookie" if not cookie else "session_not_found"
             raise NotAuthenticated("no live session", reason=reason)
         scope.setdefault("state", {})["session"] = short_hash(ref.hash)  # access log
+        if not self._live.admit(ref.hash):  # a bounded number per session and worker
+            raise TooManyRequests(
+                "too many live connections", code="too_many_connections", retry_after=5
+            )
         queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         listener = _Listener(queue)
         attachment = self._live.attach(
@@ -126,6 +130,7 @@ class SessionEvents:
             return  # the browser has gone (ASGI 2.4: send raises)
         finally:
             attachment.detach()
+            self._live.leave(ref.hash)
             gone.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gone

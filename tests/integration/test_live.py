@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request
 
 from bff.session.bus import create_bus
+from bff.session.live import MAX_PER_SESSION
 from bff.store.redis import RedisStore
 from bff.tokens.records import TokenSet
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, SECRET_KEY, FakeIdp
@@ -494,3 +495,39 @@ async def test_events_say_session_expiring_once_within_the_window(
                 seconds = int((await anext(lines)).removeprefix("data: "))
         await store.aclose()
     assert 55 <= seconds <= 60
+
+
+async def test_one_session_holds_a_bounded_number_of_live_connections(
+    ws_up: WsUpstream, http_up: UpstreamServer, redis_url: str, prefix: str
+) -> None:
+    """WebSockets and event streams of one session count together against
+    MAX_PER_SESSION (per worker): past it 429, and the upstream sees no further handshake."""
+    async with bff(ws_up, http_up, redis_url, prefix) as (url, store):
+        cookie = await mint_session(store, "alice", "token-alice")
+        jar = {"Cookie": f"bff-session={cookie}", "X-CSRF": "1"}
+        async with (
+            contextlib.AsyncExitStack() as held,
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
+            events = await held.enter_async_context(
+                client.stream("GET", "/bff/events", headers=jar)
+            )
+            assert events.status_code == 200
+            for _ in range(MAX_PER_SESSION - 1):
+                ws = await held.enter_async_context(open_ws(url, "/ws/echo", cookie))
+                await ws.send("x")
+                assert await ws.recv() == "x"
+            handshakes = len(ws_up.handshakes)
+            with pytest.raises(InvalidStatus) as refused:
+                async with open_ws(url, "/ws/echo", cookie):
+                    pass
+            assert refused.value.response.status_code == 429
+            assert json.loads(refused.value.response.body)["error"] == "too_many_connections"
+            assert len(ws_up.handshakes) == handshakes  # nothing reached the upstream
+            more = await client.get("/bff/events", headers=jar)
+            assert more.status_code == 429 and more.json()["error"] == "too_many_connections"
+        # All closed: the slots are free again.
+        async with open_ws(url, "/ws/echo", cookie) as ws:
+            await ws.send("again")
+            assert await ws.recv() == "again"
+        await store.aclose()
