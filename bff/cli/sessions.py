@@ -17,8 +17,8 @@ from bff.config.model import Frontend, Settings
 from bff.errors import BffError
 from bff.oidc.client import OidcClient
 from bff.session.bus import create_bus
-from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
+from bff.session.frontend_sessions import frontend_sessions
 from bff.session.live import LiveSessions
 from bff.session.service import SessionService
 from bff.store.factory import create_store
@@ -73,19 +73,14 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             services = [
                 (
                     frontend,
-                    SessionService(
+                    frontend_sessions(
+                        frontend,
                         store=store,
                         keys=keys,
-                        signer=CookieSigner(
-                            keys.signing_keys, namespace=frontend.session_namespace
-                        ),
-                        idle_timeout=frontend.idle_timeout,
-                        max_lifetime=frontend.max_lifetime,
                         clock=time.time,
                         revoke=OidcClient.for_frontend(frontend, http=http).revoke,
                         revoke_timeout=_REVOKE_TIMEOUT,
                         events=live,
-                        namespace=frontend.session_namespace,
                     ),
                 )
                 for frontend in settings.frontends

@@ -30,9 +30,9 @@ from bff.config.model import Frontend, Settings
 from bff.errors import ConfigError
 from bff.oidc.client import OidcClient
 from bff.session.bus import create_bus
-from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
 from bff.session.events import EventBus
+from bff.session.frontend_sessions import frontend_sessions
 from bff.session.inventory import Listed, admin_rows
 from bff.session.live import LiveSessions
 from bff.session.service import SessionService
@@ -195,12 +195,10 @@ def create_admin_api(
     services = [
         (
             frontend,
-            SessionService(
+            frontend_sessions(
+                frontend,
                 store=store,
                 keys=keys,
-                signer=CookieSigner(keys.signing_keys, namespace=frontend.session_namespace),
-                idle_timeout=frontend.idle_timeout,
-                max_lifetime=frontend.max_lifetime,
                 clock=clock,
                 revoke=(
                     oidc
@@ -209,7 +207,6 @@ def create_admin_api(
                 ).revoke,
                 revoke_timeout=_REVOKE_TIMEOUT,
                 events=live,
-                namespace=frontend.session_namespace,
             ),
         )
         for frontend in settings.frontends

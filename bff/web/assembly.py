@@ -19,11 +19,10 @@ from bff.oidc.client import OidcClient
 from bff.oidc.login import LoginFlow
 from bff.proxy.routes import RouteTable
 from bff.session.bus import MemoryBus, create_bus
-from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
 from bff.session.events import EventBus
+from bff.session.frontend_sessions import frontend_sessions, frontend_signer
 from bff.session.live import LiveSessions, listen
-from bff.session.service import SessionService
 from bff.store import SessionStore
 from bff.store.factory import create_store
 from bff.store.instrumented import InstrumentedStore
@@ -157,7 +156,7 @@ def _frontend(
 ) -> FrontendServices:
     # The frontend's namespace binds its sessions to it: cookie salts, store keys,
     # sealed records and index entries (`Frontend.session_namespace`).
-    signer = CookieSigner(keys.signing_keys, namespace=frontend.session_namespace)
+    signer = frontend_signer(keys, frontend)
     oidc = OidcClient.for_frontend(frontend, http=http, clock=clock)
     # Its own window and idle timeout; the session hashes it holds are its own
     # (namespaced), so an event from the shared bus only ends its own connections.
@@ -168,16 +167,14 @@ def _frontend(
         window=frontend.session_expiring_window,
         idle_timeout=frontend.idle_timeout,
     )
-    sessions = SessionService(
+    sessions = frontend_sessions(
+        frontend,
         store=store,
         keys=keys,
-        signer=signer,
-        idle_timeout=frontend.idle_timeout,
-        max_lifetime=frontend.max_lifetime,
         clock=clock,
+        signer=signer,
         revoke=oidc.revoke,
         events=live,
-        namespace=frontend.session_namespace,
     )
     flow = LoginFlow(
         frontend=frontend,

@@ -22,9 +22,8 @@ from websockets.exceptions import InvalidStatus
 from bff.config.load import load_settings
 from bff.config.model import Frontend, Settings
 from bff.session.bus import create_bus
-from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
-from bff.session.service import SessionService
+from bff.session.frontend_sessions import frontend_sessions
 from bff.store.redis import RedisStore
 from bff.tokens.records import TokenSet
 from bff.web.app import create_app
@@ -105,15 +104,7 @@ async def serving(settings: Settings, store: RedisStore, redis_url: str) -> Asyn
 async def mint(store: RedisStore, frontend: Frontend, sub: str) -> str:
     """A session of `frontend` (its namespace), as its login makes one; the cookie value."""
     keys = KeyRing([SECRET_KEY])
-    sessions = SessionService(
-        store=store,
-        keys=keys,
-        signer=CookieSigner(keys.signing_keys, namespace=frontend.session_namespace),
-        idle_timeout=frontend.idle_timeout,
-        max_lifetime=frontend.max_lifetime,
-        clock=time.time,
-        namespace=frontend.session_namespace,
-    )
+    sessions = frontend_sessions(frontend, store=store, keys=keys, clock=time.time)
     tokens = TokenSet(
         access_token=f"token-{sub}",
         expires_at=int(time.time()) + 3600,

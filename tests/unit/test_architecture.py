@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "bff.session.crypto": ADAPTERS,  # the OS random source for nonces
     "bff.session.service_ops": SERVICES,
     "bff.session.service": SERVICES,
+    "bff.session.frontend_sessions": SERVICES,
     "bff.session.events": RULES,
     "bff.session.bus": ADAPTERS,
     "bff.session.live": SERVICES,

@@ -17,9 +17,8 @@ from bff.config.known import unknown_env_warnings
 from bff.config.load import load_settings
 from bff.config.report import effective_config, masked_config
 from bff.errors import ConfigError
-from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
-from bff.session.service import SessionService
+from bff.session.frontend_sessions import frontend_sessions
 from bff.store.memory import MemoryStore
 from bff.tokens.records import TokenSet
 from bff.web.admin_app import create_admin_app
@@ -218,15 +217,7 @@ async def test_every_frontends_sessions_each_revoked_at_its_own_provider(tmp_pat
     hashes = {}
     keys = KeyRing(settings.secret_keys)
     for frontend in settings.frontends:
-        service = SessionService(
-            store=store,
-            keys=keys,
-            signer=CookieSigner(keys.signing_keys, namespace=frontend.session_namespace),
-            idle_timeout=frontend.idle_timeout,
-            max_lifetime=frontend.max_lifetime,
-            clock=time.time,
-            namespace=frontend.session_namespace,
-        )
+        service = frontend_sessions(frontend, store=store, keys=keys, clock=time.time)
         tokens = TokenSet(
             access_token="at", expires_at=None, refresh_token=f"refresh-of-{frontend.name}"
         )
