@@ -31,12 +31,13 @@ import httpx  # noqa: E402
 import redis.asyncio  # noqa: E402
 
 from bench.procs import BenchStack, ensure_tools, rss_kib  # noqa: E402
-from bench.report import TARGETS, build_table, percentile, summarise  # noqa: E402
+from bench.report import TARGETS, build_table, summarise  # noqa: E402
 from bench.sessions import bulk_create  # noqa: E402
+from bench.storm import refresh_storm  # noqa: E402
 from bench.wrk import WrkResult, run_wrk  # noqa: E402
 from bff.store.redis import RedisStore  # noqa: E402
 from tests.support.procs import free_port  # noqa: E402
-from tests.support.sessions import expire_access_token, login, service  # noqa: E402
+from tests.support.sessions import login, service  # noqa: E402
 
 CLIENT_ID = "bff-demo"  # the development provider's default client
 CLIENT_SECRET = "bff-demo-secret-not-for-production"
@@ -55,6 +56,7 @@ class Options:
     command_requests: int
     storm: int
     token_latency_ms: int
+    only: str  # BENCH_ONLY=storm: start everything, run the refresh storm alone
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Options:
@@ -73,8 +75,9 @@ class Options:
             distinct=int(num("BENCH_DISTINCT", 1000, 1000)),
             leak_requests=int(num("BENCH_LEAK_REQUESTS", 100_000, 20_000)),
             command_requests=int(num("BENCH_COMMAND_REQUESTS", 2000, 500)),
-            storm=int(num("BENCH_STORM", 200, 200)),
+            storm=int(num("BENCH_STORM", 1000, 1000)),
             token_latency_ms=int(num("BENCH_TOKEN_LATENCY_MS", 50, 50)),
+            only=env.get("BENCH_ONLY", ""),
         )
 
 
@@ -134,73 +137,6 @@ async def store_commands(redis_url: str, url: str, cookie: str, requests: int) -
     }
 
 
-async def refresh_storm(
-    *,
-    target: str,
-    url: str,
-    cookie: str,
-    provider: str,
-    redis_url: str,
-    secret_key: str,
-    concurrency: int,
-    latency_ms: int,
-    warm_cookie: str,
-) -> dict[str, Any]:
-    """`concurrency` simultaneous requests of one session whose access token has just
-    expired: refresh grants counted at the provider, latency per request.
-
-    The storm measures the refresh, not TCP set-up: first `concurrency` simultaneous
-    requests of another session (`warm_cookie`) open every connection on both hops
-    (wrk -> bff, as the side-by-side runs' warm-up does, and bff -> upstream, whose
-    pool a busy bff keeps warm); only once they have all been answered does the storm
-    session's access token expire."""
-    headers = {"cookie": cookie, "x-csrf": "1"}
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        warm = {"cookie": warm_cookie, "x-csrf": "1"}
-
-        async def ping() -> None:
-            async with http.get(url, headers=warm) as answer:
-                await answer.read()
-
-        await asyncio.gather(*(ping() for _ in range(concurrency)))
-        store = RedisStore.from_url(redis_url)
-        try:
-            await expire_access_token(service(store, secret_key), cookie)
-        finally:
-            await store.aclose()
-        async with http.get(f"{provider}/_dev/stats") as answer:
-            before = (await answer.json())["refresh_grants"]
-        start = asyncio.Event()
-
-        async def one() -> tuple[float, int]:
-            await start.wait()
-            began = time.perf_counter()
-            async with http.get(url, headers=headers) as answer:
-                await answer.read()
-                return (time.perf_counter() - began) * 1000, answer.status
-
-        tasks = [asyncio.create_task(one()) for _ in range(concurrency)]
-        await asyncio.sleep(0.05)
-        start.set()
-        done = await asyncio.gather(*tasks)
-        await asyncio.sleep(0.2)
-        async with http.get(f"{provider}/_dev/stats") as answer:
-            after = (await answer.json())["refresh_grants"]
-    times = [t for t, _ in done]
-    return {
-        "target": target,
-        "requests": concurrency,
-        "grants": after - before,
-        "p50_ms": round(percentile(times, 50), 1),
-        "p99_ms": round(percentile(times, 99), 1),
-        "max_ms": round(max(times), 1),
-        "errors": sum(status != 200 for _, status in done),
-        "provider_latency_ms": latency_ms,
-    }
-
-
 async def create_sessions(
     redis_url: str,
     secret_key: str,
@@ -242,6 +178,40 @@ async def create_sessions(
 
 
 # --- the run ------------------------------------------------------------------------
+def storm_section(
+    options: Options,
+    results: dict[str, Any],
+    *,
+    ports: dict[str, int],
+    procs: dict[str, Any],
+    provider: str,
+    redis_url: str,
+    secret_key: str,
+    warm_cookie: str,
+) -> None:
+    """The refresh storm on each bff (`bench.storm`), a fresh login for each."""
+    log(f"refresh storm: {options.storm} concurrent requests")
+    results["refresh_storm"] = []
+    for name in ("bff-1w", "bff-2w"):
+        storm_cookie = login(f"http://127.0.0.1:{ports[name]}", f"storm-user-{name}")
+        results["refresh_storm"].append(
+            asyncio.run(
+                refresh_storm(
+                    target=name,
+                    url=f"http://127.0.0.1:{ports[name]}/api/bench",
+                    cookie=storm_cookie,
+                    warm_cookie=warm_cookie,
+                    provider=provider,
+                    redis_url=redis_url,
+                    secret_key=secret_key,
+                    concurrency=options.storm,
+                    latency_ms=options.token_latency_ms,
+                    pid=procs[name].pid,
+                )
+            )
+        )
+
+
 def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
     direct_port, proxy_port = stack.nginx()
     redis_url = f"redis://127.0.0.1:{stack.redis()}/0"
@@ -277,6 +247,18 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
     for url in urls.values():
         check_200(url, cookie)
 
+    if options.only == "storm":
+        storm_section(
+            options,
+            results,
+            ports=ports,
+            procs=procs,
+            provider=provider,
+            redis_url=redis_url,
+            secret_key=secret_key,
+            warm_cookie=cookie,
+        )
+        return
     conns = options.connections
     for name in TARGETS:  # warm-up: pools, caches, JIT-free but still
         run_wrk(urls[name], connections=conns, seconds=options.warmup, cookie=cookie)
@@ -328,25 +310,16 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
         "growth_kib_per_100k": round((rss_after - rss_before) * 100_000 / max(1, leak.requests)),
     }
 
-    log("refresh storm")
-    results["refresh_storm"] = []
-    for name in ("bff-1w", "bff-2w"):
-        storm_cookie = login(f"http://127.0.0.1:{ports['bff-1w']}", f"storm-user-{name}")
-        results["refresh_storm"].append(
-            asyncio.run(
-                refresh_storm(
-                    target=name,
-                    url=urls[name],
-                    cookie=storm_cookie,
-                    provider=provider,
-                    redis_url=redis_url,
-                    secret_key=secret_key,
-                    concurrency=options.storm,
-                    latency_ms=options.token_latency_ms,
-                    warm_cookie=cookie,
-                )
-            )
-        )
+    storm_section(
+        options,
+        results,
+        ports=ports,
+        procs=procs,
+        provider=provider,
+        redis_url=redis_url,
+        secret_key=secret_key,
+        warm_cookie=cookie,
+    )
 
     log(f"session scale: creating {options.sessions:,} sessions")
     # Memory: the same bulk write into a second private redis-server that only the
