@@ -247,7 +247,7 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
     for url in urls.values():
         check_200(url, cookie)
 
-    if options.only == "storm":
+    def storm() -> None:
         storm_section(
             options,
             results,
@@ -258,6 +258,9 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
             secret_key=secret_key,
             warm_cookie=cookie,
         )
+
+    if options.only == "storm":
+        storm()
         return
     conns = options.connections
     for name in TARGETS:  # warm-up: pools, caches, JIT-free but still
@@ -310,16 +313,7 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
         "growth_kib_per_100k": round((rss_after - rss_before) * 100_000 / max(1, leak.requests)),
     }
 
-    storm_section(
-        options,
-        results,
-        ports=ports,
-        procs=procs,
-        provider=provider,
-        redis_url=redis_url,
-        secret_key=secret_key,
-        warm_cookie=cookie,
-    )
+    storm()
 
     log(f"session scale: creating {options.sessions:,} sessions")
     # Memory: the same bulk write into a second private redis-server that only the

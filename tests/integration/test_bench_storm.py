@@ -10,7 +10,7 @@ import os
 import pytest
 
 from bench.storm import connections_per_worker
-from bench.storm_client import fire, open_connections, request_bytes
+from bench.storm_client import LeanConnection, fire, open_connections, request_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +45,12 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
+def _close(connections: list[LeanConnection]) -> None:
+    for conn in connections:
+        assert conn.transport is not None
+        conn.transport.close()
+
+
 @pytest.fixture
 async def port() -> object:
     server = await asyncio.start_server(_serve, "127.0.0.1", 0)
@@ -67,9 +73,7 @@ async def test_every_framing_ends_where_the_answer_ends(port: int, path: str, st
             again = await fire(connections, request, within=5)
             assert again.statuses == [status] * 3
     finally:
-        for conn in connections:
-            assert conn.transport is not None
-            conn.transport.close()
+        _close(connections)
 
 
 async def test_a_cut_answer_is_a_failure_and_a_silent_server_times_out(port: int) -> None:
@@ -84,9 +88,7 @@ async def test_a_cut_answer_is_a_failure_and_a_silent_server_times_out(port: int
         assert silent.statuses == [0]
         assert silent.latencies_ms == [200.0]
     finally:
-        for conn in connections:
-            assert conn.transport is not None
-            conn.transport.close()
+        _close(connections)
 
 
 async def test_connections_are_counted_by_the_process_that_holds_them(port: int) -> None:
@@ -96,6 +98,4 @@ async def test_connections_are_counted_by_the_process_that_holds_them(port: int)
         assert connections_per_worker(os.getpid(), port) == [4]
         assert connections_per_worker(os.getpid(), 1) == []
     finally:
-        for conn in connections:
-            assert conn.transport is not None
-            conn.transport.close()
+        _close(connections)
