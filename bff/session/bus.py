@@ -1,7 +1,8 @@
 """The `EventBus` adapters: Redis pub/sub across instances, and an in-process bus for
 `memory://` (one worker, by the store's own rule).
 
-Redis: classic `PUBLISH` / `SUBSCRIBE` on one channel, `{prefix}:session-ended`. Each
+Redis: classic `PUBLISH` / `SUBSCRIBE` on one channel, `{prefix}:session-ended` (which
+also carries the release of a session's refresh lock, `RefreshReleased`). Each
 worker holds ONE subscription connection whatever the number of sockets it serves, and
 publishes on an ordinary pooled connection. Per topology:
 - standalone (`redis://`, `rediss://`, `unix://`): that server;
@@ -30,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from bff.errors import StoreUnavailable
-from bff.session.events import EventBus, SessionEnded, decode_ended, encode_ended
+from bff.session.events import BusEvent, EventBus, decode_event, encode_event
 from bff.store.ha import connect_ha
 from bff.store.redis_url import HA_SCHEMES, parse_ha_url
 
@@ -49,14 +50,14 @@ class MemoryBus:
     """In-process: a publish reaches this process's listeners at once."""
 
     def __init__(self) -> None:
-        self._listeners: list[Callable[[SessionEnded], None]] = []
+        self._listeners: list[Callable[[BusEvent], None]] = []
 
-    async def publish(self, event: SessionEnded) -> None:
+    async def publish(self, event: BusEvent) -> None:
         for deliver in list(self._listeners):
             deliver(event)
 
     async def listen(
-        self, deliver: Callable[[SessionEnded], None], resubscribed: Callable[[], None]
+        self, deliver: Callable[[BusEvent], None], resubscribed: Callable[[], None]
     ) -> None:
         self._listeners.append(deliver)
         try:
@@ -90,17 +91,17 @@ class RedisBus:
     def channel(self) -> str:
         return self._channel
 
-    async def publish(self, event: SessionEnded) -> None:
+    async def publish(self, event: BusEvent) -> None:
         client = self._clients[self._at % len(self._clients)]
         try:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
-                await client.publish(self._channel, encode_ended(event))
+                await client.publish(self._channel, encode_event(event))
         except _ERRORS as exc:
             self._at += 1
             raise StoreUnavailable(f"session-ended publish failed: {type(exc).__name__}") from None
 
     async def listen(
-        self, deliver: Callable[[SessionEnded], None], resubscribed: Callable[[], None]
+        self, deliver: Callable[[BusEvent], None], resubscribed: Callable[[], None]
     ) -> None:
         failures = 0
         first = True
@@ -109,6 +110,9 @@ class RedisBus:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
+                # A pooled connection for this worker's publishes, opened now rather than
+                # by the first announcement (a refresh's, in the middle of a burst).
+                await client.ping()
                 if not first:
                     _log.info("session-ended channel: subscribed again")
                     resubscribed()
@@ -116,7 +120,7 @@ class RedisBus:
                 while True:
                     message = await pubsub.get_message(timeout=_POLL)
                     if message is not None and message.get("type") == "message":
-                        event = decode_ended(message["data"])
+                        event = decode_event(message["data"])
                         if event is not None:
                             deliver(event)
             except _ERRORS as exc:

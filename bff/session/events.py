@@ -8,15 +8,21 @@ session's connections (`Live.end`). What a connection does then is its own busin
 WebSocket closes with `SESSION_ENDED_CLOSE`, a stream is cut, `/bff/events` sends
 `session_ended`.
 
-The wire form of an event is `<reason> <session hash>` in ASCII: no session id, no
-token, nothing a subscriber could use (the hash is the store key, which a subscriber to
-the store's Redis can read anyway).
+The same channel carries `RefreshReleased`: a session's refresh lock was released (its
+new tokens, if any, are stored), so the instances waiting for that refresh look again at
+once instead of at their next poll (`bff.tokens.refresh`). Instances that do not know it
+ignore it (`decode_ended` refuses it).
+
+The wire form of an event is `<reason> <session hash>` in ASCII (`refreshed <hash>` for
+a released refresh lock): no session id, no token, nothing a subscriber could use (the
+hash is the store key, which a subscriber to the store's Redis can read anyway).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,13 +30,17 @@ __all__ = [
     "END_REASONS",
     "EXPIRING_WINDOW",
     "SESSION_ENDED_CLOSE",
+    "BusEvent",
     "EndPublisher",
     "EventBus",
     "Live",
     "LiveRegistry",
+    "RefreshReleased",
     "SessionEnded",
     "decode_ended",
+    "decode_event",
     "encode_ended",
+    "encode_event",
     "session_end",
 ]
 
@@ -51,6 +61,7 @@ END_REASONS = frozenset(
     }
 )
 _HASH = re.compile(r"[0-9a-f]{8,128}")
+_REFRESHED = "refreshed"  # the wire word of `RefreshReleased`
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +70,40 @@ class SessionEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshReleased:
+    """A session's refresh lock was released: its waiters elsewhere look again."""
+
+    session_hash: str
+
+
+BusEvent = SessionEnded | RefreshReleased
+
+
+def encode_event(event: BusEvent) -> bytes:
+    word = _REFRESHED if isinstance(event, RefreshReleased) else event.reason
+    return f"{word} {event.session_hash}".encode("ascii")
+
+
 def encode_ended(event: SessionEnded) -> bytes:
-    return f"{event.reason} {event.session_hash}".encode("ascii")
+    return encode_event(event)
+
+
+def decode_event(data: bytes | str) -> BusEvent | None:
+    """The event of a bus message; None for anything that is not one of ours."""
+    text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
+    word, _, session_hash = text.partition(" ")
+    if not _HASH.fullmatch(session_hash):
+        return None
+    if word == _REFRESHED:
+        return RefreshReleased(session_hash)
+    return SessionEnded(session_hash, word) if word in END_REASONS else None
 
 
 def decode_ended(data: bytes | str) -> SessionEnded | None:
-    """The event of a bus message; None for anything that is not one of ours."""
-    text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
-    reason, _, session_hash = text.partition(" ")
-    if reason not in END_REASONS or not _HASH.fullmatch(session_hash):
-        return None
-    return SessionEnded(session_hash, reason)
+    """The `SessionEnded` of a bus message; None for anything else."""
+    event = decode_event(data)
+    return event if isinstance(event, SessionEnded) else None
 
 
 def session_end(*, now: float, expires_at: float, store_ttl: int | None) -> float | None:
@@ -87,22 +121,43 @@ class Live(Protocol):
     def end(self, reason: str) -> None: ...
 
 
+class RefreshWatch(Protocol):
+    """Woken (`set`) when a watched session's refresh lock is released or the session
+    ends; `clear` before waiting again."""
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    async def wait(self) -> object: ...
+
+
 class EndPublisher(Protocol):
-    """Where `SessionService.end` announces an ended session."""
+    """Where `SessionService.end` announces an ended session, and the refresh lock's
+    holder the lock's release (`bff.session.live.LiveSessions`)."""
 
     async def publish(self, event: SessionEnded) -> None:
         """Tell every instance; never raises (a failure is logged: the connections
         elsewhere still end at their own TTL check)."""
 
+    def refresh_released(self, session_hash: str) -> None:
+        """Wake the session's refresh waiters here at once, and tell every instance (in
+        the background; never raises: the waiters elsewhere still poll)."""
+
+    def refresh_watch(self, session_hash: str) -> AbstractContextManager[RefreshWatch]:
+        """Watch the session for its refresh lock's release (any instance) or its end,
+        for the duration of the block."""
+
 
 class EventBus(Protocol):
-    """One channel of `SessionEnded` events shared by every instance of a deployment."""
+    """One channel of events (`SessionEnded`, `RefreshReleased`) shared by every instance
+    of a deployment."""
 
-    async def publish(self, event: SessionEnded) -> None:
+    async def publish(self, event: BusEvent) -> None:
         """Raises `StoreUnavailable` when the channel cannot be reached."""
 
     async def listen(
-        self, deliver: Callable[[SessionEnded], None], resubscribed: Callable[[], None]
+        self, deliver: Callable[[BusEvent], None], resubscribed: Callable[[], None]
     ) -> None:
         """Deliver every event published from now on, until cancelled. A lost
         subscription is made again; `resubscribed` is called after each new one but the

@@ -17,6 +17,9 @@ ends the connection when the session is gone; with `expiring`, it also wakes onc
 Two ways to hold a connection: `attach` (the caller decides what ending means) and
 `ending` (an async context manager that cancels its block, as `asyncio.timeout` does,
 and tells the caller why in `EndScope.reason`).
+
+The same bus wakes this worker's waits for another instance's refresh of a session
+(`refresh_watch`, `refresh_released`; `bff.session.wakeups`).
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from dataclasses import dataclass, field
 from bff.errors import StoreUnavailable
 from bff.session.events import (
     EXPIRING_WINDOW,
+    BusEvent,
     EventBus,
     Live,
     LiveRegistry,
+    RefreshReleased,
     SessionEnded,
     session_end,
 )
 from bff.session.records import short_hash
+from bff.session.wakeups import RefreshWakeups
 from bff.store import SessionStore
 
 __all__ = ["Attachment", "EndScope", "LiveSessions", "listen"]
@@ -123,6 +129,7 @@ class LiveSessions:
         self._registry = LiveRegistry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, int] = {}
+        self._refreshes = RefreshWakeups()
         self.max_per_session = MAX_PER_SESSION
 
     def __len__(self) -> int:
@@ -137,8 +144,33 @@ class LiveSessions:
             # Other instances close theirs at their next TTL check or re-subscription.
             _log.warning("session %s ended, not announced: %s", short_hash(event.session_hash), exc)
 
-    def deliver(self, event: SessionEnded) -> None:
-        self._registry.end(event)
+    def deliver(self, event: BusEvent) -> None:
+        # A released refresh lock or an ended session: its refresh waiters look again.
+        self._refreshes.wake(event.session_hash)
+        if isinstance(event, SessionEnded):
+            self._registry.end(event)
+
+    def refresh_watch(self, session_hash: str) -> contextlib.AbstractContextManager[asyncio.Event]:
+        return self._refreshes.watch(session_hash)
+
+    def refresh_released(self, session_hash: str) -> None:
+        """Wake this worker's waiters of the session now; tell the others in the
+        background (the holder's own waiters need not wait for the publish)."""
+        self._refreshes.wake(session_hash)
+        task = asyncio.create_task(
+            self._announce(RefreshReleased(session_hash)), name="bff-refresh-released"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _announce(self, event: RefreshReleased) -> None:
+        try:
+            await self._bus.publish(event)
+        except StoreUnavailable as exc:
+            # The waiters elsewhere find the new tokens at their next poll.
+            _log.warning(
+                "session %s refreshed, not announced: %s", short_hash(event.session_hash), exc
+            )
 
     async def run(self) -> None:
         """Listen to the bus until cancelled (the app's lifespan runs this)."""
@@ -236,7 +268,7 @@ async def listen(bus: EventBus, hubs: Sequence[LiveSessions]) -> None:
     hash is namespaced by its frontend, so only its own frontend's hub has connections
     of it) and each re-checks its own sessions after a gap."""
 
-    def deliver(event: SessionEnded) -> None:
+    def deliver(event: BusEvent) -> None:
         for hub in hubs:
             hub.deliver(event)
 

@@ -99,8 +99,7 @@ class SessionService(StoreOps):
         # `namespace`: the frontend's (`Frontend.session_namespace`): in the store key, the
         # sealed record's associated data and the index, so that one frontend never finds,
         # opens or ends another's session, even in a shared store.
-        super().__init__(store, namespace=namespace)
-        self._events = events
+        super().__init__(store, namespace=namespace, events=events)
         self._revoke = revoke
         self._revoke_timeout = revoke_timeout
         self._keys = keys

@@ -1,6 +1,7 @@
 """The session store's operations besides the session records themselves, as the session
 service offers them to the flows above it: login states (put, take once), pending-login
-bookkeeping, the refresh lock, replay memory, the `sub` / `sid` indexes, and a ping.
+bookkeeping, the refresh lock (and the wake-ups of its waiters: `EndPublisher`), replay
+memory, the `sub` / `sid` indexes, and a ping.
 
 Nothing above the session service holds the store: `SessionService` is a `StoreOps`, and
 the login flow, the login bounds, back-channel logout, the token manager, readiness and
@@ -9,8 +10,11 @@ the admin CLI call these methods.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+from bff.session.events import EndPublisher, RefreshWatch
 from bff.store import SessionStore
 
 __all__ = ["StoreOps"]
@@ -19,8 +23,11 @@ __all__ = ["StoreOps"]
 class StoreOps:
     """The store's operations for the flows above the session service."""
 
-    def __init__(self, store: SessionStore, *, namespace: str = "") -> None:
+    def __init__(
+        self, store: SessionStore, *, namespace: str = "", events: EndPublisher | None = None
+    ) -> None:
         self._store = store
+        self._events = events
         self.namespace = namespace  # a frontend's; "" for the default frontend
 
     def indexed(self, value: str) -> str:
@@ -55,6 +62,22 @@ class StoreOps:
 
     async def release_refresh_lock(self, session_hash_value: str, owner: str) -> bool:
         return await self._store.release_lock(session_hash_value, owner)
+
+    def refresh_watch(
+        self, session_hash_value: str
+    ) -> contextlib.AbstractContextManager[RefreshWatch]:
+        """Set when the session's refresh lock is released (on any instance) or the
+        session ends, while the block runs; never set without an event channel (the
+        waiter then polls)."""
+        if self._events is None:
+            return contextlib.nullcontext(asyncio.Event())
+        return self._events.refresh_watch(session_hash_value)
+
+    def refresh_released(self, session_hash_value: str) -> None:
+        """Announce, after releasing it, that the session's refresh lock is free (and its
+        new tokens stored, if any); never raises, never waits."""
+        if self._events is not None:
+            self._events.refresh_released(session_hash_value)
 
     # ---- back-channel logout and administration ----------------------------------------
     async def remember_once(self, key: str, *, ttl: int) -> bool:

@@ -2,8 +2,12 @@
 rule 8); `bff.tokens.manager` runs one per session per process and shares its outcome.
 
 - a store lock (`SET NX PX`, random owner token, compare-and-delete release), held
-  through the session service, whose lease outlives the provider call; waiters poll the
-  session and the lock, bounded, and pick up the new tokens when the owner stores them;
+  through the session service, whose lease outlives the provider call; a waiter (one
+  task per session per process, however many requests wait) looks at the session and
+  the lock again when the holder announces the lock's release on the event channel
+  (`SessionService.refresh_released`: pub/sub across instances, so a waiter elsewhere
+  picks up the new tokens one round trip after they are stored) and, should that
+  announcement be lost, at a slow poll; bounded;
 - after taking the lock the session is re-read and re-checked before the provider is
   called; the rotated refresh token is stored (conditionally: `SET XX`, so a logout
   meanwhile is never undone) before anyone uses the new access token;
@@ -60,9 +64,9 @@ _log = logging.getLogger("bff.tokens")
 REFRESH_TIMEOUT = 15.0  # the provider call, bounded well inside the lease
 LOCK_LEASE_MS = 45_000  # > REFRESH_TIMEOUT + store retries: never expires mid-refresh
 LOCK_WAIT_SECONDS = 20.0  # a waiter gives up with 503 + Retry-After, never a logout
-# Another instance's refresh usually ends within one provider round trip: poll often at
-# first (one task per session per process polls, however many requests wait), then less.
-_POLL_START, _POLL_GROWTH, _POLL_MAX = 0.005, 1.5, 0.05
+# A waiter is woken by the holder's announcement; the poll is the fallback for a lost one
+# (pub/sub delivers at most once) or a holder that does not announce (an older version).
+_POLL_START, _POLL_GROWTH, _POLL_MAX = 0.05, 1.5, 0.2
 _SAVE_RETRIES = (0.05, 0.2, 0.5)  # a Redis failover mid-refresh: keep the rotated token
 _LEASE_MARGIN = 5.0  # seconds of the lease kept free for releasing the lock
 # Waits and deadlines are durations: they read the injected monotonic clock, not the wall
@@ -131,6 +135,8 @@ class Refresher:
         finally:
             with contextlib.suppress(StoreUnavailable):
                 await self._sessions.release_refresh_lock(ref.hash, owner)
+            # After the release: a waiter that found the lock taken is watching already.
+            self._sessions.refresh_released(ref.hash)
 
     async def _take_lock(
         self, ref: SessionRef, seen_token: str, audience: Audience | None
@@ -138,24 +144,28 @@ class Refresher:
         """The lock's owner token, or the outcome another instance produced meanwhile."""
         deadline = self._monotonic() + LOCK_WAIT_SECONDS
         delay = _POLL_START
-        while True:
-            owner = await self._sessions.acquire_refresh_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
-            if owner is not None:
-                return owner
-            if self._monotonic() >= deadline:
-                return BUSY
-            await asyncio.sleep(delay)
-            delay = min(delay * _POLL_GROWTH, _POLL_MAX)
-            current = await self._sessions.load(ref)
-            if current is None:
-                return EXPIRED
-            view = _view(current, audience)
-            if (
-                view is not None
-                and view.access_token != seen_token
-                and not needs_refresh(view, now=self._clock(), skew=self._skew)
-            ):
-                return Bearer.of(view, current.dpop_key)
+        with self._sessions.refresh_watch(ref.hash) as released:  # before the first try
+            while True:
+                owner = await self._sessions.acquire_refresh_lock(ref.hash, lease_ms=LOCK_LEASE_MS)
+                if owner is not None:
+                    return owner
+                if self._monotonic() >= deadline:
+                    return BUSY
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await released.wait()  # the holder's announcement, or the poll's turn
+                released.clear()
+                delay = min(delay * _POLL_GROWTH, _POLL_MAX)
+                current = await self._sessions.load(ref)
+                if current is None:
+                    return EXPIRED
+                view = _view(current, audience)
+                if (
+                    view is not None
+                    and view.access_token != seen_token
+                    and not needs_refresh(view, now=self._clock(), skew=self._skew)
+                ):
+                    return Bearer.of(view, current.dpop_key)
 
     async def _refresh_locked(
         self, ref: SessionRef, seen_token: str, *, force: bool, audience: Audience | None

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio
 
 from bff.session.bus import MemoryBus, RedisBus, create_bus
-from bff.session.events import EventBus, SessionEnded
+from bff.session.events import BusEvent, EventBus, RefreshReleased, SessionEnded
 from bff.session.live import LiveSessions
 from bff.store import IndexEntry
 from bff.store.redis import RedisStore
@@ -27,11 +27,11 @@ HASH = "0123456789abcdef0123456789abcdef"
 
 class Inbox:
     def __init__(self) -> None:
-        self.events: list[SessionEnded] = []
+        self.events: list[BusEvent] = []
         self.resubscribed = 0
         self.arrived = asyncio.Event()
 
-    def deliver(self, event: SessionEnded) -> None:
+    def deliver(self, event: BusEvent) -> None:
         self.events.append(event)
         self.arrived.set()
 
@@ -90,6 +90,21 @@ async def test_standalone_redis_carries_events_between_instances_and_ignores_oth
     finally:
         await raw.aclose()
         for bus in (one, two, elsewhere):
+            await bus.aclose()
+
+
+async def test_a_released_refresh_lock_crosses_redis_between_instances(redis_url: str) -> None:
+    prefix = f"bffbustest-{uuid.uuid4().hex[:8]}"
+    one, two = create_bus(redis_url, prefix=prefix), create_bus(redis_url, prefix=prefix)
+    inbox = Inbox()
+    try:
+        async with listening(two, inbox):
+            await one.publish(RefreshReleased(HASH))
+            async with asyncio.timeout(2):
+                await inbox.arrived.wait()
+        assert inbox.events == [RefreshReleased(HASH)]
+    finally:
+        for bus in (one, two):
             await bus.aclose()
 
 

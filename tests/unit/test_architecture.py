@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "bff.session.events": RULES,
     "bff.session.bus": ADAPTERS,
     "bff.session.live": SERVICES,
+    "bff.session.wakeups": SERVICES,
     "bff.session.inventory": RULES,
     # store
     "bff.store": RULES,

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from bff.session.events import (
     LiveRegistry,
+    RefreshReleased,
     SessionEnded,
     decode_ended,
+    decode_event,
     encode_ended,
+    encode_event,
     session_end,
 )
 
@@ -29,6 +32,17 @@ def test_wire_form_round_trips_and_refuses_anything_else() -> None:
     assert decode_ended(f"logout {HASH}") == SessionEnded(HASH, "logout")
     for garbage in (b"", b"logout", f"reboot {HASH}".encode(), b"logout ZZZZZZZZZZ", b"\xff\xfe"):
         assert decode_ended(garbage) is None
+
+
+def test_a_released_refresh_lock_shares_the_wire_and_is_no_end() -> None:
+    event = RefreshReleased(HASH)
+    assert encode_event(event) == f"refreshed {HASH}".encode()
+    assert decode_event(encode_event(event)) == event
+    assert decode_event(encode_event(SessionEnded(HASH, "logout"))) == SessionEnded(HASH, "logout")
+    # What an instance that knows only ends reads (and what this one reads of garbage).
+    assert decode_ended(encode_event(event)) is None
+    for garbage in (b"refreshed", b"refreshed ZZZZZZZZZZ", f"refreshed  {HASH}".encode()):
+        assert decode_event(garbage) is None
 
 
 def test_session_end_is_the_sooner_of_idle_and_absolute_end() -> None:

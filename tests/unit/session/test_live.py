@@ -145,3 +145,39 @@ async def test_one_subscription_for_every_frontends_hub() -> None:
     for hub in hubs:
         hub.close()
     await bus.aclose()
+
+
+async def test_a_released_refresh_lock_wakes_the_waiters_of_every_worker() -> None:
+    """`refresh_released` wakes this worker's waiters at once and, through the bus, the
+    other workers'; an end wakes them too; neither closes a connection on a release."""
+    bus, store = MemoryBus(), MemoryStore()
+    await make_session(store)
+    here = LiveSessions(bus, store=store, clock=time.time)
+    there = LiveSessions(bus, store=store, clock=time.time)
+    listening = asyncio.create_task(there.run())
+    await asyncio.sleep(0)
+    conn = Conn()
+    there.attach(HASH, time.time() + 600, conn)
+    with here.refresh_watch(HASH) as mine, there.refresh_watch(HASH) as theirs:
+        with there.refresh_watch("f" * 32) as unrelated:
+            here.refresh_released(HASH)
+            assert mine.is_set()  # at once, before any publish
+            async with asyncio.timeout(1):
+                await theirs.wait()  # through the bus
+            assert not unrelated.is_set()
+        assert conn.reasons == []
+        theirs.clear()
+        await here.publish(SessionEnded(HASH, "logout"))
+        assert theirs.is_set() and conn.reasons == ["logout"]
+    listening.cancel()
+    here.close()
+    there.close()
+    await bus.aclose()
+
+
+async def test_sessions_without_an_event_channel_are_never_woken() -> None:
+    """A session service without events (tests, tools): its refresh waiters poll."""
+    sessions = session_service(MemoryStore())
+    with sessions.refresh_watch(HASH) as released:
+        sessions.refresh_released(HASH)
+        assert not released.is_set()

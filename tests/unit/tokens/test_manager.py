@@ -13,8 +13,11 @@ import redis.asyncio as aioredis
 
 from bff.answers import Kind
 from bff.oidc.client import OidcClient
+from bff.session.bus import MemoryBus
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import KeyRing
+from bff.session.events import EndPublisher
+from bff.session.live import LiveSessions
 from bff.session.service import SessionRef, SessionService
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
@@ -30,7 +33,9 @@ pytestmark = pytest.mark.anyio
 class Instance:
     """One BFF instance's refresh machinery: its own HTTP client, store client and locks."""
 
-    def __init__(self, idp: FakeIdp, store: SessionStore, clock: Clock) -> None:
+    def __init__(
+        self, idp: FakeIdp, store: SessionStore, clock: Clock, events: EndPublisher | None = None
+    ) -> None:
         self.http = idp.http()
         self.store = store
         keys = KeyRing([SECRET_KEY])
@@ -41,6 +46,7 @@ class Instance:
             idle_timeout=1800,
             max_lifetime=86400,
             clock=clock,
+            events=events,
         )
         self.oidc = OidcClient(
             issuer=ISSUER,
@@ -141,6 +147,36 @@ async def test_two_instances_sharing_redis_refresh_once(clock: Clock, redis_stor
     assert {getattr(r, "token", r) for r in results} == {"access-token-1-XYZ"}
     await a.aclose()
     await b.aclose()
+
+
+async def test_the_other_instance_is_woken_by_the_release_not_its_poll(
+    clock: Clock, redis_stores: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With polling slowed to 5 s, B's waiters still get A's new token right after A's
+    grant: the release announced on the event channel wakes them."""
+    import bff.tokens.refresh as tm
+
+    monkeypatch.setattr(tm, "_POLL_START", 5.0)
+    store_a, store_b, _ = redis_stores
+    bus = MemoryBus()  # the channel between the instances (Redis pub/sub in production)
+    live_a, live_b = (LiveSessions(bus, store=s, clock=clock) for s in (store_a, store_b))
+    listening = [asyncio.create_task(live.run()) for live in (live_a, live_b)]
+    await asyncio.sleep(0)
+    idp = FakeIdp(clock=clock)
+    idp.token_delay = 0.2
+    a, b = Instance(idp, store_a, clock, live_a), Instance(idp, store_b, clock, live_b)
+    ref = await new_session(a, idp, clock, expires_in=5)
+    first = asyncio.create_task(a.token(ref))
+    await asyncio.sleep(0.05)  # A holds the lock, at the provider
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(*(b.token(ref) for _ in range(20)))
+    assert asyncio.get_running_loop().time() - started < 1.0  # not the 5 s poll
+    assert {r.token for r in [*results, await first]} == {"access-token-1-XYZ"}
+    assert idp.refresh_grants == 1
+    for task in listening:
+        task.cancel()
+    for inst in (a, b):
+        await inst.aclose()
 
 
 async def test_rotated_token_stored_and_used_for_the_next_refresh(clock: Clock) -> None:
