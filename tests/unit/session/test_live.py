@@ -5,7 +5,9 @@ predicted end, and SessionService.end announcing an ended session once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -35,23 +37,33 @@ async def make_session(store: MemoryStore, ttl: int = 600) -> None:
     )
 
 
-async def test_publish_reaches_every_worker_on_the_bus() -> None:
+@contextlib.asynccontextmanager
+async def two_workers() -> AsyncIterator[tuple[LiveSessions, LiveSessions]]:
+    """Two workers' hubs on one in-process bus, the second listening; a live session."""
     bus, store = MemoryBus(), MemoryStore()
     await make_session(store)
     here = LiveSessions(bus, store=store, clock=time.time)
     there = LiveSessions(bus, store=store, clock=time.time)
     listening = asyncio.create_task(there.run())
     await asyncio.sleep(0)
-    a, b = Conn(), Conn()
-    here.attach(HASH, time.time() + 600, a)
-    attachment = there.attach(HASH, time.time() + 600, b)
-    await here.publish(SessionEnded(HASH, "revoke"))
-    assert (a.reasons, b.reasons) == (["revoke"], ["revoke"])
-    assert len(here) == len(there) == 0
-    attachment.detach()  # after the end: harmless
-    listening.cancel()
-    here.close()
-    await bus.aclose()
+    try:
+        yield here, there
+    finally:
+        listening.cancel()
+        here.close()
+        there.close()
+        await bus.aclose()
+
+
+async def test_publish_reaches_every_worker_on_the_bus() -> None:
+    async with two_workers() as (here, there):
+        a, b = Conn(), Conn()
+        here.attach(HASH, time.time() + 600, a)
+        attachment = there.attach(HASH, time.time() + 600, b)
+        await here.publish(SessionEnded(HASH, "revoke"))
+        assert (a.reasons, b.reasons) == (["revoke"], ["revoke"])
+        assert len(here) == len(there) == 0
+        attachment.detach()  # after the end: harmless
 
 
 async def test_end_scope_cancels_its_block_and_says_why() -> None:
@@ -150,29 +162,20 @@ async def test_one_subscription_for_every_frontends_hub() -> None:
 async def test_a_released_refresh_lock_wakes_the_waiters_of_every_worker() -> None:
     """`refresh_released` wakes this worker's waiters at once and, through the bus, the
     other workers'; an end wakes them too; neither closes a connection on a release."""
-    bus, store = MemoryBus(), MemoryStore()
-    await make_session(store)
-    here = LiveSessions(bus, store=store, clock=time.time)
-    there = LiveSessions(bus, store=store, clock=time.time)
-    listening = asyncio.create_task(there.run())
-    await asyncio.sleep(0)
-    conn = Conn()
-    there.attach(HASH, time.time() + 600, conn)
-    with here.refresh_watch(HASH) as mine, there.refresh_watch(HASH) as theirs:
-        with there.refresh_watch("f" * 32) as unrelated:
-            here.refresh_released(HASH)
-            assert mine.is_set()  # at once, before any publish
-            async with asyncio.timeout(1):
-                await theirs.wait()  # through the bus
-            assert not unrelated.is_set()
-        assert conn.reasons == []
-        theirs.clear()
-        await here.publish(SessionEnded(HASH, "logout"))
-        assert theirs.is_set() and conn.reasons == ["logout"]
-    listening.cancel()
-    here.close()
-    there.close()
-    await bus.aclose()
+    async with two_workers() as (here, there):
+        conn = Conn()
+        there.attach(HASH, time.time() + 600, conn)
+        with here.refresh_watch(HASH) as mine, there.refresh_watch(HASH) as theirs:
+            with there.refresh_watch("f" * 32) as unrelated:
+                here.refresh_released(HASH)
+                assert mine.is_set()  # at once, before any publish
+                async with asyncio.timeout(1):
+                    await theirs.wait()  # through the bus
+                assert not unrelated.is_set()
+            assert conn.reasons == []
+            theirs.clear()
+            await here.publish(SessionEnded(HASH, "logout"))
+            assert theirs.is_set() and conn.reasons == ["logout"]
 
 
 async def test_sessions_without_an_event_channel_are_never_woken() -> None:
