@@ -79,11 +79,11 @@ def check_targets(results: Mapping[str, Any]) -> list[tuple[str, bool | None, st
     )
     storm = results.get("refresh_storm", [])
     for run in storm:
-        bound = 3 * run["provider_latency_ms"] + 50
-        met = run["grants"] == 1 and run["p99_ms"] < bound and run["errors"] == 0
+        bound = run["provider_latency_ms"] + 50  # the issue's: token latency + 50 ms
+        met = run["grants"] == 1 and run["p99_ms"] <= bound and run["errors"] == 0
         checks.append(
             (
-                f"refresh storm ({run['target']}): 1 grant, p99 < {bound} ms",
+                f"refresh storm ({run['target']}): 1 grant, p99 <= {bound} ms",
                 met,
                 f"{run['grants']} grant(s), p99 {run['p99_ms']} ms, {run['errors']} errors",
             )
@@ -157,8 +157,17 @@ def build_table(results: Mapping[str, Any]) -> str:
         lines.append(
             f"refresh storm ({run['target']}): {run['requests']} concurrent requests, "
             f"{run['grants']} refresh grant(s), p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
-            f"{run['errors']} errors (provider token latency {run['provider_latency_ms']} ms)"
+            f"max {run.get('max_ms')} ms, {run['errors']} errors "
+            f"(provider token latency {run['provider_latency_ms']} ms)"
         )
+        control = run.get("control")
+        if control:
+            lines.append(
+                f"  per worker {run.get('per_worker')}; bff CPU "
+                f"{run.get('bff_cpu_us_per_request')} us/request; client CPU "
+                f"{run.get('client_cpu_us_per_request')} us/request; the same burst without a "
+                f"refresh: p50 {control['p50_ms']} ms, p99 {control['p99_ms']} ms"
+            )
     scale = results.get("session_scale")
     if scale:
         lines.append(

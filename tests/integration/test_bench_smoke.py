@@ -107,6 +107,8 @@ def test_summary_medians_ratios_table_and_targets() -> None:
                 "max_ms": 130.0,
                 "errors": 0,
                 "provider_latency_ms": 50,
+                "per_worker": [1000],
+                "control": {"p50_ms": 60.0, "p99_ms": 90.0, "errors": 0},
             },
         ],
         "session_scale": {
@@ -134,7 +136,7 @@ def test_summary_medians_ratios_table_and_targets() -> None:
     assert checks["bff-2w >= 0.08x nginx-proxy, 0 errors"] is False  # errors
     assert checks["bff-1w added p50 at 1 connection <= 0.3 ms"] is False
     assert checks["1 store command per proxied request"] is True
-    assert checks["refresh storm (bff-1w): 1 grant, p99 < 200 ms"] is True
+    assert checks["refresh storm (bff-1w): 1 grant, p99 <= 100 ms"] is False  # 120 ms
     assert checks["Redis memory per session <= 1024 B (at 100,000 sessions)"] is False
     fewer = {**results, "session_scale": {**results["session_scale"], "sessions": 10_000}}
     quick = {label: met for label, met, _ in check_targets(fewer)}
@@ -143,6 +145,7 @@ def test_summary_medians_ratios_table_and_targets() -> None:
     table = build_table(results)
     for text in ("nginx-proxy", "bff-2w", "0.0600", "refresh storm", "session scale", "[FAIL]"):
         assert text in table
+    assert "the same burst without a refresh: p50 60.0 ms" in table
     # The stack's own cost, measured beside bff, puts the added-latency figure in context.
     assert "the stack alone (uvicorn + GETEX + aiohttp) 0.250 ms; bff-1w 0.350 ms, +0.100" in table
 
