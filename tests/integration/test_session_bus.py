@@ -133,10 +133,12 @@ async def test_subscription_survives_a_restart_and_rechecks_its_sessions() -> No
                 await asyncio.sleep(0.05)
         assert ended == ["ended"]  # its end was never announced: found by the re-check
         inbox = Inbox()
-        async with listening(create_bus(server.url, prefix="bffbus"), inbox):
+        second = create_bus(server.url, prefix="bffbus")
+        async with listening(second, inbox):
             await bus.publish(SessionEnded(HASH, "logout"))
             async with asyncio.timeout(2):
                 await inbox.arrived.wait()
+        await second.aclose()  # (its publishing connection, opened when it subscribed)
         running.cancel()
     finally:
         live.close()
