@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -30,16 +28,16 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio  # noqa: E402
 
+from bench.baseline import baseline_ref  # noqa: E402
+from bench.outputs import log_sizes, write_outputs  # noqa: E402
 from bench.procs import BenchStack, ensure_tools, rss_kib  # noqa: E402
-from bench.report import TARGETS, build_table, percentile, summarise  # noqa: E402
+from bench.report import build_table, percentile, summarise  # noqa: E402
+from bench.rounds import side_by_side  # noqa: E402
 from bench.sessions import bulk_create  # noqa: E402
+from bench.targets import start_targets  # noqa: E402
 from bench.wrk import WrkResult, run_wrk  # noqa: E402
 from bff.store.redis import RedisStore  # noqa: E402
-from tests.support.procs import free_port  # noqa: E402
 from tests.support.sessions import expire_access_token, login, service  # noqa: E402
-
-CLIENT_ID = "bff-demo"  # the development provider's default client
-CLIENT_SECRET = "bff-demo-secret-not-for-production"
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Options:
             return float(env.get(name, fast if quick else full))
 
         return cls(
-            rounds=int(num("BENCH_ROUNDS", 3, 3)),
+            rounds=int(num("BENCH_ROUNDS", 5, 3)),
             seconds=num("BENCH_SECONDS", 5, 1),
             seconds_single=num("BENCH_SECONDS_SINGLE", 3, 1),
             connections=int(num("BENCH_CONNECTIONS", 64, 64)),
@@ -242,69 +240,63 @@ async def create_sessions(
 
 
 # --- the run ------------------------------------------------------------------------
-def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
-    direct_port, proxy_port = stack.nginx()
-    redis_url = f"redis://127.0.0.1:{stack.redis()}/0"
-    ports = {"bff-1w": free_port(), "bff-2w": free_port()}
-    provider = stack.provider(
-        redirect_uris=[f"http://127.0.0.1:{p}/bff/callback" for p in ports.values()],
+def bench(
+    options: Options,
+    stack: BenchStack,
+    results: dict[str, Any],
+    skipped: dict[str, str] | None = None,
+) -> None:
+    started = start_targets(
+        stack,
         token_latency_ms=options.token_latency_ms,
+        baseline_ref=baseline_ref(os.environ),
+        skipped=skipped or {},
+        log=log,
     )
-    ceiling_port = stack.ceiling(upstream=f"http://127.0.0.1:{direct_port}", redis_url=redis_url)
-    secret_key = secrets.token_urlsafe(32)
-    procs = {}
-    for name, workers in (("bff-1w", 1), ("bff-2w", 2)):
-        env = {
-            "BFF_ISSUER": provider,
-            "BFF_CLIENT_ID": CLIENT_ID,
-            "BFF_CLIENT_SECRET": CLIENT_SECRET,
-            "BFF_SECRET_KEY": secret_key,
-            "BFF_SESSION_STORE": redis_url,
-            "BFF_PUBLIC_URL": f"http://127.0.0.1:{ports[name]}",
-            "BFF_ROUTES": f"/api=http://127.0.0.1:{direct_port}",
-            "BFF_ACCESS_LOG": "false",  # as nginx's `access_log off` here
-        }
-        procs[name] = stack.bff(name, port=ports[name], workers=workers, env=env)
-    log("everything started; logging in through the provider")
-    cookie = login(f"http://127.0.0.1:{ports['bff-1w']}", "bench-user")
-    urls = {
-        "direct": f"http://127.0.0.1:{direct_port}/api/bench",
-        "nginx-proxy": f"http://127.0.0.1:{proxy_port}/api/bench",
-        "stack-ceiling": f"http://127.0.0.1:{ceiling_port}/api/bench",
-        "bff-1w": f"http://127.0.0.1:{ports['bff-1w']}/api/bench",
-        "bff-2w": f"http://127.0.0.1:{ports['bff-2w']}/api/bench",
-    }
-    for url in urls.values():
-        check_200(url, cookie)
+    targets = started.targets  # name -> url, cookie, pid, Redis, secret key (bench/targets.py)
+    results["targets"] = {name: t.describe() for name, t in targets.items()}
+    results["skipped"] = started.skipped
+    if started.baseline:
+        results["baseline"] = started.baseline
+    # The names the sections below use: bff-1w's (the other targets' are in `targets`).
+    provider = started.provider
+    procs = started.procs
+    ports = {name: t.port for name, t in targets.items()}
+    urls = {name: t.url for name, t in targets.items()}
+    cookie = targets["bff-1w"].cookie or ""
+    redis_url = targets["bff-1w"].redis_url or ""
+    secret_key = targets["bff-1w"].secret_key or ""
 
     conns = options.connections
-    for name in TARGETS:  # warm-up: pools, caches, JIT-free but still
-        run_wrk(urls[name], connections=conns, seconds=options.warmup, cookie=cookie)
-    loaded: dict[str, list[WrkResult]] = {n: [] for n in TARGETS}
-    single: dict[str, list[WrkResult]] = {n: [] for n in TARGETS}
-    for number in range(options.rounds):
-        for name in TARGETS:
-            loaded[name].append(
-                run_wrk(urls[name], connections=conns, seconds=options.seconds, cookie=cookie)
-            )
-        for name in TARGETS:
-            single[name].append(
-                run_wrk(urls[name], connections=1, seconds=options.seconds_single, cookie=cookie)
-            )
-        log(
-            f"round {number + 1}/{options.rounds}: "
-            + ", ".join(f"{n} {loaded[n][-1].rps:,.0f} req/s" for n in TARGETS)
-        )
-    results["rounds"] = {
-        n: {"c64": [r.as_dict() for r in loaded[n]], "c1": [r.as_dict() for r in single[n]]}
-        for n in TARGETS
-    }
-    results["summary"] = summarise(loaded, single)
-
-    log("store commands per proxied request")
-    results["store_commands"] = asyncio.run(
-        store_commands(redis_url, urls["bff-1w"], cookie, options.command_requests)
+    rounds = side_by_side(
+        targets,
+        rounds=options.rounds,
+        seconds=options.seconds,
+        seconds_single=options.seconds_single,
+        connections=conns,
+        warmup=options.warmup,
+        log=log,
     )
+    results["rounds"] = rounds.records
+    results["summary"] = summarise(
+        rounds.loaded,
+        rounds.single,
+        kinds={name: t.kind for name, t in targets.items()},
+        records=rounds.records,
+    )
+
+    results["store_commands"] = {}
+    for name, target in targets.items():
+        # one per Redis and version: a 2-worker instance shares its 1-worker twin's
+        if target.redis_url and target.kind != "reference" and not name.endswith("-2w"):
+            log(f"store commands per proxied request ({name})")
+            measured = asyncio.run(
+                store_commands(
+                    target.redis_url, target.url, target.cookie or "", options.command_requests
+                )
+            )
+            results["store_commands"][name] = measured
+            results["summary"][name]["redis_per_request"] = measured["per_request"]
 
     log("leak check")
     pid = procs["bff-1w"].pid
@@ -396,7 +388,7 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
 
 def main() -> int:
     options = Options.from_env(dict(os.environ))
-    ensure_tools()
+    skipped = ensure_tools()
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     results: dict[str, Any] = {
         "meta": {
@@ -414,24 +406,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bff-bench-") as workdir:
         stack = BenchStack(Path(workdir))
         try:
-            bench(options, stack, results)
+            bench(options, stack, results, skipped)
         except BaseException as exc:  # report what was measured, then fail
             failed = exc
             results["error"] = f"{type(exc).__name__}: {exc}"
-            for name in ("bff-1w", "bff-2w", "provider", "nginx"):
+            for name in ("bff-1w", "bff-2w", "base-1w", "apache", "provider", "nginx"):
                 with contextlib.suppress(OSError):
                     tail = stack.log_tail(name)
                     if tail:
                         log(f"--- {name} log tail ---\n{tail}")
         finally:
+            results["meta"]["logs"] = log_sizes(Path(workdir))
             stack.stop()
     results["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
-    out_dir = ROOT / "bench-results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"bench-{started.replace(':', '')}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    written = write_outputs(results, ROOT, started)
     print(build_table(results))
-    print(f"results: {path} ({results['meta']['elapsed_s']} s)")
+    print(f"results: {', '.join(str(p) for p in written)} ({results['meta']['elapsed_s']} s)")
     if failed is not None:
         log(f"failed: {results['error']}")
         return 1
