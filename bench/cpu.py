@@ -63,12 +63,30 @@ def kill_leftovers(processes: list[tuple[int, str]]) -> list[int]:
 
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of `pid` and its live descendants (all their threads)."""
-    total = 0
+    return _tree(pid)[0]
+
+
+def _tree(pid: int) -> tuple[float, int]:
+    """(CPU seconds, involuntary context switches) of `pid` and its live descendants."""
+    ticks = preempted = 0
     for member in [pid, *(p for p, _ in descendants(pid))]:
         fields = _stat(member)
         if fields is not None:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        preempted += _preempted(member)
+    return ticks / _TICK, preempted
+
+
+def _preempted(pid: int) -> int:
+    """Involuntary context switches of every thread of `pid` (an Apache child has 65)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
 
 
 def _steal_s() -> float:
@@ -82,14 +100,17 @@ def _steal_s() -> float:
 @dataclass(frozen=True, slots=True)
 class Sample:
     target_cpu_s: float
+    preempted: int  # the target's involuntary context switches: the core was taken away
     children_cpu_s: float  # finished children's (wrk's) CPU: RUSAGE_CHILDREN
     steal_s: float
 
 
 def sample(pid: int | None) -> Sample:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used, preempted = _tree(pid) if pid else (0.0, 0)
     return Sample(
-        target_cpu_s=tree_cpu_s(pid) if pid else 0.0,
+        target_cpu_s=used,
+        preempted=preempted,
         children_cpu_s=usage.ru_utime + usage.ru_stime,
         steal_s=_steal_s(),
     )

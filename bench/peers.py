@@ -8,6 +8,7 @@ import re
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import apache
@@ -31,9 +32,9 @@ def _go_version(go: str) -> tuple[int, int] | None:
     return (int(found[1]), int(found[2])) if found else None
 
 
-def oauth2_proxy_skip_reason(which: object = shutil.which) -> str:
-    """Why oauth2-proxy is not among the targets (checked at run time)."""
-    assert callable(which)
+def oauth2_proxy_skip_reason(which: Callable[[str], str | None] = shutil.which) -> str:
+    """Why oauth2-proxy is not among the targets (checked at run time: `which` finds a
+    program on PATH)."""
     binary = which("oauth2-proxy")
     if binary:
         return f"an oauth2-proxy binary is on PATH ({binary}), but this harness does not drive it"
@@ -43,7 +44,7 @@ def oauth2_proxy_skip_reason(which: object = shutil.which) -> str:
             "oauth2-proxy is not on PATH and cannot be built here: no Go toolchain "
             "(it needs Go >= 1.22 and its modules from the Go module proxy)"
         )
-    version = _go_version(str(go))
+    version = _go_version(go)
     if version is None or version < _GO_NEEDED:
         shown = "an unknown version" if version is None else f"Go {version[0]}.{version[1]}"
         return (

@@ -31,11 +31,15 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 
 def _cpu(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per-round CPU figures at 64 connections: the median CPU µs per request and the
-    range of the target's CPU share (cores) over the rounds."""
+    """Per-round CPU figures at 64 connections: the median CPU µs per request, and the
+    range over the rounds of it, of the target's CPU share (cores) and of how often its
+    threads were preempted per second."""
     per_request = [r["cpu_us_per_request"] for r in records if r.get("cpu_us_per_request")]
     share = [r["cpu_share"] for r in records if r.get("cpu_share") is not None]
+    preempted = [r["preempted_per_s"] for r in records if r.get("preempted_per_s") is not None]
     return {
+        "preempted_per_s_min": min(preempted, default=None),
+        "preempted_per_s_max": max(preempted, default=None),
         "cpu_us_per_request": round(statistics.median(per_request), 1) if per_request else None,
         "cpu_us_min": min(per_request, default=None),
         "cpu_us_max": max(per_request, default=None),

@@ -37,6 +37,9 @@ def measure(
         target_cpu_s=round(used, 3),
         cpu_us_per_request=round(used * 1e6 / result.requests, 1) if result.requests else None,
         cpu_share=round(used / result.seconds, 3) if result.seconds else None,
+        preempted_per_s=round((after.preempted - before.preempted) / result.seconds)
+        if result.seconds
+        else None,
         wrk_cpu_s=round(after.children_cpu_s - before.children_cpu_s, 3),
         steal_s=round(after.steal_s - before.steal_s, 3),
     )

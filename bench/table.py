@@ -74,7 +74,9 @@ def _variation(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
             f"  {name:<17} req/s {_range(row['rps_min'], row['rps_max'], ',.0f')} "
             f"(spread {spread:.0f}%); CPU share "
             f"{_range(row.get('cpu_share_min'), row.get('cpu_share_max'), '.2f')} cores; "
-            f"CPU us/request {_range(row.get('cpu_us_min'), row.get('cpu_us_max'), '.0f')}"
+            f"CPU us/request {_range(row.get('cpu_us_min'), row.get('cpu_us_max'), '.0f')}; "
+            "preempted "
+            f"{_range(row.get('preempted_per_s_min'), row.get('preempted_per_s_max'), ',')}/s"
         )
     return ["round to round at 64 connections:", *lines] if lines else []
 
