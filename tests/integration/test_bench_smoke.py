@@ -8,7 +8,8 @@ import json
 import pytest
 
 from bench.report import build_table, check_targets, percentile, summarise
-from bench.wrk import WrkResult, parse_wrk
+from bench.wrk import parse_wrk
+from tests.support.bench_results import result
 
 
 def _line(**over: int) -> str:
@@ -29,20 +30,6 @@ def _line(**over: int) -> str:
     }
     doc.update(over)
     return "BENCH_JSON " + json.dumps(doc)
-
-
-def _result(rps: float, p50: float, errors: int = 0) -> WrkResult:
-    return WrkResult(
-        requests=int(rps),
-        seconds=1.0,
-        rps=rps,
-        p50_ms=p50,
-        p90_ms=p50 * 2,
-        p99_ms=p50 * 4,
-        max_ms=p50 * 8,
-        errors=errors,
-        non_2xx=0,
-    )
 
 
 def test_parse_wrk_reads_the_summary_line_among_wrk_output() -> None:
@@ -69,18 +56,18 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_summary_medians_ratios_table_and_targets() -> None:
     loaded = {
-        "direct": [_result(100_000, 0.5), _result(90_000, 0.6), _result(95_000, 0.4)],
-        "nginx-proxy": [_result(50_000, 1.0)] * 3,
-        "stack-ceiling": [_result(6_000, 10.0)] * 3,
-        "bff-1w": [_result(3_000, 20.0), _result(2_000, 30.0), _result(3_500, 18.0)],
-        "bff-2w": [_result(4_500, 14.0, errors=1)] * 3,
+        "direct": [result(100_000, 0.5), result(90_000, 0.6), result(95_000, 0.4)],
+        "nginx-proxy": [result(50_000, 1.0)] * 3,
+        "stack-ceiling": [result(6_000, 10.0)] * 3,
+        "bff-1w": [result(3_000, 20.0), result(2_000, 30.0), result(3_500, 18.0)],
+        "bff-2w": [result(4_500, 14.0, errors=1)] * 3,
     }
     single = {
-        "direct": [_result(10_000, 0.05)] * 3,
-        "nginx-proxy": [_result(8_000, 0.08)] * 3,
-        "stack-ceiling": [_result(3_000, 0.30)] * 3,
-        "bff-1w": [_result(2_000, 0.40)] * 3,
-        "bff-2w": [_result(2_000, 0.30)] * 3,
+        "direct": [result(10_000, 0.05)] * 3,
+        "nginx-proxy": [result(8_000, 0.08)] * 3,
+        "stack-ceiling": [result(3_000, 0.30)] * 3,
+        "bff-1w": [result(2_000, 0.40)] * 3,
+        "bff-2w": [result(2_000, 0.30)] * 3,
     }
     summary = summarise(loaded, single)
     assert summary["direct"]["rps"] == 95_000

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.outputs import log_sizes, write_outputs
-from tests.unit.bench.sample import sample_results
+from tests.support.bench_results import sample_results
 
 
 def test_a_run_writes_both_jsons_and_the_plot(tmp_path: Path) -> None:

@@ -18,20 +18,22 @@ def test_without_a_binary_or_go_it_says_it_cannot_be_built() -> None:
     assert "no Go toolchain" in reason
 
 
-def test_an_old_go_is_named(tmp_path: Path) -> None:
+def _go(tmp_path: Path, version: str) -> dict[str, str]:
+    """A `go` on PATH that says it is `version` (a real program run by the check)."""
     go = tmp_path / "go"
-    go.write_text("#!/bin/sh\necho 'go version go1.19.8 linux/amd64'\n")
+    go.write_text(f"#!/bin/sh\necho 'go version go{version} linux/amd64'\n")
     go.chmod(0o755)
-    reason = oauth2_proxy_skip_reason(_which({"go": str(go)}))
+    return {"go": str(go)}
+
+
+def test_an_old_go_is_named(tmp_path: Path) -> None:
+    reason = oauth2_proxy_skip_reason(_which(_go(tmp_path, "1.19.8")))
     assert "Go 1.19" in reason
     assert ">= 1.22" in reason
 
 
 def test_a_new_enough_go_still_needs_the_binary_built(tmp_path: Path) -> None:
-    go = tmp_path / "go"
-    go.write_text("#!/bin/sh\necho 'go version go1.23.4 linux/amd64'\n")
-    go.chmod(0o755)
-    reason = oauth2_proxy_skip_reason(_which({"go": str(go)}))
+    reason = oauth2_proxy_skip_reason(_which(_go(tmp_path, "1.23.4")))
     assert "Go 1.23 is" in reason
     assert "go install" in reason
 

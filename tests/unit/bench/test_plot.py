@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.plot import labels, main, plot
-from tests.unit.bench.sample import sample_results
+from tests.support.bench_results import sample_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

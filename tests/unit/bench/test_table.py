@@ -4,7 +4,7 @@ min-max over the rounds, skipped peers, the baseline, the round-to-round lines."
 from __future__ import annotations
 
 from bench.report import build_table, check_targets, summarise
-from tests.unit.bench.sample import result, sample_results
+from tests.support.bench_results import result, sample_results
 
 
 def test_ratios_to_both_references_and_the_round_range() -> None:

@@ -1,5 +1,5 @@
-"""A results dict shaped as bench/run.py writes it (no run needed): the tests of the
-table, the plot and the outputs share it."""
+"""Benchmark figures without a run: one wrk result, and a results dict shaped as
+bench/run.py writes it (the tests of bench's report, table, plot and outputs)."""
 
 from __future__ import annotations
 
