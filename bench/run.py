@@ -1,11 +1,15 @@
-"""`make bench`: the bff's proxy hop measured side by side with nginx, in one run.
+"""`make bench`: the bff's proxy hop measured side by side with nginx and the peers, in
+one run.
 
-Starts (on free loopback ports, and stops only these): nginx (the trivial upstream
-"direct" and the "nginx-proxy" floor), a private redis-server, the development OpenID
-provider and `bff serve` with 1 and 2 workers. Then, all with wrk and bench.lua:
-interleaved rounds (A B C D A B C D ...) at 64 connections and at 1 connection, medians;
-store commands per proxied request; a refresh storm; session scale; a leak check.
-Prints a table and writes bench-results/bench-<time>.json. See bench/README.md.
+Starts (on free loopback ports, and stops only these; bench/targets.py): nginx (the
+trivial upstream "direct" and the "nginx-proxy" floor), private redis-servers, the
+development OpenID provider, the stack-ceiling app, Apache with mod_auth_openidc, `bff
+serve` with 1 and 2 workers, and with BENCH_BASELINE the bff of that git ref likewise.
+Then, all with wrk and bench.lua: interleaved rounds (A B C D A B C D ...) at 64
+connections and at 1 connection, medians; store commands per proxied request; a refresh
+storm; session scale; a leak check. Prints a table and writes
+bench-results/bench-<time>.json, bench-results/results.json and docs/bench.png. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -410,7 +414,7 @@ def main() -> int:
         except BaseException as exc:  # report what was measured, then fail
             failed = exc
             results["error"] = f"{type(exc).__name__}: {exc}"
-            for name in ("bff-1w", "bff-2w", "base-1w", "apache", "provider", "nginx"):
+            for name in ("bff-1w", "bff-2w", "base-1w", "apache/apache-error", "provider", "nginx"):
                 with contextlib.suppress(OSError):
                     tail = stack.log_tail(name)
                     if tail:
