@@ -64,10 +64,14 @@ fuzz: install
 test-fast: install
 	$(BIN)/pytest -m "not e2e" -x -q $(PYTEST_ARGS)
 
-# The benchmark of issue 6: nginx, wrk (installed when missing), private Redis, the dev
-# provider and bff; prints a table and writes bench-results/. BENCH_QUICK=1 for a smoke run.
+# The benchmark (bench/README.md): nginx, wrk and the peers (Apache + mod_auth_openidc;
+# Debian packages installed when missing), private Redis, the dev provider and bff, in
+# interleaved rounds; prints a table, writes bench-results/ (results.json: the latest run)
+# and docs/bench.png. BENCH_QUICK=1: a smoke run. BENCH_BASELINE=<git ref>: bff of that
+# ref in the same rounds (base-1w, base-2w), e.g. `make bench BENCH_BASELINE=main`.
+BENCH_BASELINE ?=
 bench: install
-	$(BIN)/python bench/run.py
+	BENCH_BASELINE='$(BENCH_BASELINE)' $(BIN)/python bench/run.py
 
 # Issue 16: close-on-logout latency (two bff instances, private Redis) and WebSocket echo
 # throughput and added latency through bff against a direct connection. LIVE_QUICK=1: smoke.

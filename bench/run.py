@@ -1,20 +1,22 @@
-"""`make bench`: the bff's proxy hop measured side by side with nginx, in one run.
+"""`make bench`: the bff's proxy hop measured side by side with nginx and the peers, in
+one run.
 
-Starts (on free loopback ports, and stops only these): nginx (the trivial upstream
-"direct" and the "nginx-proxy" floor), a private redis-server, the development OpenID
-provider and `bff serve` with 1 and 2 workers. Then, all with wrk and bench.lua:
-interleaved rounds (A B C D A B C D ...) at 64 connections and at 1 connection, medians;
-store commands per proxied request; a refresh storm; session scale; a leak check.
-Prints a table and writes bench-results/bench-<time>.json. See bench/README.md.
+Starts (on free loopback ports, and stops only these; bench/targets.py): nginx (the
+trivial upstream "direct" and the "nginx-proxy" floor), private redis-servers, the
+development OpenID provider, the stack-ceiling app, Apache with mod_auth_openidc, `bff
+serve` with 1 and 2 workers, and with BENCH_BASELINE the bff of that git ref likewise.
+Then, all with wrk and bench.lua: interleaved rounds (A B C D A B C D ...) at 64
+connections and at 1 connection, medians; store commands per proxied request; a refresh
+storm; session scale; a leak check. Prints a table and writes
+bench-results/bench-<time>.json, bench-results/results.json and docs/bench.png. See
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -30,17 +32,18 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio  # noqa: E402
 
+from bench import baseline  # noqa: E402
+from bench.baseline import baseline_ref  # noqa: E402
+from bench.outputs import log_sizes, write_outputs  # noqa: E402
 from bench.procs import BenchStack, ensure_tools, rss_kib  # noqa: E402
-from bench.report import TARGETS, build_table, summarise  # noqa: E402
+from bench.report import build_table, summarise  # noqa: E402
+from bench.rounds import side_by_side  # noqa: E402
 from bench.sessions import bulk_create  # noqa: E402
 from bench.storm import refresh_storm  # noqa: E402
+from bench.targets import Started, start_targets  # noqa: E402
 from bench.wrk import WrkResult, run_wrk  # noqa: E402
 from bff.store.redis import RedisStore  # noqa: E402
-from tests.support.procs import free_port  # noqa: E402
 from tests.support.sessions import login, service  # noqa: E402
-
-CLIENT_ID = "bff-demo"  # the development provider's default client
-CLIENT_SECRET = "bff-demo-secret-not-for-production"
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Options:
             return float(env.get(name, fast if quick else full))
 
         return cls(
-            rounds=int(num("BENCH_ROUNDS", 3, 3)),
+            rounds=int(num("BENCH_ROUNDS", 5, 3)),
             seconds=num("BENCH_SECONDS", 5, 1),
             seconds_single=num("BENCH_SECONDS_SINGLE", 3, 1),
             connections=int(num("BENCH_CONNECTIONS", 64, 64)),
@@ -181,115 +184,111 @@ async def create_sessions(
 def storm_section(
     options: Options,
     results: dict[str, Any],
-    *,
-    ports: dict[str, int],
-    procs: dict[str, Any],
-    provider: str,
-    redis_url: str,
-    secret_key: str,
+    started: Started,
     warm_cookie: str,
 ) -> None:
-    """The refresh storm on each bff (`bench.storm`), a fresh login for each."""
+    """The refresh storm (`bench.storm`) on bff-1w, bff-2w and the baseline's 2 workers,
+    a fresh login for each (the baseline's expiry written by its own code)."""
     log(f"refresh storm: {options.storm} concurrent requests")
     results["refresh_storm"] = []
-    for name in ("bff-1w", "bff-2w"):
-        storm_cookie = login(f"http://127.0.0.1:{ports[name]}", f"storm-user-{name}")
+    tree = Path(started.baseline["tree"]) if started.baseline else None
+    for name in ("bff-1w", "bff-2w", "base-2w"):
+        target = started.targets.get(name)
+        if target is None:
+            continue
+        storm_cookie = login(target.base_url, f"storm-user-{name}")
+        # The main session of the same version warms the connections.
+        warm = warm_cookie if target.kind == "bff" else (target.cookie or "")
+        redis_url, secret_key = target.redis_url or "", target.secret_key or ""
+
+        async def expire_old(
+            cookie: str = storm_cookie, url: str = redis_url, key: str = secret_key
+        ) -> None:
+            assert tree is not None
+            await asyncio.to_thread(
+                baseline.expire_access_token_in, tree, redis_url=url, secret_key=key, cookie=cookie
+            )
+
         results["refresh_storm"].append(
             asyncio.run(
                 refresh_storm(
                     target=name,
-                    url=f"http://127.0.0.1:{ports[name]}/api/bench",
+                    url=target.url,
                     cookie=storm_cookie,
-                    warm_cookie=warm_cookie,
-                    provider=provider,
+                    warm_cookie=warm,
+                    provider=started.provider,
                     redis_url=redis_url,
                     secret_key=secret_key,
                     concurrency=options.storm,
                     latency_ms=options.token_latency_ms,
-                    pid=procs[name].pid,
+                    pid=target.pid,
+                    expire=expire_old if target.kind == "baseline" else None,
                 )
             )
         )
 
 
-def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
-    direct_port, proxy_port = stack.nginx()
-    redis_url = f"redis://127.0.0.1:{stack.redis()}/0"
-    ports = {"bff-1w": free_port(), "bff-2w": free_port()}
-    provider = stack.provider(
-        redirect_uris=[f"http://127.0.0.1:{p}/bff/callback" for p in ports.values()],
+def bench(
+    options: Options,
+    stack: BenchStack,
+    results: dict[str, Any],
+    skipped: dict[str, str] | None = None,
+) -> None:
+    started = start_targets(
+        stack,
         token_latency_ms=options.token_latency_ms,
+        baseline_ref=baseline_ref(os.environ),
+        skipped=skipped or {},
+        log=log,
     )
-    ceiling_port = stack.ceiling(upstream=f"http://127.0.0.1:{direct_port}", redis_url=redis_url)
-    secret_key = secrets.token_urlsafe(32)
-    procs = {}
-    for name, workers in (("bff-1w", 1), ("bff-2w", 2)):
-        env = {
-            "BFF_ISSUER": provider,
-            "BFF_CLIENT_ID": CLIENT_ID,
-            "BFF_CLIENT_SECRET": CLIENT_SECRET,
-            "BFF_SECRET_KEY": secret_key,
-            "BFF_SESSION_STORE": redis_url,
-            "BFF_PUBLIC_URL": f"http://127.0.0.1:{ports[name]}",
-            "BFF_ROUTES": f"/api=http://127.0.0.1:{direct_port}",
-            "BFF_ACCESS_LOG": "false",  # as nginx's `access_log off` here
-        }
-        procs[name] = stack.bff(name, port=ports[name], workers=workers, env=env)
-    log("everything started; logging in through the provider")
-    cookie = login(f"http://127.0.0.1:{ports['bff-1w']}", "bench-user")
-    urls = {
-        "direct": f"http://127.0.0.1:{direct_port}/api/bench",
-        "nginx-proxy": f"http://127.0.0.1:{proxy_port}/api/bench",
-        "stack-ceiling": f"http://127.0.0.1:{ceiling_port}/api/bench",
-        "bff-1w": f"http://127.0.0.1:{ports['bff-1w']}/api/bench",
-        "bff-2w": f"http://127.0.0.1:{ports['bff-2w']}/api/bench",
-    }
-    for url in urls.values():
-        check_200(url, cookie)
+    targets = started.targets  # name -> url, cookie, pid, Redis, secret key (bench/targets.py)
+    results["targets"] = {name: t.describe() for name, t in targets.items()}
+    results["skipped"] = started.skipped
+    if started.baseline:
+        results["baseline"] = started.baseline
+    # The names the sections below use: bff-1w's (the other targets' are in `targets`).
+    procs = started.procs
+    urls = {name: t.url for name, t in targets.items()}
+    cookie = targets["bff-1w"].cookie or ""
+    redis_url = targets["bff-1w"].redis_url or ""
+    secret_key = targets["bff-1w"].secret_key or ""
 
     def storm() -> None:
-        storm_section(
-            options,
-            results,
-            ports=ports,
-            procs=procs,
-            provider=provider,
-            redis_url=redis_url,
-            secret_key=secret_key,
-            warm_cookie=cookie,
-        )
+        storm_section(options, results, started, cookie)
 
     if options.only == "storm":
         storm()
         return
     conns = options.connections
-    for name in TARGETS:  # warm-up: pools, caches, JIT-free but still
-        run_wrk(urls[name], connections=conns, seconds=options.warmup, cookie=cookie)
-    loaded: dict[str, list[WrkResult]] = {n: [] for n in TARGETS}
-    single: dict[str, list[WrkResult]] = {n: [] for n in TARGETS}
-    for number in range(options.rounds):
-        for name in TARGETS:
-            loaded[name].append(
-                run_wrk(urls[name], connections=conns, seconds=options.seconds, cookie=cookie)
-            )
-        for name in TARGETS:
-            single[name].append(
-                run_wrk(urls[name], connections=1, seconds=options.seconds_single, cookie=cookie)
-            )
-        log(
-            f"round {number + 1}/{options.rounds}: "
-            + ", ".join(f"{n} {loaded[n][-1].rps:,.0f} req/s" for n in TARGETS)
-        )
-    results["rounds"] = {
-        n: {"c64": [r.as_dict() for r in loaded[n]], "c1": [r.as_dict() for r in single[n]]}
-        for n in TARGETS
-    }
-    results["summary"] = summarise(loaded, single)
-
-    log("store commands per proxied request")
-    results["store_commands"] = asyncio.run(
-        store_commands(redis_url, urls["bff-1w"], cookie, options.command_requests)
+    rounds = side_by_side(
+        targets,
+        rounds=options.rounds,
+        seconds=options.seconds,
+        seconds_single=options.seconds_single,
+        connections=conns,
+        warmup=options.warmup,
+        log=log,
     )
+    results["rounds"] = rounds.records
+    results["summary"] = summarise(
+        rounds.loaded,
+        rounds.single,
+        kinds={name: t.kind for name, t in targets.items()},
+        records=rounds.records,
+    )
+
+    results["store_commands"] = {}
+    for name, target in targets.items():
+        # one per Redis and version: a 2-worker instance shares its 1-worker twin's
+        if target.redis_url and target.kind != "reference" and not name.endswith("-2w"):
+            log(f"store commands per proxied request ({name})")
+            measured = asyncio.run(
+                store_commands(
+                    target.redis_url, target.url, target.cookie or "", options.command_requests
+                )
+            )
+            results["store_commands"][name] = measured
+            results["summary"][name]["redis_per_request"] = measured["per_request"]
 
     log("leak check")
     pid = procs["bff-1w"].pid
@@ -363,7 +362,7 @@ def bench(options: Options, stack: BenchStack, results: dict[str, Any]) -> None:
 
 def main() -> int:
     options = Options.from_env(dict(os.environ))
-    ensure_tools()
+    skipped = ensure_tools()
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     results: dict[str, Any] = {
         "meta": {
@@ -381,24 +380,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bff-bench-") as workdir:
         stack = BenchStack(Path(workdir))
         try:
-            bench(options, stack, results)
+            bench(options, stack, results, skipped)
         except BaseException as exc:  # report what was measured, then fail
             failed = exc
             results["error"] = f"{type(exc).__name__}: {exc}"
-            for name in ("bff-1w", "bff-2w", "provider", "nginx"):
+            for name in ("bff-1w", "bff-2w", "base-1w", "apache/apache-error", "provider", "nginx"):
                 with contextlib.suppress(OSError):
                     tail = stack.log_tail(name)
                     if tail:
                         log(f"--- {name} log tail ---\n{tail}")
         finally:
+            results["meta"]["logs"] = log_sizes(Path(workdir))
             stack.stop()
     results["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
-    out_dir = ROOT / "bench-results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"bench-{started.replace(':', '')}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    written = write_outputs(results, ROOT, started)
     print(build_table(results))
-    print(f"results: {path} ({results['meta']['elapsed_s']} s)")
+    print(f"results: {', '.join(str(p) for p in written)} ({results['meta']['elapsed_s']} s)")
     if failed is not None:
         log(f"failed: {results['error']}")
         return 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,8 +101,10 @@ async def refresh_storm(
     concurrency: int,
     latency_ms: int,
     pid: int | None = None,
+    expire: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """One storm against the bff at `url` (see the module); its figures."""
+    """One storm against the bff at `url` (see the module); its figures. `expire` moves the
+    session's access-token expiry into the past (default: with this checkout's code)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -118,11 +121,14 @@ async def refresh_storm(
         cpu = cpu_seconds(pid) if pid is not None else 0.0
         control = await fire(connections, warm, within=TIMEOUT)
         control_cpu = cpu_seconds(pid) - cpu if pid is not None else None
-        store = RedisStore.from_url(redis_url)
-        try:
-            await expire_access_token(service(store, secret_key), cookie)
-        finally:
-            await store.aclose()
+        if expire is not None:
+            await expire()
+        else:
+            store = RedisStore.from_url(redis_url)
+            try:
+                await expire_access_token(service(store, secret_key), cookie)
+            finally:
+                await store.aclose()
         before = await grants(provider)
         cpu = cpu_seconds(pid) if pid is not None else 0.0
         storm = await fire(connections, request, within=TIMEOUT)

@@ -18,6 +18,7 @@ __all__ = ["BIN", "ROOT", "Stack"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
+_MAIN = "from bff.cli.main import main; raise SystemExit(main())"
 
 
 class Stack:
@@ -28,12 +29,16 @@ class Stack:
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> subprocess.Popen[bytes]:
         """`argv` in its own session, its output in `<dir>/<name>.log`."""
         log = (self.dir / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
         log.close()
         self._procs.append((name, process))
@@ -74,12 +79,24 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
     def bff(
-        self, name: str, *, port: int, workers: int, env: dict[str, str]
+        self,
+        name: str,
+        *,
+        port: int,
+        workers: int,
+        env: dict[str, str],
+        source: Path | None = None,
     ) -> subprocess.Popen[bytes]:
+        """`bff serve`; with `source`, the bff of that source tree (another version, e.g.
+        the benchmark's baseline) run from it with this venv's Python and libraries."""
         full = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "PROMETHEUS"))}
         full.update(env)
+        command = [str(BIN / "bff")]
+        if source is not None:
+            full["PYTHONPATH"] = str(source)
+            command = [str(BIN / "python"), "-c", _MAIN]
         argv = [
-            str(BIN / "bff"),
+            *command,
             "serve",
             "--host",
             "127.0.0.1",
@@ -88,7 +105,7 @@ class Stack:
             "--workers",
             str(workers),
         ]
-        process = self.start(name, argv, env=full)
+        process = self.start(name, argv, env=full, cwd=source or ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
