@@ -18,10 +18,19 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-__all__ = ["ACCESS_FIELDS", "REQUEST_ID", "JsonFormatter", "new_request_id"]
+__all__ = [
+    "ACCESS_FIELDS",
+    "REQUEST_ID",
+    "TEXT_FORMAT",
+    "JsonFormatter",
+    "json_line",
+    "new_request_id",
+]
 
 # The request being served by this task (and by the tasks it starts, such as a refresh).
 REQUEST_ID: ContextVar[str | None] = ContextVar("bff_request_id", default=None)
+# The text format of application and access lines (the logging module's asctime).
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_FIELDS = (
     "route",
     "method",
@@ -38,23 +47,38 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def json_line(
+    when: str,
+    level: str,
+    logger: str,
+    message: str,
+    request_id: str | None,
+    fields: dict[str, object],
+    exception: str | None = None,
+) -> str:
+    """One JSON line: ASCII only, so no control character reaches a terminal; the
+    `fields` that are None are left out."""
+    out: dict[str, object] = {"time": when, "level": level, "logger": logger, "message": message}
+    if request_id:
+        out["request_id"] = request_id
+    for name, value in fields.items():
+        if value is not None:
+            out[name] = value
+    if exception:
+        out["exception"] = exception
+    return json.dumps(out, ensure_ascii=True, separators=(",", ":"), default=str)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; ASCII only, so no control character reaches a terminal."""
+    """One JSON object per line (`json_line`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
-        if request_id:
-            out["request_id"] = request_id
-        for name in ACCESS_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                out[name] = value
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=True, separators=(",", ":"), default=str)
+        return json_line(
+            datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "request_id", None) or REQUEST_ID.get(),
+            {name: getattr(record, name, None) for name in ACCESS_FIELDS},
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )

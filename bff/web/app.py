@@ -30,6 +30,7 @@ from bff.proxy.forward_rules import ForwardRules
 from bff.proxy.websocket import WebSocketProxy
 from bff.session.events import EventBus
 from bff.store import SessionStore
+from bff.telemetry.access_log import flush_access_logs
 from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
 from bff.upstream.origins import UpstreamPool
@@ -107,6 +108,7 @@ def create_app(
             await services.aclose()
             if tracing is not None:
                 tracing.shutdown()
+            flush_access_logs()  # the buffered access lines of the last requests
 
     # Route labels (metrics, access log): every frontend's route prefixes and bff's own
     # endpoint paths.

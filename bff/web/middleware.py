@@ -8,20 +8,19 @@ upstream's headers) and `session` (a short hash of the session's store key)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.proxy.request_checks import inbound_request_id
+from bff.telemetry.access_log import log_access
 from bff.telemetry.logs import REQUEST_ID, new_request_id
 from bff.telemetry.request_metrics import OTHER_ROUTE, RequestMetrics, track_inflight
 from bff.telemetry.tracing import Tracing
 
 __all__ = ["DirectPeerMiddleware", "RequestContextMiddleware"]
 
-_access = logging.getLogger("bff.access")
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -116,25 +115,15 @@ class RequestContextMiddleware:
         elapsed: float,
         rid: str,
     ) -> None:
-        path = raw_path[:256].encode("unicode_escape").decode("ascii")
-        upstream = state.get("upstream_s")
-        _access.info(
-            "%s %s %s %.1fms rid=%s",
-            method,
-            path,
-            status or "-",
-            elapsed * 1000,
-            rid,
-            extra={
-                "request_id": rid,
-                "route": route,
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "upstream_ms": None if upstream is None else round(upstream * 1000, 3),
-                "session": state.get("session"),
-            },
+        log_access(
+            method=method,
+            path=raw_path[:256].encode("unicode_escape").decode("ascii"),
+            status=status,
+            elapsed=elapsed,
+            request_id=rid,
+            route=route,
+            upstream=state.get("upstream_s"),
+            session=state.get("session"),
         )
 
 

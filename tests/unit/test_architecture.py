@@ -141,6 +141,7 @@ LAYERS: dict[str, int] = {
     "bff.telemetry.metrics": ADAPTERS,
     "bff.telemetry.audit": ADAPTERS,
     "bff.telemetry.logs": ADAPTERS,
+    "bff.telemetry.access_log": ADAPTERS,
     "bff.telemetry.refusals": ADAPTERS,
     "bff.telemetry.tracing": ADAPTERS,
     # web

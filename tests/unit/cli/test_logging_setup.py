@@ -14,7 +14,7 @@ def test_configure_logging_picks_the_format() -> None:
         assert config["handlers"]["audit"]["formatter"] == "bare"  # audit: JSON already
         assert configure_logging()["handlers"]["stderr"]["formatter"] == "plain"
     finally:
-        logging.getLogger("bff").propagate = True  # as before any configuration
-        logging.getLogger("bff.audit").propagate = True
-        logging.getLogger("bff").handlers.clear()
-        logging.getLogger("bff.audit").handlers.clear()
+        # as before any configuration
+        for name in ("bff", "bff.audit", "bff.access"):
+            logging.getLogger(name).propagate = True
+            logging.getLogger(name).handlers.clear()
