@@ -5,20 +5,24 @@ redis-server, the development provider and one `bff serve` per variant (defaults
 access log on), logs in for real, then runs interleaved wrk rounds (variant A, B, ... then
 the next round) and reads each variant's process CPU time (utime + stime of the server
 and its workers, /proc/<pid>/stat) around every run: CPU µs per request moves far less
-with other load on the machine than requests/s does. Prints per round and the medians.
+with other load on the machine than requests/s does; and the read and write system
+calls per request (/proc/<pid>/io, exact: sockets written with send() not counted).
+Prints per round and the medians.
 
     .venv/bin/python bench/hotpath.py --variant base:src=/tmp/base --variant new
     .venv/bin/python bench/hotpath.py --variant log:BFF_ACCESS_LOG=true \\
         --variant nolog:BFF_ACCESS_LOG=false --connections 64 --seconds 5 --rounds 5
 
 A variant is `name[:key=value,...]`: `src=PATH` runs bff from another checkout
-(PYTHONPATH), `workers=N` (default 1), anything else is an environment variable of that
-bff. `--hold S` keeps the stack up S seconds after the rounds (for py-spy).
+(PYTHONPATH), `workers=N` (default 1), `server=granian` the same app under granian
+(`pip install granian`; GRANIAN_* variables tune it), anything else is an environment
+variable of that bff. `--hold S` keeps the stack up S seconds after the rounds (for py-spy).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import statistics
@@ -32,12 +36,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
+
 from bench.procs import BenchStack  # noqa: E402
 from bench.wrk import WrkResult, run_wrk  # noqa: E402
 from tests.support.procs import free_port  # noqa: E402
 from tests.support.sessions import login  # noqa: E402
+from tests.support.stack import BIN  # noqa: E402
 
-__all__ = ["Variant", "cpu_seconds", "parse_variant"]
+__all__ = ["Variant", "parse_variant", "usage"]
 
 CLIENT_ID = "bff-demo"
 CLIENT_SECRET = "bff-demo-secret-not-for-production"
@@ -49,10 +56,12 @@ class Variant:
     name: str
     workers: int = 1
     src: str | None = None
+    server: str = "bff"  # or "granian": the same app under granian (ASGI, uvloop)
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     pid: int = 0
     cpu_us: list[float] = field(default_factory=list)
+    calls: list[float] = field(default_factory=list)  # read + write system calls per request
     runs: list[WrkResult] = field(default_factory=list)
 
 
@@ -63,6 +72,8 @@ def parse_variant(text: str) -> Variant:
         key, _, value = item.partition("=")
         if key == "src":
             variant.src = value
+        elif key == "server":
+            variant.server = value
         elif key == "workers":
             variant.workers = int(value)
         else:
@@ -79,18 +90,23 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` and its live descendants (uvicorn's workers)."""
-    total = 0.0
+def usage(pid: int) -> tuple[float, int]:
+    """(utime + stime in seconds, read + write system calls) of `pid` and its
+    descendants (uvicorn's or granian's workers)."""
+    seconds, calls = 0.0, 0
     for one in [pid, *_children(pid)]:
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            io = dict(line.split(": ") for line in Path(f"/proc/{one}/io").read_text().splitlines())
         except FileNotFoundError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
+        seconds += (int(fields[11]) + int(fields[12])) / _TICK
+        calls += int(io["syscr"]) + int(io["syscw"])
         if one != pid:
-            total += sum(cpu_seconds(c) for c in _children(one))
-    return total
+            for child in _children(one):
+                more = usage(child)
+                seconds, calls = seconds + more[0], calls + more[1]
+    return seconds, calls
 
 
 def main() -> int:
@@ -135,8 +151,11 @@ def _run(stack: BenchStack, variants: list[Variant], args: argparse.Namespace) -
         }
         if variant.src:
             env["PYTHONPATH"] = variant.src
-        process = stack.bff(variant.name, port=variant.port, workers=variant.workers, env=env)
-        variant.pid = process.pid
+        if variant.server == "granian":
+            variant.pid = _granian(stack, variant, env)
+        else:
+            process = stack.bff(variant.name, port=variant.port, workers=variant.workers, env=env)
+            variant.pid = process.pid
     cookie = login(f"http://127.0.0.1:{variants[0].port}", "hotpath-user")
     url = "http://127.0.0.1:{}/api/bench"
     threads = args.threads or None
@@ -145,7 +164,7 @@ def _run(stack: BenchStack, variants: list[Variant], args: argparse.Namespace) -
     for number in range(args.rounds):
         line = []
         for variant in variants:
-            before = cpu_seconds(variant.pid)
+            before = usage(variant.pid)
             result = run_wrk(
                 url.format(variant.port),
                 connections=args.connections,
@@ -153,12 +172,13 @@ def _run(stack: BenchStack, variants: list[Variant], args: argparse.Namespace) -
                 cookie=cookie,
                 threads=threads,
             )
-            used = cpu_seconds(variant.pid) - before
-            variant.cpu_us.append(used * 1e6 / max(1, result.requests))
+            after, count = usage(variant.pid), max(1, result.requests)
+            variant.cpu_us.append((after[0] - before[0]) * 1e6 / count)
+            variant.calls.append((after[1] - before[1]) / count)
             variant.runs.append(result)
             line.append(
                 f"{variant.name} {result.rps:8,.0f} req/s {variant.cpu_us[-1]:6.1f} µs "
-                f"p50 {result.p50_ms:.3f} ms err {result.errors}"
+                f"{variant.calls[-1]:4.2f} rw p50 {result.p50_ms:.3f} ms err {result.errors}"
             )
         print(f"round {number + 1}: " + " | ".join(line), flush=True)
     for variant in variants:
@@ -167,12 +187,49 @@ def _run(stack: BenchStack, variants: list[Variant], args: argparse.Namespace) -
         print(
             f"{variant.name:12} median {statistics.median(variant.cpu_us):6.1f} µs/request "
             f"(min {min(variant.cpu_us):.1f}), {statistics.median(rps):8,.0f} req/s "
-            f"(min {min(rps):,.0f} max {max(rps):,.0f}), p50 {statistics.median(p50):.3f} ms"
+            f"(min {min(rps):,.0f} max {max(rps):,.0f}), p50 {statistics.median(p50):.3f} ms, "
+            f"{statistics.median(variant.calls):.2f} read/write calls/request"
         )
     if args.hold:
         print("holding: " + ", ".join(f"{v.name} pid {v.pid} port {v.port}" for v in variants))
         print(f"cookie: {cookie}", flush=True)
         time.sleep(args.hold)
+
+
+def _granian(stack: BenchStack, variant: Variant, env: dict[str, str]) -> int:
+    """The app of `bff serve`'s workers under granian (GRANIAN_* variables tune it)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "PROMETHEUS"))}
+    full.update(env)
+    if variant.workers > 1:
+        full["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(dir=stack.dir)
+    argv = [
+        str(BIN / "granian"),
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(variant.port),
+        "--workers",
+        str(variant.workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "1",
+        "--no-ws",
+        "bff.cli.factory:app_from_environment",
+    ]
+    process = stack.start(variant.name, argv, env=full)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{variant.name} exited: {stack.log_tail(variant.name)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{variant.port}/readyz", timeout=1).is_success:
+                return process.pid
+        time.sleep(0.2)
+    raise RuntimeError(f"{variant.name} not ready: {stack.log_tail(variant.name)}")
 
 
 if __name__ == "__main__":
