@@ -17,6 +17,10 @@ body that arrives with its headers in one read is never counted against them. A 
 fed in budget-sized slices too: once its request completes inside a read, the rest of that
 read (a pipelined next request) goes through the counted path.
 
+A response's head and body go out in one write (`bff.web.paired_writes`); the
+connection's own writes (a refusal, a timeout) and closes come after what a response
+left waiting.
+
 And per connection, two bounds on a client that stalls after its headers:
 
 - a request body may pause at most `body_read_timeout` seconds between two reads (while
@@ -39,6 +43,7 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bff.config.model import Settings
+from bff.web.paired_writes import PairedWrites
 
 __all__ = ["HeaderLimits", "LimitedHttpToolsProtocol", "bounded_http_protocol"]
 
@@ -77,6 +82,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0  # loop time of the body phase's last read
         self._send_timer: asyncio.TimerHandle | None = None
+        self._writes: PairedWrites | None = None  # the responses' (bff.web.paired_writes)
+
+    def _flush_writes(self) -> None:
+        """Before the connection writes or closes by itself: what a response left waiting."""
+        if self._writes is not None:
+            self._writes.flush()
 
     # -- the header-read clock -------------------------------------------------------
     def _arm_header_timer(self) -> None:
@@ -94,6 +105,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport is None or self.transport.is_closing() or not self._in_headers:
             return
+        self._flush_writes()
         if self._header_bytes:
             self.transport.write(_TIMEOUT)
         self.transport.close()
@@ -115,6 +127,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if left > 0:
             self._body_timer = self.loop.call_later(left, self._body_timeout)
             return
+        self._flush_writes()
         transport.close()
 
     def _disarm_body_timer(self) -> None:
@@ -141,6 +154,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writes = PairedWrites(transport, self.loop)
         self._arm_header_timer()  # a connection that sends nothing is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -151,7 +165,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._send_timer = None
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        self._flush_writes()
+        super().shutdown()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._flush_writes()
+        super().timeout_keep_alive_handler()
+
     def data_received(self, data: bytes) -> None:
+        self._flush_writes()  # a refusal (400, 431) the parser writes comes after it
         self._feed(data)
         if not self._in_headers:  # a body still to come: its idle clock runs (lazily)
             self._last_read = self.loop.time()
@@ -196,6 +219,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._in_headers and self._messages == messages:
             self._disarm_header_timer()
+            self._flush_writes()
             self.transport.write(_TOO_LARGE)
             self.transport.close()
             return
@@ -205,7 +229,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._disarm_header_timer()
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not cycle and self._writes is not None:  # a request (no upgrade)
+            self.cycle.transport = cast(asyncio.Transport, self._writes)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

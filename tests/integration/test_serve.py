@@ -148,3 +148,38 @@ def test_memory_store_with_two_workers_is_refused() -> None:
     )
     assert result.returncode == 1
     assert "memory:// cannot be shared by several workers" in result.stderr
+
+
+def _write_calls(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise LookupError("syscw")
+
+
+def test_an_answer_is_one_write_and_every_access_line_survives_sigterm() -> None:
+    env = {
+        "BFF_ISSUER": f"http://127.0.0.1:{free_port()}",  # never asked
+        "BFF_CLIENT_ID": "c",
+        "BFF_CLIENT_SECRET": "s",
+        "BFF_SECRET_KEY": SECRET_KEY,
+        "BFF_SHUTDOWN_DRAIN_DELAY": "0",
+    }
+    proc, port = serve(env)
+    requests = 200
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            http.get("/healthz")  # a kept-alive connection from here on
+            before = _write_calls(proc.pid)
+            for n in range(requests):
+                assert http.get(f"/missing/{n}").status_code == 404
+            writes = _write_calls(proc.pid) - before
+        # Head and body in one write (bff.web.paired_writes); a few more for the access
+        # lines (buffered: one write per 0.1 s).
+        assert writes < requests * 1.2, writes
+    finally:
+        proc.send_signal(signal.SIGTERM)  # graceful: the buffered access lines are written
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    logged = [line.split()[5] for line in out.splitlines() if " INFO bff.access: GET /m" in line]
+    assert logged == [f"/missing/{n}" for n in range(requests)]

@@ -162,6 +162,7 @@ LAYERS: dict[str, int] = {
     "bff.web.sessions_api": EDGE,
     "bff.web.admin_api": EDGE,
     "bff.web.listener": EDGE,
+    "bff.web.paired_writes": ADAPTERS,
     "bff.web.assembly": COMPOSITION,
     "bff.web.admin_app": COMPOSITION,
     "bff.web.app": COMPOSITION,
