@@ -190,6 +190,14 @@ def _run(stack: BenchStack, variants: list[Variant], args: argparse.Namespace) -
             f"(min {min(rps):,.0f} max {max(rps):,.0f}), p50 {statistics.median(p50):.3f} ms, "
             f"{statistics.median(variant.calls):.2f} read/write calls/request"
         )
+    first = variants[0]
+    for variant in variants[1:]:  # paired: rounds run back to back see alike machine load
+        ratios = [b / a for a, b in zip(first.cpu_us, variant.cpu_us, strict=True)]
+        print(
+            f"{variant.name} / {first.name}: CPU per request x{statistics.median(ratios):.3f} "
+            f"(median of {len(ratios)} paired rounds; quartiles "
+            f"{' - '.join(f'{q:.3f}' for q in statistics.quantiles(ratios, n=4)[::2])})"
+        )
     if args.hold:
         print("holding: " + ", ".join(f"{v.name} pid {v.pid} port {v.port}" for v in variants))
         print(f"cookie: {cookie}", flush=True)
