@@ -32,7 +32,7 @@ from bff.telemetry.request_metrics import RequestMetrics
 from bff.telemetry.tracing import Tracing
 from bff.tokens.manager import TokenManager
 from bff.tokens.results import STORE_DOWN, Bearer
-from bff.upstream.browser import BodyStream, DisconnectWatch, Receive
+from bff.upstream.browser import BodyStream, DisconnectWatch, LateWatches, Receive
 from bff.upstream.origins import UpstreamPool
 from bff.upstream.protocol import UpstreamExchange
 
@@ -58,6 +58,8 @@ class Hop:
     path_base: str = ""  # the frontend's ("/app"): its /bff/login and root are under it
     live: LiveSessions | None = None  # a streamed answer ends with its session
     proofs: UpstreamProofs = field(default_factory=UpstreamProofs)
+    # a request still waiting for its upstream after this long watches for a disconnect
+    watches: LateWatches = field(default_factory=lambda: LateWatches(_WATCH_DELAY))
 
 
 @dataclass(slots=True)
@@ -78,7 +80,7 @@ class Exchange:
 
     async def run(self, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
-        watch = DisconnectWatch(receive, task, delay=_WATCH_DELAY)
+        watch = DisconnectWatch(receive, task, late=self.hop.watches)
         stream: BodyStream | None = None
         if self.has_body:
             stream = BodyStream(receive, timeout=self.hop.body_timeout, on_done=watch.later)
