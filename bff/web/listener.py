@@ -11,6 +11,7 @@ header was accepted and a 20 s trickle went through). Here, per request:
 - they must arrive within `header_read_timeout` seconds of the request's first byte (or
   of the connection's opening): else `408 Request Timeout` and the connection closes
   (a slowloris cannot hold a connection open by trickling).
+This clock and uvicorn's keep-alive bound share one lazy timer per connection.
 
 The count is exact: bytes are fed to the parser at most up to the remaining budget, so a
 body that arrives with its headers in one read is never counted against them. A body is
@@ -66,6 +67,8 @@ _parse = cast(
 )
 _TOO_LARGE = _refusal(b"431 Request Header Fields Too Large")
 _TIMEOUT = _refusal(b"408 Request Timeout")
+_NEVER = float("inf")
+_NONE, _HEADERS, _IDLE = range(3)  # what the connection's deadline bounds
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -78,7 +81,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True  # reading a request line and headers (or awaiting one)
         self._header_bytes = 0
         self._messages = 0  # requests completed on this connection
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._deadline = _NEVER  # loop time (`_set_deadline`)
+        self._deadline_kind = _NONE
+        self._clock: asyncio.TimerHandle | None = None
+        # Never later than the deadline: any deadline is at least this far ahead.
+        self._clock_period = max(
+            0.05, min(limits.header_read_timeout, float(self.timeout_keep_alive))
+        )
         self._body_timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0  # loop time of the body phase's last read
         self._send_timer: asyncio.TimerHandle | None = None
@@ -89,26 +98,41 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._writes is not None:
             self._writes.flush()
 
-    # -- the header-read clock -------------------------------------------------------
-    def _arm_header_timer(self) -> None:
-        self._disarm_header_timer()
-        self._header_timer = self.loop.call_later(
-            self._limits.header_read_timeout, self._header_timeout
-        )
+    # -- the connection's clock: the header read and the keep-alive idle --------------
+    def _set_deadline(self, seconds: float, kind: int) -> None:
+        """The connection ends `seconds` from now unless it moves on. One lazy timer for
+        both bounds: armed at most `_clock_period` ahead and re-armed when it fires
+        before the deadline, so a request arms and cancels no timer of its own (two per
+        request, uvicorn's keep-alive and this header clock, cost ~4 µs)."""
+        now = self.loop.time()
+        self._deadline = now + seconds
+        self._deadline_kind = kind
+        if self._clock is None:
+            self._clock = self.loop.call_at(now + self._clock_period, self._on_clock)
 
-    def _disarm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def _clear_deadline(self) -> None:
+        self._deadline = _NEVER
+        self._deadline_kind = _NONE
 
-    def _header_timeout(self) -> None:
-        self._header_timer = None
-        if self.transport is None or self.transport.is_closing() or not self._in_headers:
+    def _on_clock(self) -> None:
+        self._clock = None
+        transport = self.transport
+        if (
+            self._deadline_kind == _NONE
+            or transport is None
+            or transport.is_closing()
+            or transport.get_protocol() is not self  # upgraded to a WebSocket
+        ):
+            return
+        now = self.loop.time()
+        if now < self._deadline:
+            when = min(self._deadline, now + self._clock_period)
+            self._clock = self.loop.call_at(when, self._on_clock)
             return
         self._flush_writes()
-        if self._header_bytes:
-            self.transport.write(_TIMEOUT)
-        self.transport.close()
+        if self._deadline_kind == _HEADERS and self._header_bytes:
+            transport.write(_TIMEOUT)
+        transport.close()  # (a keep-alive connection idle too long: closed, as uvicorn does)
 
     # -- the body-read and send clocks ------------------------------------------------
     def _body_timeout(self) -> None:
@@ -155,10 +179,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._writes = PairedWrites(transport, self.loop)
-        self._arm_header_timer()  # a connection that sends nothing is closed too
+        # a connection that sends nothing is closed too
+        self._set_deadline(self._limits.header_read_timeout, _HEADERS)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_timer()
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
         self._disarm_body_timer()
         if self._send_timer is not None:
             self._send_timer.cancel()
@@ -169,9 +196,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._flush_writes()
         super().shutdown()
 
-    def timeout_keep_alive_handler(self) -> None:
-        self._flush_writes()
-        super().timeout_keep_alive_handler()
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive bound on the connection's clock instead of a
+        timer per response."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()  # (never armed here)
+        self.flow.resume_reading()
+        if self.pipeline:  # a pipelined request waits: it starts now
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._set_deadline(self.timeout_keep_alive, _IDLE)
 
     def data_received(self, data: bytes) -> None:
         self._flush_writes()  # a refusal (400, 431) the parser writes comes after it
@@ -202,8 +239,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                         self._feed(view[start + size :])
                     return
             return
-        if self._header_bytes == 0 and self._header_timer is None:
-            self._arm_header_timer()  # the first byte of a keep-alive connection's next request
+        if self._header_bytes == 0 and self._deadline_kind != _HEADERS:
+            # the first byte of a keep-alive connection's next request
+            self._set_deadline(self._limits.header_read_timeout, _HEADERS)
         budget = self._limits.max_header_bytes - self._header_bytes
         if len(data) <= budget:
             self._header_bytes += len(data)
@@ -218,7 +256,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return
         if self._in_headers and self._messages == messages:
-            self._disarm_header_timer()
+            self._clear_deadline()
             self._flush_writes()
             self.transport.write(_TOO_LARGE)
             self.transport.close()
@@ -228,7 +266,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks ------------------------------------------------------------
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        self._disarm_header_timer()
+        self._clear_deadline()
         cycle = self.cycle
         super().on_headers_complete()
         if self.cycle is not cycle and self._writes is not None:  # a request (no upgrade)

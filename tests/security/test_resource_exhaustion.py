@@ -325,6 +325,31 @@ def test_a_silent_connection_is_closed_too(served: tuple[Any, int]) -> None:
         assert time.monotonic() - start < 12
 
 
+def test_the_keep_alive_and_header_clocks_end_a_connection_on_time(
+    served: tuple[Any, int],
+) -> None:
+    """One lazy timer bounds both (bff.web.listener): a request on a kept-alive
+    connection moves the idle deadline, and a request that starts after an idle while
+    gets the whole header bound from its first byte, never the idle clock's rest."""
+    _, port = served
+    get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        s.sendall(get)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(3)  # idle, under uvicorn's 5 s keep-alive
+        s.sendall(get)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        assert 4 < _closed_within(s, 10) < 7  # 5 s after the second answer
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        s.sendall(get)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(1)
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")  # never finished
+        start = time.monotonic()
+        assert s.recv(4096).startswith(b"HTTP/1.1 408")
+        assert 1.5 < time.monotonic() - start < 3.5  # BFF_HEADER_READ_TIMEOUT=2
+
+
 def _closed_within(s: socket.socket, seconds: float) -> float:
     """Reads until the server closes; how long that took (AssertionError past `seconds`)."""
     start = time.monotonic()
