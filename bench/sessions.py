@@ -1,37 +1,64 @@
 """Many sessions for the benchmark: a bulk path that writes sessions as logins of other
 users would (through `RedisStore.create_sessions`: the store's own commands and layout,
-pipelined), from one real login (`tests.support.sessions`)."""
+pipelined), from one real login (`tests.support.sessions`).
+
+Two token shapes: `dev`, the development provider's tokens of the real login with each
+user's `sub`, `sid` and `at_hash` (signature bytes kept), and `keycloak`, the tokens
+Keycloak issues (`bench.keycloak_tokens`: RS256 access and ID token, HS512 refresh token).
+Sealing a record is CPU work (~0.1-0.3 ms): batches are made in worker processes (one a
+core) while the parent writes the previous ones."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import multiprocessing
+import os
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from bench.keycloak_tokens import KeycloakTokens
+from bff.session.crypto import KeyRing
 from bff.session.ids import new_session_id
-from bff.session.records import Session, session_hash, shown_claims
+from bff.session.records import Session, encode_session, session_hash, shown_claims
 from bff.session.service import SessionRef, SessionService
 from bff.store import IndexEntry
 from bff.store.redis import RedisStore
+from bff.tokens.records import TokenSet
 from tests.support.sessions import IDLE, load_logged_in
 
-__all__ = ["bulk_create"]
+__all__ = ["SHAPES", "Made", "bulk_create", "user_session"]
+
+SHAPES = ("dev", "keycloak")
+_REALM = KeycloakTokens.realm()  # one realm's keys for every Keycloak-shaped session
+# One batch of made sessions: (store key hash, sealed record, index entry, session id).
+Made = list[tuple[str, bytes, IndexEntry, str]]
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def _payload(token: str) -> dict[str, Any]:
+    segment = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    )
+    return claims
+
+
 def _as_user(token: str, sub: str, sid: str, access_token: str | None = None) -> str:
     """`token` (a JWT) as the provider would have issued it to another user: `sub` and `sid`
     replaced and, for an ID token, `at_hash` recomputed over that user's access token. The
     signature bytes stay (same size; nothing verifies these copies again)."""
-    header, payload, signature = token.split(".")
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    header, _, signature = token.split(".")
+    claims = _payload(token)
     claims.update(sub=sub, sid=sid)
     if access_token is not None and "at_hash" in claims:
         digest = hashlib.sha256(access_token.encode("ascii")).digest()
@@ -40,25 +67,68 @@ def _as_user(token: str, sub: str, sid: str, access_token: str | None = None) ->
     return f"{header}.{_b64url(body)}.{signature}"
 
 
-def _user_session(template: Session, sub: str) -> Session:
-    """What a login of `sub` stores: its own tokens, claims taken from its ID token."""
-    sid = secrets.token_urlsafe(16)  # a provider session id, as the provider makes them
+def user_session(template: Session, user: int, shape: str = "dev") -> Session:
+    """What a login of user number `user` stores: its own tokens of `shape`, claims taken
+    from its ID token; times, user agent and client address those of `template`."""
     tokens = template.tokens
-    access = _as_user(tokens.access_token, sub, sid)
-    id_token = _as_user(tokens.id_token, sub, sid, access) if tokens.id_token else None
-    claims = dict(template.claims, sub=sub, sid=sid)
-    if id_token is not None:
-        payload = id_token.split(".")[1]
-        claims = shown_claims(json.loads(base64.urlsafe_b64decode(payload + "==")))
+    if shape == "keycloak":
+        access, id_token, refresh = _REALM.for_user(user, now=template.created_at)
+    elif shape == "dev":
+        sid = secrets.token_urlsafe(16)  # a provider session id, as the provider makes them
+        sub = f"bench-user-{user}"
+        access = _as_user(tokens.access_token, sub, sid)
+        id_token = _as_user(tokens.id_token, sub, sid, access) if tokens.id_token else None
+        refresh = secrets.token_urlsafe(32)
+        if id_token is None:
+            return dataclasses.replace(
+                template,
+                sub=sub,
+                idp_sid=sid,
+                claims=dict(template.claims, sub=sub, sid=sid),
+                tokens=dataclasses.replace(tokens, access_token=access, refresh_token=refresh),
+            )
+    else:
+        raise ValueError(f"unknown token shape {shape!r}")
+    claims = shown_claims(_payload(id_token))
+    sid_claim = claims.get("sid")
     return dataclasses.replace(
         template,
-        sub=sub,
-        idp_sid=sid,
+        sub=str(claims["sub"]),
+        idp_sid=sid_claim if isinstance(sid_claim, str) else None,
         claims=claims,
-        tokens=dataclasses.replace(
-            tokens, access_token=access, id_token=id_token, refresh_token=secrets.token_urlsafe(32)
+        tokens=TokenSet(
+            access_token=access,
+            expires_at=tokens.expires_at,
+            refresh_token=refresh,
+            id_token=id_token,
+            token_type=tokens.token_type,
+            scope="openid profile email" if shape == "keycloak" else tokens.scope,
+            refresh_expires_at=tokens.refresh_expires_at,
         ),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Maker:
+    """What a worker process needs to make sessions (picklable)."""
+
+    secret_key: str
+    template: Session
+    shape: str
+
+    def make(self, start: int, stop: int) -> Made:
+        keys = KeyRing([self.secret_key])  # the service's: HKDF of the same secret
+        made: Made = []
+        for user in range(start, stop):
+            session_id = new_session_id()
+            key_hash = session_hash(session_id)
+            session = user_session(self.template, user, self.shape)
+            index = IndexEntry(
+                sub=session.sub, idp_sid=session.idp_sid, expires_at=session.expires_at
+            )
+            blob = keys.seal(encode_session(session), aad=key_hash.encode())
+            made.append((key_hash, blob, index, session_id))
+        return made
 
 
 async def bulk_create(
@@ -66,31 +136,61 @@ async def bulk_create(
     template_cookie: str,
     count: int,
     *,
-    store: RedisStore,
+    stores: Sequence[RedisStore],
     cookies_wanted: int,
+    secret_key: str,
+    shape: str = "dev",
     batch: int = 2000,
-) -> list[str]:
-    """`count` sessions of distinct users, each what a login of that user would store: the
-    logged-in session's record with that user's `sub`, `sid`, tokens and claims, sealed
-    under its own id and written with its index entries by `RedisStore.create_sessions`,
-    `batch` sessions per round trip. Returns `name=value` cookies for the first
-    `cookies_wanted`. `store`: where they are written (the template session's store, or
-    another one); the session service owns its store, so the caller names it."""
+    workers: int | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """`count` sessions of distinct users, each what a login of that user would store (see
+    `user_session`), sealed under its own id and written with its index entries into every
+    one of `stores` by `RedisStore.create_sessions`, `batch` sessions per round trip.
+    Returns `name=value` cookies of `cookies_wanted` of them, spread evenly over all, and
+    what was made: seconds, the sealed records' sizes. `secret_key`: the service's."""
     ref, template = await load_logged_in(sessions, template_cookie)
+    if sessions.namespace:
+        raise ValueError("bulk sessions are the default frontend's")
     name = template_cookie.partition("=")[0]
-    cookies: list[str] = []
     expires_at = ref.expires_at
     ttl = max(1, min(IDLE, int(expires_at - time.time())))
-    for start in range(0, count, batch):
-        writes = []
-        for i in range(start, min(count, start + batch)):
-            session_id = new_session_id()
-            key_hash = session_hash(session_id)
-            session = _user_session(template, f"bench-user-{i}")
-            index = IndexEntry(sub=session.sub, idp_sid=session.idp_sid, expires_at=expires_at)
-            writes.append((key_hash, sessions._seal(key_hash, session), ttl, index))
-            if len(cookies) < cookies_wanted:
-                signed = sessions.cookie_value(SessionRef(session_id, key_hash, expires_at))
-                cookies.append(f"{name}={signed}")
-        await store.create_sessions(writes)
-    return cookies
+    maker = _Maker(secret_key, dataclasses.replace(template, expires_at=expires_at), shape)
+    step = max(1, count // max(1, cookies_wanted))
+    cookies: list[str] = []
+    sizes: list[int] = []
+    began = time.perf_counter()
+    workers = workers or max(1, min(len(os.sched_getaffinity(0)), 4))
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")  # not fork: no copy of the running loop
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: list[asyncio.Future[Made]] = []
+        starts = iter(range(0, count, batch))
+        for start in starts:  # keep every worker busy, plus one batch ahead
+            pending.append(loop.run_in_executor(pool, maker.make, start, min(count, start + batch)))
+            if len(pending) > workers:
+                break
+        first = 0
+        while pending:
+            made = await pending.pop(0)
+            following = next(starts, None)
+            if following is not None:
+                pending.append(
+                    loop.run_in_executor(pool, maker.make, following, min(count, following + batch))
+                )
+            writes = [(h, blob, ttl, index) for h, blob, index, _ in made]
+            await asyncio.gather(*(store.create_sessions(writes) for store in stores))
+            for offset, (key_hash, blob, _, session_id) in enumerate(made):
+                if (first + offset) % step == 0 and len(cookies) < cookies_wanted:
+                    signed = sessions.cookie_value(SessionRef(session_id, key_hash, expires_at))
+                    cookies.append(f"{name}={signed}")
+                if (first + offset) % 97 == 0:
+                    sizes.append(len(blob))
+            first += len(made)
+    sizes.sort()
+    return cookies, {
+        "shape": shape,
+        "sessions": count,
+        "create_s": round(time.perf_counter() - began, 1),
+        "record_bytes_median": sizes[len(sizes) // 2] if sizes else None,
+        "record_bytes_max": sizes[-1] if sizes else None,
+    }

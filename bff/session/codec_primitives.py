@@ -162,5 +162,11 @@ class Cursor:
         self._pos = end
         return chunk
 
+    def rest(self) -> bytes:
+        """Everything not read yet (and nothing left to read)."""
+        chunk = self._buf[self._pos :]
+        self._pos = len(self._buf)
+        return chunk
+
     def done(self) -> bool:
         return self._pos == len(self._buf)

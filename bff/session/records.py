@@ -7,9 +7,11 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bff.session.codec import Reader, finish
+from bff.session.codec_v3 import Reader3, finish3
+from bff.session.codec_v3_writer import Writer3
 from bff.session.codec_writer import Writer
 from bff.tokens.records import TokenSet
 
@@ -79,7 +81,7 @@ def shown_claims(claims: dict[str, Any]) -> dict[str, Any]:
 #            (preset dictionary, claim names) belong to version 2: changing them needs a
 #            new first byte.
 # Format 1 (JSON, b"{", or zlib'd JSON, b"z") is no longer read: no release wrote it.
-_V2 = b"\x02"
+_V2, _V3 = b"\x02", b"\x03"
 # The client address is marked: a DPoP key (base64url), the other optional trailing
 # string, never starts with it.
 _IP_MARK = "@"
@@ -109,12 +111,9 @@ def _same_json(a: Any, b: Any) -> bool:
         return False
 
 
-def _encode_v2(s: Session) -> bytes:
+def _rest(s: Session, id_payload: bytes | None) -> list[Any]:
+    """The values after the three tokens (formats 2 and 3 alike, see the table above)."""
     t = s.tokens
-    out = Writer()
-    out.token(t.access_token)
-    id_payload = out.token(t.id_token)
-    out.token(t.refresh_token)
     rest: list[Any] = [
         s.created_at,
         s.expires_at,
@@ -137,17 +136,49 @@ def _encode_v2(s: Session) -> bytes:
         # Last, marked, and only when known: a record without it keeps the seven values of
         # the dictionary's templates (bff.session.codec), where one more costs 8 bytes.
         rest.append(_IP_MARK + s.client_ip)
-    out.values(rest)
+    return rest
+
+
+def _written(s: Session, out: Writer | Writer3) -> None:
+    """The record into `out`, as both formats lay it out."""
+    t = s.tokens
+    out.token(t.access_token)
+    id_payload = out.token(t.id_token)
+    out.token(t.refresh_token)
+    out.values(_rest(s, id_payload))
+
+
+def _encode_v2(s: Session) -> bytes:
+    _written(s, out := Writer())
     return _V2 + finish(out)
+
+
+def _encode_v3(s: Session) -> bytes:
+    _written(s, out := Writer3())
+    return _V3 + finish3(out)
 
 
 def _decode_v2(data: bytes) -> Session:
     source = Reader(data)
-    access, _ = source.token()
-    id_token, id_payload = source.token()
-    refresh, _ = source.token()
-    rest = source.values()
-    source.end()
+    return _decoded(source.token(), source.token(), source.token(), source.values(), source.end)
+
+
+def _decode_v3(data: bytes) -> Session:
+    source = Reader3(data)
+    access, id_token, refresh = source.tokens
+    return _decoded(access, id_token, refresh, source.values, lambda: None)
+
+
+Token = tuple[str | None, bytes | None]
+
+
+def _decoded(
+    access_token: Token, id_token: Token, refresh_token: Token, rest: list[Any], end: Any
+) -> Session:
+    end()
+    access, _ = access_token
+    id_jwt, id_payload = id_token
+    refresh, _ = refresh_token
     # The optional values, last first: the client address (marked), the DPoP key (a
     # string), the route tokens (a list), then sub, sid and claims (when not derived).
     client_ip = ""
@@ -174,7 +205,7 @@ def _decode_v2(data: bytes) -> Session:
             access_token=access,  # type: ignore[arg-type]  # _checked looks at every type
             expires_at=at_expires,
             refresh_token=refresh,
-            id_token=id_token,
+            id_token=id_jwt,
             token_type=token_type,
             scope=scope,
             refresh_expires_at=refresh_expires,
@@ -231,23 +262,24 @@ def _checked(s: Session) -> Session:
     return s
 
 
-def encode_session(s: Session) -> bytes:
-    """Record format 2. With the development provider's tokens (RS256 JWT access token of
-    760 characters, ID token of 910, opaque refresh token) a record takes 709 bytes where
-    the zlib'd JSON of the unreleased format 1 took 1,449; sealed, 742 instead of 1,482,
-    which Redis keeps in its 768-byte size class (see tests/unit/session/test_records.py).
-    The client address a login records costs 10 to 35 bytes more (8 of them for one more
-    value than the dictionary's templates have), which can reach the 896-byte class."""
-    return _encode_v2(s)
+RecordFormat = Literal[2, 3]
+
+
+def encode_session(s: Session, record_format: RecordFormat = 3) -> bytes:
+    """Record format 3 (format 2 on request: what releases before format 3 read). Sizes
+    sealed (the 33 bytes of AES-GCM included), formats 2 -> 3: the development provider's
+    tokens TODO; Keycloak's (access, ID and HS512 refresh token) TODO."""
+    return _encode_v2(s) if record_format == 2 else _encode_v3(s)
 
 
 def decode_session(data: bytes) -> Session:
     """Inverse of encode_session; ValueError for anything malformed or of another
     format."""
-    if data[:1] != _V2:
+    version = data[:1]
+    if version not in (_V2, _V3):
         raise ValueError("unknown session record format")
     try:
-        return _checked(_decode_v2(data[1:]))
+        return _checked((_decode_v3 if version == _V3 else _decode_v2)(data[1:]))
     except (
         KeyError,
         TypeError,

@@ -1,5 +1,6 @@
 """Record format 2's stream (`bff.session.codec`): its tables are pinned, and it is strict:
-anything malformed is a ValueError and nothing else."""
+anything malformed is a ValueError and nothing else. Releases before format 3 wrote it:
+such records must still read (format 3: tests/unit/session/test_codec_v3.py)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_a_minimal_crafted_record_reads() -> None:
     [
         b"",
         b"\x02",
-        b"\x03" + b"x" * 40,  # unknown version
+        b"\x09" + b"x" * 40,  # unknown version
         b"\x02" + zlib.compress(b"x"),  # zlib framing, not raw deflate
         stream(b"\x09"),  # unknown token kind
         stream(bytes([1, 99])),  # unknown value tag
@@ -87,8 +88,11 @@ def test_malformed_records_are_value_errors(record: bytes) -> None:
         decode_session(record)
 
 
-def test_truncated_or_flipped_records_never_raise_anything_else(rsa: RSAKey) -> None:
-    record = encode_session(login_session(dev_tokens(rsa)))
+@pytest.mark.parametrize("record_format", [2, 3])
+def test_truncated_or_flipped_records_never_raise_anything_else(
+    rsa: RSAKey, record_format: int
+) -> None:
+    record = encode_session(login_session(dev_tokens(rsa)), record_format)  # type: ignore[arg-type]
     for end in range(len(record)):
         with pytest.raises(ValueError):
             decode_session(record[:end])
@@ -100,7 +104,7 @@ def test_truncated_or_flipped_records_never_raise_anything_else(rsa: RSAKey) -> 
             decode_session(bytes(broken))
 
 
-def test_a_record_full_of_at_hash_values_hashes_the_access_token_once(
+def test_a_format_2_record_full_of_at_hash_values_hashes_the_access_token_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A provider's ID token with thousands of claims equal to at_hash must not make every
@@ -109,7 +113,7 @@ def test_a_record_full_of_at_hash_values_hashes_the_access_token_once(
     access = jws({"alg": "RS256"}, {"sub": "alice", "pad": "p" * 4000})
     at_hash = b64(hashlib.sha256(access.encode()).digest()[:16])
     id_token = jws({"alg": "RS256"}, {"sub": "alice", **{f"c{i}": at_hash for i in range(500)}})
-    record = encode_session(with_tokens(access, id_token))
+    record = encode_session(with_tokens(access, id_token), 2)
     calls = []
     real = codec_primitives.at_hash
     monkeypatch.setattr(codec_primitives, "at_hash", lambda t, n: calls.append(n) or real(t, n))
