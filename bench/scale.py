@@ -25,6 +25,7 @@ from bench.keycloak_tokens import keycloak_template
 from bench.procs import rss_kib
 from bench.sessions import bulk_create
 from bench.wrk import WrkResult, run_wrk
+from bff.session.records import RecordFormat
 from bff.store.redis import RedisStore
 from tests.support.sessions import service
 
@@ -97,7 +98,14 @@ def leak_check(run: ScaleRun, *, requests: int, connections: int, warmup: int) -
 
 
 async def _memory(
-    url: str, run: ScaleRun, count: int, shape: str, *, into_bff: bool, cookies_wanted: int
+    url: str,
+    run: ScaleRun,
+    count: int,
+    shape: str,
+    *,
+    into_bff: bool,
+    cookies_wanted: int,
+    record_format: RecordFormat,
 ) -> tuple[dict[str, Any], list[str]]:
     """Sessions of `shape` written into the private Redis at `url` (and, `into_bff`, into
     bff's own, the same ones): its `used_memory` growth per session, read with no other
@@ -108,21 +116,19 @@ async def _memory(
         await asyncio.sleep(1)  # any rehashing of the emptied tables done
         before = int((await client.info("memory"))["used_memory"])
         source = RedisStore.from_url(run.redis_url)
-        target = RedisStore.from_url(url)
         try:
             cookies, made = await bulk_create(
                 service(source, run.secret_key),
                 run.cookie,
                 count,
-                stores=[target, source] if into_bff else [target],
+                urls=[url, run.redis_url] if into_bff else [url],
                 cookies_wanted=cookies_wanted,
                 secret_key=run.secret_key,
                 shape=shape,
+                record_format=record_format,
             )
         finally:
-            # Closed before measuring: the bulk connections' buffers are not sessions.
-            await source.aclose()
-            await target.aclose()
+            await source.aclose()  # (its writes are closed before measuring: not sessions)
         await asyncio.sleep(1)  # incremental rehashing of the grown tables done
         after = int((await client.info("memory"))["used_memory"])
     finally:
@@ -146,13 +152,32 @@ def session_scale(
     connections: int,
     scratch_url: str,
     leak_requests: int,
+    record_format: RecordFormat = 3,
 ) -> dict[str, Any]:
-    """The figures described in the module doc, and the leak check of many sessions."""
+    """The figures described in the module doc, and the leak check of many sessions.
+    `record_format`: what the bulk sessions are written as (2: as releases before format
+    3 wrote them, the before figures; bff reads both)."""
     dev, _ = asyncio.run(
-        _memory(scratch_url, run, sessions, "dev", into_bff=False, cookies_wanted=0)
+        _memory(
+            scratch_url,
+            run,
+            sessions,
+            "dev",
+            into_bff=False,
+            cookies_wanted=0,
+            record_format=record_format,
+        )
     )
     keycloak, cookies = asyncio.run(
-        _memory(scratch_url, run, sessions, "keycloak", into_bff=True, cookies_wanted=distinct)
+        _memory(
+            scratch_url,
+            run,
+            sessions,
+            "keycloak",
+            into_bff=True,
+            cookies_wanted=distinct,
+            record_format=record_format,
+        )
     )
     access, id_token, refresh = keycloak_template(int(time.time()))
     keycloak["token_bytes"] = {"access": len(access), "id": len(id_token), "refresh": len(refresh)}

@@ -22,23 +22,32 @@ import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.connection
 
 from bench.keycloak_tokens import KeycloakTokens
 from bff.session.crypto import KeyRing
 from bff.session.ids import new_session_id
-from bff.session.records import Session, encode_session, session_hash, shown_claims
+from bff.session.records import (
+    RecordFormat,
+    Session,
+    encode_session,
+    session_hash,
+    shown_claims,
+)
 from bff.session.service import SessionRef, SessionService
 from bff.store import IndexEntry
-from bff.store.redis import RedisStore
+from bff.store.redis_index import queue_sessions
+from bff.store.redis_keys import KeyLayout
 from bff.tokens.records import TokenSet
 from tests.support.sessions import IDLE, load_logged_in
 
-__all__ = ["SHAPES", "Made", "bulk_create", "user_session"]
+__all__ = ["SHAPES", "bulk_create", "user_session"]
 
 SHAPES = ("dev", "keycloak")
 _REALM = KeycloakTokens.realm()  # one realm's keys for every Keycloak-shaped session
-# One batch of made sessions: (store key hash, sealed record, index entry, session id).
-Made = list[tuple[str, bytes, IndexEntry, str]]
 
 
 def _b64url(data: bytes) -> str:
@@ -115,10 +124,17 @@ class _Maker:
     secret_key: str
     template: Session
     shape: str
+    record_format: RecordFormat
+    prefix: str
+    ttl: int
 
-    def make(self, start: int, stop: int) -> Made:
+    def make(self, start: int, stop: int) -> tuple[bytes, int, list[tuple[str, str, int]]]:
+        """Sessions `start`..`stop`: the store's own commands for them (`queue_sessions`,
+        as `RedisStore.create_sessions` sends them), packed; how many commands; and
+        (hash, session id, sealed size) of each."""
         keys = KeyRing([self.secret_key])  # the service's: HKDF of the same secret
-        made: Made = []
+        writes: list[tuple[str, bytes, int, IndexEntry]] = []
+        made = []
         for user in range(start, stop):
             session_id = new_session_id()
             key_hash = session_hash(session_id)
@@ -126,9 +142,48 @@ class _Maker:
             index = IndexEntry(
                 sub=session.sub, idp_sid=session.idp_sid, expires_at=session.expires_at
             )
-            blob = keys.seal(encode_session(session), aad=key_hash.encode())
-            made.append((key_hash, blob, index, session_id))
-        return made
+            blob = keys.seal(encode_session(session, self.record_format), aad=key_hash.encode())
+            writes.append((key_hash, blob, self.ttl, index))
+            made.append((key_hash, session_id, len(blob)))
+        pipe = redis.Redis().pipeline(transaction=False)  # only queues: never connects
+        queue_sessions(pipe, KeyLayout(self.prefix), writes, time.time())
+        commands = [args for args, _ in pipe.command_stack]
+        return b"".join(redis.connection.Connection().pack_commands(commands)), len(commands), made
+
+
+class _Sink:
+    """A raw connection to one Redis: packed commands out, their one-line replies counted
+    (SET, ZADD, ZREMRANGEBYSCORE, EXPIREAT answer `+OK` or an integer)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> _Sink:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 6379)
+        sink = cls(reader, writer)
+        db = parts.path.strip("/") or "0"
+        if db != "0":
+            await sink.send(f"*2\r\n$6\r\nSELECT\r\n${len(db)}\r\n{db}\r\n".encode(), 1)
+        return sink
+
+    async def send(self, packed: bytes, replies: int) -> None:
+        self._writer.write(packed)
+        await self._writer.drain()
+        seen, last = 0, b"\n"  # the byte before: a reply split between reads, an error
+        while seen < replies:
+            chunk = await self._reader.read(1 << 16)
+            if not chunk:
+                raise RuntimeError("Redis closed the connection")
+            if b"\n-" in last + chunk:
+                raise RuntimeError(f"Redis refused a bulk write: {chunk[:200]!r}")
+            seen += (last + chunk).count(b"\r\n")
+            last = chunk[-1:]
+
+    async def aclose(self) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
 
 
 async def bulk_create(
@@ -136,25 +191,35 @@ async def bulk_create(
     template_cookie: str,
     count: int,
     *,
-    stores: Sequence[RedisStore],
+    urls: Sequence[str],
     cookies_wanted: int,
     secret_key: str,
     shape: str = "dev",
+    record_format: RecordFormat = 3,
+    prefix: str = "bff",
     batch: int = 2000,
     workers: int | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """`count` sessions of distinct users, each what a login of that user would store (see
-    `user_session`), sealed under its own id and written with its index entries into every
-    one of `stores` by `RedisStore.create_sessions`, `batch` sessions per round trip.
-    Returns `name=value` cookies of `cookies_wanted` of them, spread evenly over all, and
-    what was made: seconds, the sealed records' sizes. `secret_key`: the service's."""
+    `user_session`), sealed under its own id, with its index entries, in the store's own
+    commands (`queue_sessions`) into the Redis at each of `urls` (key `prefix`), `batch`
+    sessions a round trip, made in `workers` processes while the parent writes. Returns
+    `name=value` cookies of `cookies_wanted` of them, spread evenly over all, and what was
+    made: seconds, the sealed records' sizes. `secret_key`: the service's."""
     ref, template = await load_logged_in(sessions, template_cookie)
     if sessions.namespace:
         raise ValueError("bulk sessions are the default frontend's")
     name = template_cookie.partition("=")[0]
     expires_at = ref.expires_at
     ttl = max(1, min(IDLE, int(expires_at - time.time())))
-    maker = _Maker(secret_key, dataclasses.replace(template, expires_at=expires_at), shape)
+    maker = _Maker(
+        secret_key,
+        dataclasses.replace(template, expires_at=expires_at),
+        shape,
+        record_format,
+        prefix,
+        ttl,
+    )
     step = max(1, count // max(1, cookies_wanted))
     cookies: list[str] = []
     sizes: list[int] = []
@@ -162,33 +227,36 @@ async def bulk_create(
     workers = workers or max(1, min(len(os.sched_getaffinity(0)), 4))
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")  # not fork: no copy of the running loop
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending: list[asyncio.Future[Made]] = []
-        starts = iter(range(0, count, batch))
-        for start in starts:  # keep every worker busy, plus one batch ahead
-            pending.append(loop.run_in_executor(pool, maker.make, start, min(count, start + batch)))
-            if len(pending) > workers:
-                break
-        first = 0
-        while pending:
-            made = await pending.pop(0)
-            following = next(starts, None)
-            if following is not None:
-                pending.append(
-                    loop.run_in_executor(pool, maker.make, following, min(count, following + batch))
-                )
-            writes = [(h, blob, ttl, index) for h, blob, index, _ in made]
-            await asyncio.gather(*(store.create_sessions(writes) for store in stores))
-            for offset, (key_hash, blob, _, session_id) in enumerate(made):
-                if (first + offset) % step == 0 and len(cookies) < cookies_wanted:
-                    signed = sessions.cookie_value(SessionRef(session_id, key_hash, expires_at))
-                    cookies.append(f"{name}={signed}")
-                if (first + offset) % 97 == 0:
-                    sizes.append(len(blob))
-            first += len(made)
+    sinks = [await _Sink.open(url) for url in urls]
+    try:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+
+            def submit(start: int) -> asyncio.Future[tuple[bytes, int, list[tuple[str, str, int]]]]:
+                return loop.run_in_executor(pool, maker.make, start, min(count, start + batch))
+
+            starts = iter(range(0, count, batch))
+            pending = [submit(start) for _, start in zip(range(workers + 1), starts, strict=False)]
+            done = 0
+            while pending:
+                packed, commands, made = await pending.pop(0)
+                following = next(starts, None)
+                if following is not None:
+                    pending.append(submit(following))
+                await asyncio.gather(*(sink.send(packed, commands) for sink in sinks))
+                for offset, (key_hash, session_id, size) in enumerate(made):
+                    if (done + offset) % step == 0 and len(cookies) < cookies_wanted:
+                        signed = sessions.cookie_value(SessionRef(session_id, key_hash, expires_at))
+                        cookies.append(f"{name}={signed}")
+                    if (done + offset) % 97 == 0:
+                        sizes.append(size)
+                done += len(made)
+    finally:
+        for sink in sinks:
+            await sink.aclose()
     sizes.sort()
     return cookies, {
         "shape": shape,
+        "record_format": record_format,
         "sessions": count,
         "create_s": round(time.perf_counter() - began, 1),
         "record_bytes_median": sizes[len(sizes) // 2] if sizes else None,

@@ -18,6 +18,7 @@ from bff.tokens.records import TokenSet
 __all__ = [
     "HIDDEN_CLAIMS",
     "MAX_ROUTE_TOKENS",
+    "RecordFormat",
     "Session",
     "decode_session",
     "encode_session",

@@ -7,8 +7,9 @@ by their *session hash* (hex SHA-256 prefix of the id, see `bff.session`).
 Key layout (Redis; the memory store mirrors it):
     {prefix}:{<hash>}:s          the session blob, TTL = min(idle, remaining lifetime)
     {prefix}:{<hash>}:lock       the refresh lock of that session (same slot)
-    {prefix}:ix:{<bucket>}       index bucket (one of 2,048): sorted set, member = tag of a
-                                 `sub` or `sid` value + session hash, score = absolute expiry
+    {prefix}:ix:{<bucket>}       index bucket (one of 32,768; 4 hex digits; earlier releases'
+                                 2,048 have 3 and are still read): sorted set, member = tag of
+                                 a `sub` or `sid` value + session hash, score = absolute expiry
     {prefix}:login:{<digest>}    a pending login transaction (single use, 10 min)
     {prefix}:once:{<digest>}     a replay-cache entry (back-channel logout `jti`)
     {prefix}:pend:{<digest>}     a bounded group of pending work (sorted set: member =

@@ -31,7 +31,7 @@ from bff.store.ha import HaClient, StandaloneTopology
 from bff.store.redis_acks import REPLICA_ACK_MS, ReplicaAcks
 from bff.store.redis_boundary import Boundary
 from bff.store.redis_connect import connect
-from bff.store.redis_index import lookup, queue_index, queue_unindex, scan_sessions
+from bff.store.redis_index import lookup, queue_sessions, queue_unindex, scan_sessions
 from bff.store.redis_keys import IndexSlot, KeyLayout, check_ttl, digest
 from bff.store.redis_lane import LaneKind, lane_for
 from bff.store.redis_lua import ADD_PENDING_LUA, RELEASE_LUA, REMOVE_PENDING_LUA
@@ -118,18 +118,12 @@ class RedisStore:
         """Store new sessions as `create_session` does each, all in one round trip (a bulk
         load writes exactly what logins write): per session SET EX, then its index entries
         (`queue_index`). One pipeline, no MULTI."""
-        writes = []
-        for session_hash, blob, ttl, index in sessions:
+        for _, _, ttl, _ in sessions:
             check_ttl(ttl)
-            writes.append((self._keys.session(session_hash), session_hash, blob, ttl, index))
         now = self._clock()
         with Boundary("create_session"):
             async with self._client.pipeline(transaction=False) as pipe:
-                written = []
-                for key, session_hash, blob, ttl, index in writes:
-                    pipe.set(key, blob, ex=ttl)
-                    written.append(key)
-                    written += queue_index(pipe, self._keys, session_hash, index, now)
+                written = queue_sessions(pipe, self._keys, sessions, now)
                 await self._acks.queue(pipe, written)
                 await pipe.execute()
 

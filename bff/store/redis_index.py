@@ -1,5 +1,6 @@
-"""The sub / sid index on Redis: 2,048 shared sorted-set buckets (see `IndexSlot`), and
-the SCAN over every session key.
+"""The sub / sid index on Redis: 32,768 shared sorted-set buckets (see `IndexSlot`; the
+2,048 of earlier releases are still read, `redis_keys.INDEX_BUCKETS`), and the SCAN over
+every session key.
 
 An entry is written after its session (in the same pipeline), so an entry whose session is
 missing is stale and may be pruned. Lookups bound the range by the store's clock: a few
@@ -8,7 +9,7 @@ seconds of skew only delays pruning, the EXISTS check is what decides.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio
@@ -18,7 +19,14 @@ from bff.store import IndexEntry
 from bff.store.redis_boundary import Boundary
 from bff.store.redis_keys import IndexSlot, KeyLayout
 
-__all__ = ["index_slots", "lookup", "queue_index", "queue_unindex", "scan_sessions"]
+__all__ = [
+    "index_slots",
+    "lookup",
+    "queue_index",
+    "queue_sessions",
+    "queue_unindex",
+    "scan_sessions",
+]
 
 _SCAN_COUNT = 1000
 
@@ -47,32 +55,55 @@ def queue_index(
     return written
 
 
+def queue_sessions(
+    pipe: Any,
+    keys: KeyLayout,
+    sessions: Sequence[tuple[str, bytes, int, IndexEntry]],
+    now: float,
+) -> list[str]:
+    """Per new session (hash, sealed record, TTL, index entry): SET EX, then its index
+    entries (`queue_index`). The keys written. (A bulk load of the benchmark queues the
+    very same commands.)"""
+    written = []
+    for session_hash, blob, ttl, index in sessions:
+        key = keys.session(session_hash)
+        pipe.set(key, blob, ex=ttl)
+        written.append(key)
+        written += queue_index(pipe, keys, session_hash, index, now)
+    return written
+
+
 def queue_unindex(pipe: Any, keys: KeyLayout, session_hash: str, index: IndexEntry) -> list[str]:
-    """ZREM of the session's entries (Redis drops empty sets). The buckets written."""
+    """ZREM of the session's entries, in its bucket and, for a session of an earlier
+    release, its legacy bucket (Redis drops empty sets). The buckets written."""
     written = []
     for slot in index_slots(index):
-        pipe.zrem(keys.bucket(slot), slot.member(session_hash))
-        written.append(keys.bucket(slot))
+        for bucket in (keys.bucket(slot), keys.legacy_bucket(slot)):
+            pipe.zrem(bucket, slot.member(session_hash))
+            written.append(bucket)
     return written
 
 
 async def lookup(
     client: redis.asyncio.Redis | RedisCluster, keys: KeyLayout, slot: IndexSlot, now: float
 ) -> list[str]:
-    """This value's members not yet past their expiry whose session key still EXISTS;
-    prune the bucket's expired members and this value's stale ones."""
-    bucket = keys.bucket(slot)
+    """This value's members not yet past their expiry whose session key still EXISTS, in
+    its bucket and its legacy bucket; prune both buckets' expired members and this
+    value's stale ones."""
+    buckets = (keys.bucket(slot), keys.legacy_bucket(slot))
     with Boundary("index_lookup"):
         async with client.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(bucket, "-inf", f"({now}")
-            pipe.zrangebyscore(bucket, now, "+inf")
-            _, raw_members = await pipe.execute()
-        found: dict[str, bytes] = {}
-        for member in raw_members:
-            raw = member if isinstance(member, bytes) else str(member).encode()
-            session_hash = slot.session_hash(raw)
-            if session_hash is not None:
-                found[session_hash] = raw
+            for bucket in buckets:
+                pipe.zremrangebyscore(bucket, "-inf", f"({now}")
+                pipe.zrangebyscore(bucket, now, "+inf")
+            replies = await pipe.execute()
+        found: dict[str, tuple[str, bytes]] = {}
+        for bucket, raw_members in zip(buckets, replies[1::2], strict=True):
+            for member in raw_members:
+                raw = member if isinstance(member, bytes) else str(member).encode()
+                session_hash = slot.session_hash(raw)
+                if session_hash is not None:
+                    found[session_hash] = (bucket, raw)
         if not found:
             return []
         async with client.pipeline(transaction=False) as pipe:
@@ -81,8 +112,10 @@ async def lookup(
             exists: list[Any] = await pipe.execute()
         live = [h for h, alive in zip(found, exists, strict=True) if alive]
         dead = [found[h] for h, alive in zip(found, exists, strict=True) if not alive]
-        if dead:
-            await client.zrem(bucket, *dead)
+        for bucket in buckets:
+            stale = [raw for where, raw in dead if where == bucket]
+            if stale:
+                await client.zrem(bucket, *stale)
     return live
 
 

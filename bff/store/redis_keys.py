@@ -11,16 +11,29 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["HASH_RE", "IndexSlot", "KeyLayout", "check_hash", "check_ttl", "digest"]
+__all__ = [
+    "HASH_RE",
+    "INDEX_BUCKETS",
+    "LEGACY_BUCKETS",
+    "IndexSlot",
+    "KeyLayout",
+    "check_hash",
+    "check_ttl",
+    "digest",
+]
 
 HASH_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _HEX_RE = re.compile(r"[0-9a-f]+")
 # The index's bucket count is part of the key layout: a store with another count would
-# look for existing entries in the wrong buckets. 2,048 buckets keep about 100,000
-# sessions (two entries each) in listpack-encoded sets; beyond that, buckets convert to
-# skiplists one by one (about 100 B per entry instead of 32), unless Redis is configured
-# with a higher zset-max-listpack-entries.
-INDEX_BUCKETS = 2048
+# look for existing entries in the wrong buckets. 32,768 buckets keep about 2,000,000
+# sessions (two entries each, ~61 a bucket at 1,000,000) in listpack-encoded sets of
+# ~32 B an entry; past zset-max-listpack-entries (128 by default) a bucket converts to a
+# skiplist of ~120 B an entry (raise that setting for more sessions). Releases before
+# this one used 2,048 buckets (a skiplist each from ~130,000 sessions on, 238 B a session
+# at 1,000,000): their entries stay where they are, so lookups and removals also visit
+# the `legacy_bucket` until those sessions have expired (BFF_SESSION_MAX_LIFETIME).
+INDEX_BUCKETS = 32768
+LEGACY_BUCKETS = 2048
 _TAG_LEN = 8
 
 
@@ -56,11 +69,12 @@ class IndexSlot:
     hashes, and provider-assigned `sub` / `sid` values are not the attacker's to choose).
     """
 
-    __slots__ = ("bucket", "tag")
+    __slots__ = ("bucket", "legacy_bucket", "tag")
 
     def __init__(self, kind: str, value: str) -> None:
         raw = hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
         self.bucket = int.from_bytes(raw[8:10], "big") % INDEX_BUCKETS
+        self.legacy_bucket = self.bucket % LEGACY_BUCKETS  # the same bits, fewer of them
         self.tag = raw[:7] + bytes((raw[7] & 0xFE,))  # the low bit tells the hash form
 
     def member(self, session_hash: str) -> bytes:
@@ -99,7 +113,11 @@ class KeyLayout:
         return f"{self.prefix}:{{{check_hash(session_hash)}}}:lock"
 
     def bucket(self, slot: IndexSlot) -> str:
-        return f"{self.prefix}:ix:{{{slot.bucket:03x}}}"
+        return f"{self.prefix}:ix:{{{slot.bucket:04x}}}"
+
+    def legacy_bucket(self, slot: IndexSlot) -> str:
+        """Where releases with 2,048 buckets put the entry (3 hex digits: never a new name)."""
+        return f"{self.prefix}:ix:{{{slot.legacy_bucket:03x}}}"
 
     def login(self, state: str) -> str:
         return f"{self.prefix}:login:{{{digest(state)}}}"

@@ -220,11 +220,11 @@ async def test_index_entries_are_small_and_sessions_fit_their_size_class(
     prefix = "t" + uuid.uuid4().hex[:2]  # as long as "bff": key names count too
     store = RedisStore.from_url(redis_url, prefix=prefix)
     target = IndexSlot("sub", "user-0").bucket
-    subs = []  # users whose entries share one bucket (1 in 2,048)
-    for i in range(1_000_000):
+    subs = []  # users whose entries share one bucket (1 in 32,768)
+    for i in range(4_000_000):
         if IndexSlot("sub", f"user-{i}").bucket == target:
             subs.append(f"user-{i}")
-            if len(subs) == 100:
+            if len(subs) == 61:  # what a bucket holds on average at 1,000,000 sessions
                 break
     expires_at = int(time.time()) + 3600
     hashes = [f"{i + 1:032x}" for i in range(len(subs))]
@@ -232,7 +232,7 @@ async def test_index_entries_are_small_and_sessions_fit_their_size_class(
         for session_hash, sub in zip(hashes, subs, strict=True):
             ix = IndexEntry(sub=sub, idp_sid=None, expires_at=expires_at)
             await store.create_session(session_hash, b"v" * 762, ttl=100, index=ix)
-        bucket = f"{prefix}:ix:{{{target:03x}}}"
+        bucket = f"{prefix}:ix:{{{target:04x}}}"
         assert await raw.object("encoding", bucket) == b"listpack"
         per_entry = (await raw.memory_usage(bucket, samples=0) or 0) / len(subs)
         assert per_entry < 40  # a 24-byte member and its score, in a shared set
@@ -241,5 +241,38 @@ async def test_index_entries_are_small_and_sessions_fit_their_size_class(
         # + the key's expiry entry and hash-table slots (about 60 bytes, not in MEMORY USAGE)
         assert session + 64 + 2 * per_entry < 1024
     finally:
-        await raw.delete(f"{prefix}:ix:{{{target:03x}}}", *(f"{prefix}:{{{h}}}:s" for h in hashes))
+        await raw.delete(f"{prefix}:ix:{{{target:04x}}}", *(f"{prefix}:{{{h}}}:s" for h in hashes))
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_entries_of_the_2048_bucket_layout_are_still_found_and_removed(
+    redis_harness: Harness, redis_url: str
+) -> None:
+    """Releases before 32,768 buckets wrote index entries into 2,048: a deploy rolls over
+    with those sessions live, so lookups (back-channel logout, admin revoke) still find
+    them and ending one removes its entries."""
+    raw = redis_harness.raw
+    assert raw is not None
+    prefix = "t" + uuid.uuid4().hex[:8]
+    store = RedisStore.from_url(redis_url, prefix=prefix)
+    expires_at = int(time.time()) + 3600
+    old = IndexEntry(sub="carol", idp_sid="sid-old", expires_at=expires_at)
+    try:
+        await raw.set(f"{prefix}:{{{H1}}}:s", b"sealed", ex=100)  # as the old release did:
+        for kind, value in (("sub", "carol"), ("sid", "sid-old")):
+            slot = IndexSlot(kind, value)
+            legacy = f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}"
+            await raw.zadd(legacy, {slot.member(H1): expires_at})
+        new = IndexEntry(sub="carol", idp_sid="sid-new", expires_at=expires_at)
+        await store.create_session(H2, b"sealed", ttl=100, index=new)
+        assert sorted(await store.sessions_by_sub("carol")) == sorted([H1, H2])
+        assert await store.sessions_by_idp_sid("sid-old") == [H1]
+        assert await store.delete_session(H1, index=old)
+        assert await store.sessions_by_sub("carol") == [H2]
+        assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:{{???}}")] == []
+    finally:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await raw.delete(*keys)
         await store.aclose()

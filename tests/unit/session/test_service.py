@@ -15,8 +15,9 @@ import logging
 import pytest
 
 from bff.errors import IdpUnavailable
-from bff.session.records import Session
-from bff.session.service import EndReason, Revoke, SessionService
+from bff.session.ids import new_session_id
+from bff.session.records import Session, session_hash
+from bff.session.service import EndReason, Revoke, SessionRef, SessionService
 from bff.store.memory import MemoryStore
 from bff.tokens.records import TokenSet
 from tests.integration.proxy_env import session_service
@@ -264,3 +265,46 @@ async def test_load_by_hash_does_not_slide_the_idle_expiry() -> None:
     clock.now += 600
     assert await svc.load_by_hash(ref.hash) == session
     assert await store.session_ttl(ref.hash) == IDLE - 600
+
+
+# --- the memo tables stay bounded --------------------------------------------------------
+async def test_the_memo_tables_stay_bounded_under_many_distinct_sessions() -> None:
+    """Cookie verification and record opening are memoised per process; with many more
+    distinct sessions than the tables hold, they stop at their bounds (oldest out first),
+    and a second wave of new sessions does not grow the process's memory."""
+    import tracemalloc
+
+    from bff.session import service as service_module
+
+    svc = service(MemoryStore(clock=lambda: NOW), None)
+
+    def fresh_ref() -> SessionRef:
+        session_id = new_session_id()
+        return SessionRef(session_id, session_hash(session_id), int(NOW) + 3600)
+
+    opened_bound, refs_bound = service_module._OPEN_CACHE, service_module._REF_CACHE
+    tracemalloc.start()  # from the start: what the second wave evicts counts as freed
+
+    async def wave(count: int) -> None:
+        for i in range(count):
+            tokens = TokenSet(access_token=f"at-{i}", expires_at=int(NOW) + 300)
+            ref, _ = await svc.create(
+                tokens=tokens, claims={"sub": f"user-{i}", "sid": f"sid-{i}"}, user_agent="ua"
+            )
+            loaded = svc.ref_from_cookie(svc.cookie_value(ref))
+            assert loaded is not None and await svc.load(loaded) is not None
+
+    await wave(opened_bound + 200)
+    assert len(svc._opened) == opened_bound
+    for _ in range(refs_bound + 500 - len(svc._refs)):  # cookies alone fill the other table
+        assert svc.ref_from_cookie(svc.cookie_value(fresh_ref())) is not None
+    assert len(svc._refs) == refs_bound
+    before = tracemalloc.take_snapshot()
+    await wave(opened_bound + 200)
+    for _ in range(refs_bound):
+        assert svc.ref_from_cookie(svc.cookie_value(fresh_ref())) is not None
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    assert (len(svc._opened), len(svc._refs)) == (opened_bound, refs_bound)
+    # The store holds 1,224 more sessions (~250 B each here): the tables nothing more.
+    assert grown < 1024 * 1024, grown

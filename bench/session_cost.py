@@ -1,0 +1,172 @@
+"""What a session costs a proxied request when it is not in the process's memo tables, in
+CPU µs (issue 18, "cost as work grows").
+
+The whole bff ASGI stack is driven in-process, as bench/observability.py does (a memory
+store, an in-memory upstream, no sockets, the access log off), with `--sessions` sessions
+of Keycloak's token shape (bench/keycloak_tokens.py; `--shape dev` for the development
+provider's) stored as a login would. Rounds interleave: requests of one session, then
+requests cycling through all of them (more than the memo tables hold: every request
+opens and decodes its record), timed in CPU seconds of this process. Also the cost of
+`SessionService.load` alone on a miss, per record format (`--format 2` writes the records
+as releases before format 3 did).
+
+    .venv/bin/python bench/session_cost.py
+    .venv/bin/python bench/session_cost.py --profile   # cProfile's top of the many-session round
+    PYTHONPATH=/other/checkout .venv/bin/python bench/session_cost.py   # another version
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import dataclasses
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from bench.observability import KEY, _Pool, _round  # noqa: E402
+from bench.sessions import user_session  # noqa: E402
+from bff.config.load import load_settings  # noqa: E402
+from bff.session import records  # noqa: E402
+from bff.session.cookies import CookieSigner  # noqa: E402
+from bff.session.crypto import KeyRing  # noqa: E402
+from bff.session.service import SessionRef, SessionService  # noqa: E402
+from bff.store.memory import MemoryStore  # noqa: E402
+from bff.tokens.records import TokenSet  # noqa: E402
+from bff.web.app import create_app  # noqa: E402
+
+
+async def _setup(count: int, shape: str, record_format: int) -> tuple[Any, list[bytes], Any]:
+    env = {
+        "BFF_ISSUER": "https://idp.example.com",
+        "BFF_CLIENT_ID": "c",
+        "BFF_CLIENT_SECRET": "s",
+        "BFF_SECRET_KEY": KEY,
+        "BFF_ACCESS_LOG": "false",
+    }
+    settings = load_settings(env, {"routes": [{"prefix": "/api", "upstream": "http://up:1"}]})
+    store = MemoryStore()
+    keys = KeyRing([KEY])
+    sessions = SessionService(
+        store=store,
+        keys=keys,
+        signer=CookieSigner(keys.signing_keys),
+        idle_timeout=1800,
+        max_lifetime=86400,
+        clock=time.time,
+    )
+    now = int(time.time())
+    dev = _dev_template(now)
+    _ref, template = await sessions.create(
+        tokens=dev.tokens, claims=dev.claims, user_agent="Mozilla/5.0 (X11; Linux x86_64)"
+    )
+    cookies = []
+    for user in range(count):
+        session = user_session(template, user, shape)
+        new, _ = await sessions.create(
+            tokens=session.tokens, claims=session.claims, user_agent=session.user_agent
+        )
+        if record_format == 2:  # rewritten as releases before format 3 wrote it
+            stored = await sessions.load(new)
+            assert stored is not None
+            blob = keys.seal(records.encode_session(stored, 2), aad=new.hash.encode())
+            await store.update_session(new.hash, blob, ttl=1800)
+        cookies.append(f"bff-session={sessions.cookie_value(new)}".encode())
+    app = create_app(settings, store=store, upstreams=_Pool(), discover_on_startup=False)
+    return app, cookies, sessions
+
+
+def _dev_template(now: int) -> Any:
+    """A session with the development provider's token shape (tests' `dev_tokens`)."""
+    from joserfc.jwk import RSAKey
+
+    from tests.unit.session.test_records import dev_tokens, login_session
+
+    tokens = dev_tokens(RSAKey.generate_key(2048, parameters={"kid": "9aeed9c97ef3874a"}))
+    session = login_session(tokens)
+    fresh = TokenSet(
+        access_token=session.tokens.access_token,
+        expires_at=now + 86400,
+        refresh_token=session.tokens.refresh_token,
+        id_token=session.tokens.id_token,
+        scope=session.tokens.scope,
+    )
+    return dataclasses.replace(session, tokens=fresh)
+
+
+async def _cycling(app: Any, cookies: list[bytes], n: int) -> float:
+    """CPU µs per request, request i with cookie i mod len(cookies)."""
+    total = 0.0
+    chunk = max(1, n // len(cookies)) if len(cookies) < n else 1
+    done = 0
+    while done < n:
+        for cookie in cookies:
+            total += await _round(app, cookie, chunk) * chunk
+            done += chunk
+            if done >= n:
+                break
+    return total / done
+
+
+async def _load_cost(sessions: SessionService, cookies: list[bytes]) -> float:
+    """CPU µs of `ref_from_cookie` + `load` per session, every one a memo miss."""
+    refs: list[SessionRef] = []
+    for cookie in cookies:
+        ref = sessions.ref_from_cookie(cookie.decode().partition("=")[2])
+        assert ref is not None
+        refs.append(ref)
+    sessions._opened.clear()
+    sessions._refs.clear()
+    began = time.process_time()
+    for cookie in cookies:
+        ref = sessions.ref_from_cookie(cookie.decode().partition("=")[2])
+        assert ref is not None
+        assert await sessions.load(ref) is not None
+    return (time.process_time() - began) / len(cookies) * 1e6
+
+
+async def main(args: argparse.Namespace) -> None:
+    app, cookies, sessions = await _setup(args.sessions, args.shape, args.format)
+    one = cookies[:1]
+    await _cycling(app, cookies, args.requests // 5)  # warm-up
+    results: dict[str, list[float]] = {"one": [], "many": [], "load": []}
+    for _ in range(args.rounds):
+        results["one"].append(await _round(app, one[0], args.requests))
+        results["many"].append(await _cycling(app, cookies, args.requests))
+        results["load"].append(await _load_cost(sessions, cookies[: min(2000, len(cookies))]))
+    print(f"{args.sessions:,} sessions, {args.shape} tokens, record format {args.format}")
+    for name, values in results.items():
+        label = {
+            "one": "request, one session",
+            "many": "request, many sessions",
+            "load": "cookie + load, a miss",
+        }[name]
+        print(
+            f"  {label:24} median {statistics.median(values):6.1f} µs, best {min(values):6.1f}"
+            f" (rounds: {', '.join(f'{v:.1f}' for v in values)})"
+        )
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.enable()
+        await _cycling(app, cookies, args.requests)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--shape", choices=["keycloak", "dev"], default="keycloak")
+    parser.add_argument("--format", type=int, choices=[2, 3], default=3)
+    parser.add_argument("--profile", action="store_true")
+    asyncio.run(main(parser.parse_args()))
