@@ -25,7 +25,6 @@ from bench.keycloak_tokens import keycloak_template
 from bench.procs import rss_kib
 from bench.sessions import bulk_create
 from bench.wrk import WrkResult, run_wrk
-from bff.session.records import RecordFormat
 from bff.store.redis import RedisStore
 from tests.support.sessions import service
 
@@ -105,7 +104,7 @@ async def _memory(
     *,
     into_bff: bool,
     cookies_wanted: int,
-    record_format: RecordFormat,
+    before: bool,
 ) -> tuple[dict[str, Any], list[str]]:
     """Sessions of `shape` written into the private Redis at `url` (and, `into_bff`, into
     bff's own, the same ones): its `used_memory` growth per session, read with no other
@@ -125,7 +124,7 @@ async def _memory(
                 cookies_wanted=cookies_wanted,
                 secret_key=run.secret_key,
                 shape=shape,
-                record_format=record_format,
+                before=before,
             )
         finally:
             await source.aclose()  # (its writes are closed before measuring: not sessions)
@@ -152,11 +151,11 @@ def session_scale(
     connections: int,
     scratch_url: str,
     leak_requests: int,
-    record_format: RecordFormat = 3,
+    before: bool = False,
 ) -> dict[str, Any]:
     """The figures described in the module doc, and the leak check of many sessions.
-    `record_format`: what the bulk sessions are written as (2: as releases before format
-    3 wrote them, the before figures; bff reads both)."""
+    `before`: the bulk sessions as releases before record format 3 wrote them, in their
+    2,048 index buckets (the before figures; bff reads both)."""
     dev, _ = asyncio.run(
         _memory(
             scratch_url,
@@ -165,7 +164,7 @@ def session_scale(
             "dev",
             into_bff=False,
             cookies_wanted=0,
-            record_format=record_format,
+            before=before,
         )
     )
     keycloak, cookies = asyncio.run(
@@ -176,7 +175,7 @@ def session_scale(
             "keycloak",
             into_bff=True,
             cookies_wanted=distinct,
-            record_format=record_format,
+            before=before,
         )
     )
     access, id_token, refresh = keycloak_template(int(time.time()))
@@ -211,6 +210,7 @@ def session_scale(
     return {
         "target": "bff-1w",
         "sessions": sessions,
+        "layout": "before" if before else "after",
         "memory": {"dev": dev, "keycloak": keycloak},
         "bytes_per_session": keycloak["bytes_per_session"],
         "bytes_per_session_dev": dev["bytes_per_session"],

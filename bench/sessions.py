@@ -31,7 +31,6 @@ from bench.keycloak_tokens import KeycloakTokens
 from bff.session.crypto import KeyRing
 from bff.session.ids import new_session_id
 from bff.session.records import (
-    RecordFormat,
     Session,
     encode_session,
     session_hash,
@@ -40,7 +39,7 @@ from bff.session.records import (
 from bff.session.service import SessionRef, SessionService
 from bff.store import IndexEntry
 from bff.store.redis_index import queue_sessions
-from bff.store.redis_keys import KeyLayout
+from bff.store.redis_keys import IndexSlot, KeyLayout
 from bff.tokens.records import TokenSet
 from tests.support.sessions import IDLE, load_logged_in
 
@@ -124,7 +123,7 @@ class _Maker:
     secret_key: str
     template: Session
     shape: str
-    record_format: RecordFormat
+    before: bool  # as releases before record format 3 wrote them (and their index)
     prefix: str
     ttl: int
 
@@ -142,13 +141,22 @@ class _Maker:
             index = IndexEntry(
                 sub=session.sub, idp_sid=session.idp_sid, expires_at=session.expires_at
             )
-            blob = keys.seal(encode_session(session, self.record_format), aad=key_hash.encode())
+            record = encode_session(session, 2 if self.before else 3)
+            blob = keys.seal(record, aad=key_hash.encode())
             writes.append((key_hash, blob, self.ttl, index))
             made.append((key_hash, session_id, len(blob)))
         pipe = redis.Redis().pipeline(transaction=False)  # only queues: never connects
-        queue_sessions(pipe, KeyLayout(self.prefix), writes, time.time())
+        layout = (_LegacyLayout if self.before else KeyLayout)(self.prefix)
+        queue_sessions(pipe, layout, writes, time.time())
         commands = [args for args, _ in pipe.command_stack]
         return b"".join(redis.connection.Connection().pack_commands(commands)), len(commands), made
+
+
+class _LegacyLayout(KeyLayout):
+    """The key layout of releases before 32,768 index buckets: 2,048 of them."""
+
+    def bucket(self, slot: IndexSlot) -> str:
+        return self.legacy_bucket(slot)
 
 
 class _Sink:
@@ -195,7 +203,7 @@ async def bulk_create(
     cookies_wanted: int,
     secret_key: str,
     shape: str = "dev",
-    record_format: RecordFormat = 3,
+    before: bool = False,
     prefix: str = "bff",
     batch: int = 2000,
     workers: int | None = None,
@@ -205,7 +213,9 @@ async def bulk_create(
     commands (`queue_sessions`) into the Redis at each of `urls` (key `prefix`), `batch`
     sessions a round trip, made in `workers` processes while the parent writes. Returns
     `name=value` cookies of `cookies_wanted` of them, spread evenly over all, and what was
-    made: seconds, the sealed records' sizes. `secret_key`: the service's."""
+    made: seconds, the sealed records' sizes. `secret_key`: the service's. `before`: the
+    sessions as releases before record format 3 wrote them, in their 2,048 index buckets
+    (the before figures; bff reads both)."""
     ref, template = await load_logged_in(sessions, template_cookie)
     if sessions.namespace:
         raise ValueError("bulk sessions are the default frontend's")
@@ -216,7 +226,7 @@ async def bulk_create(
         secret_key,
         dataclasses.replace(template, expires_at=expires_at),
         shape,
-        record_format,
+        before,
         prefix,
         ttl,
     )
@@ -256,7 +266,7 @@ async def bulk_create(
     sizes.sort()
     return cookies, {
         "shape": shape,
-        "record_format": record_format,
+        "layout": "before" if before else "after",
         "sessions": count,
         "create_s": round(time.perf_counter() - began, 1),
         "record_bytes_median": sizes[len(sizes) // 2] if sizes else None,

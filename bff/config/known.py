@@ -58,6 +58,7 @@ KNOWN_SETTINGS: tuple[Known, ...] = (
     Known("session_max_lifetime", "max_lifetime", frontend=True),
     Known("refresh_skew", frontend=True),
     Known("session_expiring_window", frontend=True),
+    Known("session_record_format", frontend=True),
     Known("upstream_timeout"),
     Known("upstream_max_connections"),
     Known("upstream_max_connections_per_session"),

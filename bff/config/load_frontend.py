@@ -82,6 +82,10 @@ def load_frontend(
     lifetime = c.number("session_max_lifetime", 86400, minimum=1)
     skew = c.number("refresh_skew", 30, minimum=0)
     expiring_window = c.number("session_expiring_window", 60, minimum=1)
+    record_format = c.number("session_record_format", 3, minimum=2)
+    if record_format not in (2, 3):
+        c.problems.append(f"{c.label('session_record_format')}: must be 2 or 3")
+        record_format = 3
     post_logout = c.text("post_logout_redirect", f"{base}/") or f"{base}/"
     if not is_local_path(post_logout):
         c.problems.append(f"{c.label('post_logout_redirect')}: must be a local path such as /")
@@ -112,6 +116,7 @@ def load_frontend(
         max_lifetime=lifetime,
         refresh_skew=skew,
         session_expiring_window=expiring_window,
+        session_record_format=2 if record_format == 2 else 3,
         post_logout_redirect=post_logout,
         logout_id_token_hint=id_token_hint,
         static_dir=static_dir,

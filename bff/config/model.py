@@ -69,6 +69,9 @@ class Frontend:
     max_lifetime: int = 86400
     refresh_skew: int = 30
     session_expiring_window: int = 60  # /bff/events says session_expiring this early
+    # What session records are written as: 3, or 2 while instances of a release before
+    # format 3 still run beside this one (both are read, whatever this says).
+    session_record_format: Literal[2, 3] = 3
     post_logout_redirect: str = "/"
     logout_id_token_hint: bool = True
     static_dir: str | None = None

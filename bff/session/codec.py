@@ -80,23 +80,16 @@ class Reader:
 
     __slots__ = ("_data", "_first", "_hashes", "_last_int", "_raw", "_seen", "_shape")
 
-    def __init__(self, stream: bytes, *, raw: bytes | None = None, last_int: int = 0) -> None:
-        """`raw` given: `stream` is a `Writer.body()` as it is, not deflated, and `raw` its
-        `Writer.raw()` (format 3 keeps the values after its tokens so: `codec_v3`, which
-        also passes the `last_int` its writer was given)."""
+    def __init__(self, stream: bytes) -> None:
         self._hashes: dict[int, str | None] = {}  # at_hash values of the first token
-        if raw is None:
-            inflater = zlib.decompressobj(-15, zdict=ZDICT)
-            body = Cursor(inflater.decompress(stream, MAX_INFLATED))
-            if not inflater.eof:
-                raise ValueError("record too large or truncated")
-            raw = inflater.unused_data
-        else:
-            body = Cursor(stream)
+        inflater = zlib.decompressobj(-15, zdict=ZDICT)
+        body = Cursor(inflater.decompress(stream, MAX_INFLATED))
+        if not inflater.eof:
+            raise ValueError("record too large or truncated")
         self._shape = Cursor(body.take(body.varint()))
         self._data = body
-        self._raw = Cursor(raw)
-        self._last_int = last_int
+        self._raw = Cursor(inflater.unused_data)
+        self._last_int = 0
         self._seen: list[str] = []
         self._first: str | None = None
 

@@ -33,11 +33,11 @@ byte for byte; other segments, and tokens that are no compact JWS, are kept as t
 from __future__ import annotations
 
 import binascii
+import json
 import re
 import zlib
 from typing import Any
 
-from bff.session.codec import Reader
 from bff.session.codec_primitives import Cursor
 from bff.session.codec_v3_writer import (
     ABSENT3,
@@ -122,7 +122,8 @@ class Reader3:
                 layout.append((kind, None))
             else:
                 raise ValueError("unknown token kind")
-        values, last_int = _expand(values, raw)
+        rest = _segment(shape.byte(), body)  # the rest of the record: a segment of its own
+        values = _expand(values, raw)
         marked = iter(_marked(shape.rest(), values))
         self.tokens: list[tuple[str | None, bytes | None]] = []
         for kind, parts in layout:
@@ -142,12 +143,14 @@ class Reader3:
             elif kind == TEXT3:
                 token = parts.decode("utf-8", "surrogatepass")
             self.tokens.append((token, payload))
-        if next(marked, None) is not None:
-            raise ValueError("more segments than the shape names")
-        rest = Reader(body.take(body.varint()), raw=raw.rest(), last_int=last_int)
-        self.values: list[Any] = rest.values()
-        rest.end()
-        if not body.done():
+        text = rest if rest is not None else next(marked, None)
+        if text is None or next(marked, None) is not None:
+            raise ValueError("segments do not match the shape")
+        values_list = json.loads(text.decode("utf-8", "surrogatepass"))
+        if not isinstance(values_list, list):
+            raise ValueError("record values must be a list")
+        self.values: list[Any] = values_list
+        if not (body.done() and raw.done()):
             raise ValueError("trailing bytes in record")
 
     def _filled(self, segment: bytes | None) -> bytes:
@@ -175,13 +178,12 @@ def _first_hash(tokens: list[tuple[str | None, bytes | None]]) -> bytes:
     return at_hash256(tokens[0][0])
 
 
-def _expand(values: bytes, raw: Cursor) -> tuple[bytes, int]:
-    """The values with what was taken out put back (the at_hash marker stays), and the
-    last number."""
+def _expand(values: bytes, raw: Cursor) -> bytes:
+    """The values with what was taken out put back (the at_hash marker stays)."""
     chunks = _TAKEN.split(values)
     last = TIME_BASE
     if len(chunks) == 1:
-        return values, last
+        return values
     taken: list[bytes] = []
     out = [chunks[0]]
     for i in range(1, len(chunks), 2):
@@ -216,7 +218,7 @@ def _expand(values: bytes, raw: Cursor) -> tuple[bytes, int]:
         data = raw.take(n)
         taken.append(_b64(data) if marker == B64_MARK else data.hex().encode("ascii"))
         out += (taken[-1], text[1:])
-    return b"".join(out), last
+    return b"".join(out)
 
 
 def _marked(skeletons: bytes, values: bytes) -> list[bytes]:

@@ -14,12 +14,12 @@ from bff.session.codec_primitives import (
     B64,
     b64url,
     b64url_decode,
+    dumps,
     raw_form,
     utf8,
     varint,
     zigzag,
 )
-from bff.session.codec_writer import Writer
 
 __all__ = [
     "ABSENT3",
@@ -84,7 +84,6 @@ class Writer3:
         "_first",
         "_kinds",
         "_last_int",
-        "_rest_raw",
         "_skeletons",
         "_taken",
         "_taken_raw",
@@ -100,7 +99,6 @@ class Writer3:
         self._texts = bytearray()  # verbatim segments and tokens, the rest (length first)
         self._taken_raw = bytearray()  # values taken out as raw bytes, in order
         self._token_raw = bytearray()  # signatures and raw tokens, in token order
-        self._rest_raw = b""  # the raw bytes of the rest (after the tokens)
         self._taken: dict[bytes, int] = {}  # values taken out so far: a repeat is a reference
         self._first: str | None = None  # the first token: what an at_hash is a hash of
         self._at_hash: bytes | None = None
@@ -136,12 +134,10 @@ class Writer3:
         return payload
 
     def values(self, values: list[Any]) -> None:
-        """The rest of the record: a list of JSON values (they come back equal), last, in
-        format 2's encoding (`codec_writer`: times as differences, cheaper than text)."""
-        rest = Writer(last_int=self._last_int)
-        rest.values(values)
-        self._text(rest.body())
-        self._rest_raw = rest.raw()
+        """The rest of the record, after the tokens: a list of JSON values (they come back
+        equal), kept as its JSON text the way a token's segment is (its times then go on
+        as differences from the tokens')."""
+        self._segment(utf8(dumps(values, ascii_only=False)), derive=False)
 
     def body(self) -> bytes:
         """What gets deflated: the shape (kinds, then skeletons), the values, the texts
@@ -151,9 +147,9 @@ class Writer3:
         return varint(len(shape)) + shape + varint(len(values)) + values + bytes(self._texts)
 
     def raw(self) -> bytes:
-        """What follows the deflate stream as it is: the values taken out, the signatures
-        and raw tokens, the rest's raw bytes."""
-        return bytes(self._taken_raw) + bytes(self._token_raw) + self._rest_raw
+        """What follows the deflate stream as it is: the values taken out, then the
+        signatures and raw tokens."""
+        return bytes(self._taken_raw) + bytes(self._token_raw)
 
     def _text(self, data: bytes) -> None:
         self._texts += varint(len(data)) + data

@@ -41,14 +41,12 @@ class Writer:
 
     __slots__ = ("_data", "_first", "_hashes", "_last_int", "_raw", "_seen", "_shape")
 
-    def __init__(self, *, last_int: int = 0) -> None:
-        """`last_int`: what the first integer is a difference to (format 3 goes on from
-        its tokens' last time)."""
+    def __init__(self) -> None:
         self._hashes: dict[int, str | None] = {}  # at_hash candidates of the first token
         self._shape = bytearray()
         self._data = bytearray()
         self._raw = bytearray()
-        self._last_int = last_int
+        self._last_int = 0
         self._seen: dict[str, int] = {}  # raw-form values so far: a repeat is a reference
         self._first: str | None = None  # the first token: what an `at_hash` is a hash of
 

@@ -44,4 +44,5 @@ def frontend_sessions(
         revoke_timeout=revoke_timeout,
         events=events,
         namespace=frontend.session_namespace,
+        record_format=frontend.session_record_format,
     )

@@ -29,6 +29,7 @@ from bff.session.crypto import KeyRing
 from bff.session.events import EndPublisher, SessionEnded
 from bff.session.ids import new_session_id
 from bff.session.records import (
+    RecordFormat,
     Session,
     decode_session,
     encode_session,
@@ -95,19 +96,17 @@ class SessionService(StoreOps):
         revoke_timeout: float = REVOKE_TIMEOUT,
         events: EndPublisher | None = None,
         namespace: str = "",
+        record_format: RecordFormat = 3,
     ) -> None:
         # `namespace`: the frontend's (`Frontend.session_namespace`): in the store key, the
         # sealed record's associated data and the index, so that one frontend never finds,
         # opens or ends another's session, even in a shared store.
         super().__init__(store, namespace=namespace, events=events)
-        self._revoke = revoke
-        self._revoke_timeout = revoke_timeout
-        self._keys = keys
+        self._revoke, self._revoke_timeout = revoke, revoke_timeout
+        self._keys, self._signer, self._clock = keys, signer, clock
         self.handle_key = keys.handle_key  # of the handles users see (bff.session.inventory)
-        self._signer = signer
-        self._idle = idle_timeout
-        self._lifetime = max_lifetime
-        self._clock = clock
+        self._idle, self._lifetime = idle_timeout, max_lifetime
+        self._record_format: RecordFormat = record_format  # written; both are read
         self._refs: dict[str, SessionRef] = {}
         self._opened: dict[tuple[str, bytes], Session] = {}
 
@@ -137,7 +136,8 @@ class SessionService(StoreOps):
         return self._signer.sign_session(ref.session_id, ref.expires_at)
 
     def _seal(self, ref_hash: str, session: Session) -> bytes:
-        return self._keys.seal(encode_session(session), aad=self._aad(ref_hash))
+        record = encode_session(session, self._record_format)
+        return self._keys.seal(record, aad=self._aad(ref_hash))
 
     def _aad(self, ref_hash: str) -> bytes:
         return f"{self.namespace}\0{ref_hash}".encode() if self.namespace else ref_hash.encode()

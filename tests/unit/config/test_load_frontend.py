@@ -103,3 +103,12 @@ def test_a_second_frontends_problems_carry_its_names() -> None:
         "BFF_FRONTEND_X_CLIENT_ID: required",
         "BFF_FRONTEND_X_CLIENT_SECRET: required (or BFF_FRONTEND_X_CLIENT_SECRET_FILE)",
     ]
+
+
+def test_session_record_format_is_3_or_2_for_a_roll_over() -> None:
+    assert load_settings(BASE).frontend.session_record_format == 3
+    env = {**BASE, "BFF_SESSION_RECORD_FORMAT": "2"}
+    assert load_settings(env).frontend.session_record_format == 2
+    for bad in ("1", "4"):
+        found = problems({**BASE, "BFF_SESSION_RECORD_FORMAT": bad})
+        assert any(p.startswith("BFF_SESSION_RECORD_FORMAT") for p in found)

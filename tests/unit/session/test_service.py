@@ -308,3 +308,23 @@ async def test_the_memo_tables_stay_bounded_under_many_distinct_sessions() -> No
     assert (len(svc._opened), len(svc._refs)) == (opened_bound, refs_bound)
     # The store holds 1,224 more sessions (~250 B each here): the tables nothing more.
     assert grown < 1024 * 1024, grown
+
+
+async def test_records_are_written_in_the_configured_format_and_both_read() -> None:
+    """BFF_SESSION_RECORD_FORMAT=2 while a release before format 3 still runs beside
+    this one: its instances can read what this one writes; this one reads both."""
+    from bff.session.crypto import KeyRing
+    from tests.fake_idp import SECRET_KEY
+
+    store = MemoryStore(clock=lambda: NOW)
+    old_style = session_service(store, clock=lambda: NOW, record_format=2)
+    new_style = session_service(store, clock=lambda: NOW)
+    tokens = TokenSet(access_token="at-1", expires_at=int(NOW) + 300)
+    for writer, version in ((old_style, b"\x02"), (new_style, b"\x03")):
+        ref, session = await writer.create(tokens=tokens, claims={"sub": "u"}, user_agent="ua")
+        blob = await store.load_session(ref.hash, ttl=100)
+        assert blob is not None
+        record = KeyRing([SECRET_KEY]).open(blob, aad=ref.hash.encode())
+        assert record[:1] == version
+        for reader in (old_style, new_style):
+            assert await reader.load(ref) == session
