@@ -6,6 +6,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.scale_report import scale_checks, scale_lines
 from bench.table import side_by_side_lines
 from bench.wrk import WrkResult
 
@@ -141,34 +142,7 @@ def check_targets(results: Mapping[str, Any]) -> list[tuple[str, bool | None, st
                     f"+{added} ms (burst alone p99 {control['p99_ms']} ms)",
                 )
             )
-    scale = results.get("session_scale")
-    if scale:
-        # The issue sets this target at 100k sessions: with fewer, the index's fixed
-        # 2,048 shared buckets weigh more per session (BENCH_QUICK writes 10k).
-        at_scale = scale["sessions"] >= 100_000
-        checks.append(
-            (
-                "Redis memory per session <= 1024 B (at 100,000 sessions)",
-                scale["bytes_per_session"] <= 1024 if at_scale else None,
-                f"{scale['bytes_per_session']} B at {scale['sessions']:,} sessions",
-            )
-        )
-        checks.append(
-            (
-                "rps across 1k sessions within 10% of one",
-                scale["many_vs_one"] >= 0.9,
-                f"{scale['many_vs_one']}x",
-            )
-        )
-    leak = results.get("leak")
-    if leak:
-        checks.append(
-            (
-                "RSS growth < 2 MiB per 100k requests",
-                leak["growth_kib_per_100k"] < 2048,
-                f"{leak['growth_kib_per_100k']} KiB",
-            )
-        )
+    checks += scale_checks(results)
     return checks
 
 
@@ -203,21 +177,7 @@ def build_table(results: Mapping[str, Any]) -> str:
                 f"{run.get('client_cpu_us_per_request')} us/request; the same burst without a "
                 f"refresh: p50 {control['p50_ms']} ms, p99 {control['p99_ms']} ms"
             )
-    scale = results.get("session_scale")
-    if scale:
-        lines.append(
-            f"session scale: {scale['sessions']:,} sessions created in {scale['create_s']} s; "
-            f"{scale['bytes_per_session']} B of Redis memory per session; "
-            f"{scale['distinct']:,} distinct sessions {scale['many_rps']:,.0f} req/s vs one "
-            f"session {scale['one_rps']:,.0f} req/s ({scale['many_vs_one']}x, {scale['target']})"
-        )
-    leak = results.get("leak")
-    if leak:
-        lines.append(
-            f"leak check ({leak['target']}): RSS {leak['rss_before_kib']:,} KiB -> "
-            f"{leak['rss_after_kib']:,} KiB over {leak['requests']:,} requests "
-            f"({leak['growth_kib_per_100k']} KiB per 100k)"
-        )
+    lines += scale_lines(results)
     ceiling = results.get("summary", {}).get("stack-ceiling", {}).get("added_c1_p50_ms")
     bff = results.get("summary", {}).get("bff-1w", {}).get("added_c1_p50_ms")
     if ceiling is not None and bff is not None:

@@ -35,15 +35,13 @@ import redis.asyncio  # noqa: E402
 from bench import baseline  # noqa: E402
 from bench.baseline import baseline_ref  # noqa: E402
 from bench.outputs import log_sizes, write_outputs  # noqa: E402
-from bench.procs import BenchStack, ensure_tools, rss_kib  # noqa: E402
+from bench.procs import BenchStack, ensure_tools  # noqa: E402
 from bench.report import build_table, summarise  # noqa: E402
 from bench.rounds import side_by_side  # noqa: E402
-from bench.sessions import bulk_create  # noqa: E402
+from bench.scale import ScaleRun, leak_check, session_scale  # noqa: E402
 from bench.storm import refresh_storm  # noqa: E402
 from bench.targets import Started, start_targets  # noqa: E402
-from bench.wrk import WrkResult, run_wrk  # noqa: E402
-from bff.store.redis import RedisStore  # noqa: E402
-from tests.support.sessions import login, service  # noqa: E402
+from tests.support.sessions import login  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class Options:
     command_requests: int
     storm: int
     token_latency_ms: int
-    only: str  # BENCH_ONLY=storm: start everything, run the refresh storm alone
+    only: str  # BENCH_ONLY=storm / scale: start everything, run that section alone
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Options:
@@ -74,9 +72,9 @@ class Options:
             seconds_single=num("BENCH_SECONDS_SINGLE", 3, 1),
             connections=int(num("BENCH_CONNECTIONS", 64, 64)),
             warmup=num("BENCH_WARMUP", 2, 1),
-            sessions=int(num("BENCH_SESSIONS", 100_000, 10_000)),
-            distinct=int(num("BENCH_DISTINCT", 1000, 1000)),
-            leak_requests=int(num("BENCH_LEAK_REQUESTS", 100_000, 20_000)),
+            sessions=int(num("BENCH_SESSIONS", 1_000_000, 20_000)),
+            distinct=int(num("BENCH_DISTINCT", 10_000, 2000)),
+            leak_requests=int(num("BENCH_LEAK_REQUESTS", 1_000_000, 20_000)),
             command_requests=int(num("BENCH_COMMAND_REQUESTS", 2000, 500)),
             storm=int(num("BENCH_STORM", 1000, 1000)),
             token_latency_ms=int(num("BENCH_TOKEN_LATENCY_MS", 50, 50)),
@@ -140,47 +138,6 @@ async def store_commands(redis_url: str, url: str, cookie: str, requests: int) -
     }
 
 
-async def create_sessions(
-    redis_url: str,
-    secret_key: str,
-    cookie: str,
-    count: int,
-    distinct: int,
-    *,
-    into_url: str | None = None,
-) -> tuple[list[str], int, float]:
-    """Bulk-create `count` sessions from the logged-in one (in `redis_url`), written into
-    `into_url` (default: the same Redis); (cookies of `distinct` of them, the growth of
-    that Redis's `used_memory`, seconds). The memory figure means something only on a
-    Redis nobody else uses meanwhile: each client connection costs Redis ~38 KB, and
-    bff's pooled connections open and close as they please."""
-    source = RedisStore.from_url(redis_url)
-    target = RedisStore.from_url(into_url) if into_url else None
-    client = redis.asyncio.Redis.from_url(into_url or redis_url)
-    try:
-        before = int((await client.info("memory"))["used_memory"])
-        began = time.perf_counter()
-        try:
-            cookies = await bulk_create(
-                service(source, secret_key),
-                cookie,
-                count,
-                store=target or source,
-                cookies_wanted=distinct,
-            )
-        finally:
-            # Closed before measuring: the bulk connections' buffers are not sessions.
-            await source.aclose()
-            if target is not None:
-                await target.aclose()
-        elapsed = time.perf_counter() - began
-        after = int((await client.info("memory"))["used_memory"])
-    finally:
-        await client.aclose()
-    return cookies, after - before, elapsed
-
-
-# --- the run ------------------------------------------------------------------------
 def storm_section(
     options: Options,
     results: dict[str, Any],
@@ -256,8 +213,20 @@ def bench(
     def storm() -> None:
         storm_section(options, results, started, cookie)
 
+    scale_run = ScaleRun(
+        url=urls["bff-1w"],
+        pid=procs["bff-1w"].pid,
+        redis_url=redis_url,
+        secret_key=secret_key,
+        cookie=cookie,
+        workdir=stack.dir,
+    )
     if options.only == "storm":
         storm()
+        return
+    if options.only == "scale":  # the leak check and the session scale alone
+        leak_section(options, results, scale_run)
+        scale_section(options, stack, results, scale_run)
         return
     conns = options.connections
     rounds = side_by_side(
@@ -290,74 +259,41 @@ def bench(
             results["store_commands"][name] = measured
             results["summary"][name]["redis_per_request"] = measured["per_request"]
 
-    log("leak check")
-    pid = procs["bff-1w"].pid
-    per_thread = options.leak_requests // 2
-    rss_before = rss_kib(pid)
-    leak = run_wrk(
-        urls["bff-1w"],
-        connections=conns,
-        seconds=max(60, options.leak_requests / 1000),
-        cookie=cookie,
-        limit_per_thread=per_thread,
-    )
-    time.sleep(0.5)
-    rss_after = rss_kib(pid)
-    results["leak"] = {
-        "target": "bff-1w",
-        "requests": leak.requests,
-        "errors": leak.errors,
-        "rss_before_kib": rss_before,
-        "rss_after_kib": rss_after,
-        "growth_kib_per_100k": round((rss_after - rss_before) * 100_000 / max(1, leak.requests)),
-    }
+    leak_section(options, results, scale_run)
 
     storm()
 
-    log(f"session scale: creating {options.sessions:,} sessions")
-    # Memory: the same bulk write into a second private redis-server that only the
-    # writer connects to. Requests/s: the sessions written into bff's own Redis.
-    scratch_url = f"redis://127.0.0.1:{stack.redis('redis-memory')}/0"
-    _, used, _ = asyncio.run(
-        create_sessions(
-            redis_url, secret_key, cookie, options.sessions, options.distinct, into_url=scratch_url
-        )
+    scale_section(options, stack, results, scale_run)
+
+
+def leak_section(options: Options, results: dict[str, Any], run: ScaleRun) -> None:
+    log("leak check")
+    results["leak"] = leak_check(
+        run,
+        requests=options.leak_requests,
+        connections=options.connections,
+        warmup=max(5000, options.leak_requests // 20),
     )
-    cookies, _, create_s = asyncio.run(
-        create_sessions(redis_url, secret_key, cookie, options.sessions, options.distinct)
+
+
+def scale_section(
+    options: Options, stack: BenchStack, results: dict[str, Any], run: ScaleRun
+) -> None:
+    log(f"session scale: {options.sessions:,} sessions of each token shape")
+    results["session_scale"] = session_scale(
+        run,
+        sessions=options.sessions,
+        distinct=options.distinct,
+        rounds=options.rounds,
+        seconds=options.seconds,
+        warmup=options.warmup,
+        connections=options.connections,
+        # Memory: a second private redis-server that only the writer connects to.
+        scratch_url=f"redis://127.0.0.1:{stack.redis('redis-memory')}/0",
+        leak_requests=options.leak_requests,
+        # BENCH_BEFORE=1: the bulk sessions as releases before record format 3 wrote them
+        before=os.environ.get("BENCH_BEFORE", "") not in ("", "0"),
     )
-    many_file = stack.dir / "cookies-many.txt"
-    many_file.write_text("\n".join(cookies) + "\n")
-    one_file = stack.dir / "cookies-one.txt"
-    one_file.write_text(cookie + "\n")
-    check_200(urls["bff-1w"], cookies[-1])
-    one: list[WrkResult] = []
-    many: list[WrkResult] = []
-    run_wrk(urls["bff-1w"], connections=conns, seconds=options.warmup, cookie_file=many_file)
-    for _ in range(options.rounds):
-        one.append(
-            run_wrk(
-                urls["bff-1w"], connections=conns, seconds=options.seconds, cookie_file=one_file
-            )
-        )
-        many.append(
-            run_wrk(
-                urls["bff-1w"], connections=conns, seconds=options.seconds, cookie_file=many_file
-            )
-        )
-    one_rps = sorted(r.rps for r in one)[len(one) // 2]
-    many_rps = sorted(r.rps for r in many)[len(many) // 2]
-    results["session_scale"] = {
-        "target": "bff-1w",
-        "sessions": options.sessions,
-        "distinct": len(cookies),
-        "create_s": round(create_s, 1),
-        "bytes_per_session": round(used / options.sessions),
-        "one_rps": one_rps,
-        "many_rps": many_rps,
-        "many_vs_one": round(many_rps / one_rps, 3) if one_rps else None,
-        "errors": sum(r.errors for r in one + many),
-    }
 
 
 def main() -> int:
