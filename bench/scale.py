@@ -113,7 +113,7 @@ async def _memory(
     try:
         await client.flushall()
         await asyncio.sleep(1)  # any rehashing of the emptied tables done
-        before = int((await client.info("memory"))["used_memory"])
+        used_before = int((await client.info("memory"))["used_memory"])
         source = RedisStore.from_url(run.redis_url)
         try:
             cookies, made = await bulk_create(
@@ -129,10 +129,12 @@ async def _memory(
         finally:
             await source.aclose()  # (its writes are closed before measuring: not sessions)
         await asyncio.sleep(1)  # incremental rehashing of the grown tables done
-        after = int((await client.info("memory"))["used_memory"])
+        used_after = int((await client.info("memory"))["used_memory"])
     finally:
         await client.aclose()
-    return {**made, "bytes_per_session": round((after - before) / count)}, cookies
+    if made["layout"] != ("before" if before else "after"):
+        raise RuntimeError(f"sessions written in the {made['layout']} layout")
+    return {**made, "bytes_per_session": round((used_after - used_before) / count)}, cookies
 
 
 def _median_rps(results: list[WrkResult]) -> float:

@@ -63,8 +63,9 @@ def scale_lines(results: Mapping[str, Any]) -> list[str]:
         )
         lines.append(
             f"session scale, {shape} tokens{sizes}: {row['sessions']:,} sessions written in "
-            f"{row['create_s']} s, sealed record {row['record_bytes_median']} B (median), "
-            f"{row['bytes_per_session']} B of Redis memory per session"
+            f"{row['create_s']} s ({row.get('layout', 'after')}), sealed record "
+            f"{row['record_bytes_median']} B (median), {row['bytes_per_session']} B of Redis "
+            "memory per session"
         )
     if scale:
         lines.append(

@@ -6,9 +6,9 @@ store, an in-memory upstream, no sockets, the access log off), with `--sessions`
 of Keycloak's token shape (bench/keycloak_tokens.py; `--shape dev` for the development
 provider's) stored as a login would. Rounds interleave: requests of one session, then
 requests cycling through all of them (more than the memo tables hold: every request
-opens and decodes its record), timed in CPU seconds of this process. Also the cost of
-`SessionService.load` alone on a miss, per record format (`--format 2` writes the records
-as releases before format 3 did).
+opens and decodes its record), timed in CPU seconds of this process; and the cost of
+`ref_from_cookie` + `SessionService.load` alone on a miss. By default for records of
+format 3 and of format 2 (as releases before format 3 wrote them), interleaved.
 
     .venv/bin/python bench/session_cost.py
     .venv/bin/python bench/session_cost.py --profile   # cProfile's top of the many-session round
@@ -134,26 +134,29 @@ async def _load_cost(sessions: SessionService, cookies: list[bytes]) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    app, cookies, sessions = await _setup(args.sessions, args.shape, args.format)
-    one = cookies[:1]
-    await _cycling(app, cookies, args.requests // 5)  # warm-up
-    results: dict[str, list[float]] = {"one": [], "many": [], "load": []}
-    for _ in range(args.rounds):
-        results["one"].append(await _round(app, one[0], args.requests))
-        results["many"].append(await _cycling(app, cookies, args.requests))
-        results["load"].append(await _load_cost(sessions, cookies[: min(2000, len(cookies))]))
-    print(f"{args.sessions:,} sessions, {args.shape} tokens, record format {args.format}")
-    for name, values in results.items():
-        label = {
-            "one": "request, one session",
-            "many": "request, many sessions",
-            "load": "cookie + load, a miss",
-        }[name]
+    formats = (2, 3) if args.format == "both" else (int(args.format),)
+    setups = {f: await _setup(args.sessions, args.shape, f) for f in formats}
+    for app, cookies, _ in setups.values():
+        await _cycling(app, cookies, args.requests // 5)  # warm-up
+    labels = {
+        "one": "request, one session",
+        "many": "request, many sessions",
+        "load": "cookie + load, a miss",
+    }
+    results = {(f, name): [] for f in formats for name in labels}
+    for _ in range(args.rounds):  # interleaved: the formats take turns
+        for f, (app, cookies, sessions) in setups.items():
+            results[f, "one"].append(await _round(app, cookies[0], args.requests))
+            results[f, "many"].append(await _cycling(app, cookies, args.requests))
+            results[f, "load"].append(await _load_cost(sessions, cookies[:2000]))
+    print(f"{args.sessions:,} sessions, {args.shape} tokens; CPU µs")
+    for (f, name), values in results.items():
         print(
-            f"  {label:24} median {statistics.median(values):6.1f} µs, best {min(values):6.1f}"
-            f" (rounds: {', '.join(f'{v:.1f}' for v in values)})"
+            f"  format {f}, {labels[name]:24} median {statistics.median(values):6.1f}, "
+            f"best {min(values):6.1f} (rounds: {', '.join(f'{v:.1f}' for v in values)})"
         )
     if args.profile:
+        app, cookies, _ = setups[formats[-1]]
         profile = cProfile.Profile()
         profile.enable()
         await _cycling(app, cookies, args.requests)
@@ -167,6 +170,6 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--shape", choices=["keycloak", "dev"], default="keycloak")
-    parser.add_argument("--format", type=int, choices=[2, 3], default=3)
+    parser.add_argument("--format", choices=["2", "3", "both"], default="both")
     parser.add_argument("--profile", action="store_true")
     asyncio.run(main(parser.parse_args()))
