@@ -134,14 +134,16 @@ TEMPLATES3: tuple[Template, ...] = (
             },
         ),
     ),
-    (  # authlib-based servers (also the development provider): RFC 9068 access token
+    (  # authlib-based servers: the development provider's RFC 9068 access token (with the
+        # ID token's name, for the demo API) and ID token
         (
             (
                 {"typ": "at+jwt", "alg": "RS256", "kid": "4f9e1c2b7a6d3e5f"},
                 {
                     "iss": "http://127.0.0.1:", "sub": "jane", "aud": "bff-demo", "exp": T + 3600,
                     "iat": T, "jti": RND, "scope": SCOPE + " offline_access",
-                    "client_id": "bff-demo", "sid": SID, "auth_time": T,
+                    "client_id": "bff-demo", "sid": SID, "auth_time": T, "name": "Jane",
+                    "preferred_username": "jane",
                 },
             ),
             (
