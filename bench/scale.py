@@ -14,6 +14,7 @@ scale" sections; `BENCH_ONLY=scale` runs just these, on a stack of their own):
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import redis.asyncio
 
+from bench.cpu import tree_cpu_s
 from bench.keycloak_tokens import keycloak_template
 from bench.procs import rss_kib
 from bench.sessions import bulk_create
@@ -192,13 +194,18 @@ def session_scale(
         paths[name] = run.workdir / f"cookies-{name}.txt"
         paths[name].write_text("\n".join(lines) + "\n")
     runs: dict[str, list[WrkResult]] = {name: [] for name in files}
+    cpu: dict[str, list[float]] = {name: [] for name in files}  # bff-1w's µs per request
     run_wrk(run.url, connections=connections, seconds=warmup, cookie_file=paths["many"])
     for _ in range(rounds):
         for name in files:  # interleaved: one, cached, many, one, ...
-            runs[name].append(
-                run_wrk(run.url, connections=connections, seconds=seconds, cookie_file=paths[name])
+            began = tree_cpu_s(run.pid)
+            result = run_wrk(
+                run.url, connections=connections, seconds=seconds, cookie_file=paths[name]
             )
+            runs[name].append(result)
+            cpu[name].append((tree_cpu_s(run.pid) - began) * 1e6 / max(1, result.requests))
     rps = {name: _median_rps(results) for name, results in runs.items()}
+    cpu_us = {name: round(statistics.median(values), 1) for name, values in cpu.items()}
     # The memo tables full of distinct sessions: RSS must stay where it is from here on.
     rate = rps["many"]
     run_wrk(
@@ -225,5 +232,7 @@ def session_scale(
         "many_vs_one": round(rps["many"] / rps["one"], 3) if rps["one"] else None,
         "cached_vs_one": round(rps["cached"] / rps["one"], 3) if rps["one"] else None,
         "errors": sum(r.errors for results in runs.values() for r in results),
+        # bff-1w's own CPU per request (all its threads): what a shared machine disturbs less
+        "cpu_us_per_request": cpu_us,
         "leak_many": {"distinct": len(cookies), **_leak_figures(series, results)},
     }

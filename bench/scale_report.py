@@ -68,12 +68,14 @@ def scale_lines(results: Mapping[str, Any]) -> list[str]:
             "memory per session"
         )
     if scale:
+        cpu = scale.get("cpu_us_per_request") or {}
         lines.append(
             f"session scale ({scale['target']}, {scale.get('layout', 'after')}): req/s cycling "
             f"{scale['distinct']:,} sessions {scale['many_rps']:,.0f}, "
             f"{scale.get('cached_distinct')} sessions {scale.get('cached_rps', 0):,.0f}, one "
             f"session {scale['one_rps']:,.0f} ({scale['many_vs_one']}x, "
-            f"{scale.get('cached_vs_one')}x)"
+            f"{scale.get('cached_vs_one')}x); bff CPU µs per request "
+            f"{cpu.get('many')}, {cpu.get('cached')}, {cpu.get('one')}"
         )
     for label, leak in (
         ("one session", results.get("leak")),

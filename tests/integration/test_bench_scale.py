@@ -46,6 +46,7 @@ SCALE: dict[str, Any] = {
     "cached_rps": 2990.0,
     "many_vs_one": 0.967,
     "cached_vs_one": 0.997,
+    "cpu_us_per_request": {"one": 250.0, "cached": 252.0, "many": 330.0},
     "errors": 0,
     "leak_many": {
         "requests": 1_000_000,
@@ -81,6 +82,7 @@ def test_scale_checks_and_lines() -> None:
         "session scale, keycloak tokens, tokens 1457/1216/688 B",
         "1250 B of Redis memory per session",
         "req/s cycling 10,000 sessions 2,900",
+        "bff CPU µs per request 330.0, 252.0, 250.0",
         "leak check (many sessions): RSS 80,000 KiB after the warm-up -> 83,000 KiB",
         "70,000 -> 70,100 -> 70,300 -> 70,400 -> 70,500",
     ):
