@@ -87,8 +87,8 @@ def _b64(raw: bytes) -> bytes:
 
 
 def _uuid_text(raw: bytes) -> bytes:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode("ascii")
+    h = binascii.hexlify(raw)
+    return b"-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
 
 
 class Reader3:
@@ -130,11 +130,12 @@ class Reader3:
             token: str | None = None
             payload: bytes | None = None
             if kind == JWS3:
-                header, payload = (
-                    part if part is not None else self._filled(next(marked, None))
-                    for part in parts[:2]
-                )
-                signature = raw.take(parts[2])
+                header, payload, length = parts
+                if header is None:
+                    header = self._filled(next(marked, None))
+                if payload is None:
+                    payload = self._filled(next(marked, None))
+                signature = raw.take(length)
                 token = b".".join((_b64(header), _b64(payload), _b64(signature))).decode()
             elif kind == RAW_B64:
                 token = _b64(raw.take(parts)).decode("ascii")
