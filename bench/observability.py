@@ -88,7 +88,9 @@ def _tracing() -> Any:
     return Tracing(provider)
 
 
-async def _app(tracing: bool) -> tuple[Any, bytes]:
+def in_process_stack() -> tuple[Any, MemoryStore, KeyRing, SessionService]:
+    """(settings, memory store, key ring, session service) of one in-process bff with a
+    route `/api` to an upstream that `_Pool` answers; shared with bench/session_cost.py."""
     env = {
         "BFF_ISSUER": "https://idp.example.com",
         "BFF_CLIENT_ID": "c",
@@ -107,6 +109,11 @@ async def _app(tracing: bool) -> tuple[Any, bytes]:
         max_lifetime=86400,
         clock=time.time,
     )
+    return settings, store, keys, sessions
+
+
+async def _app(tracing: bool) -> tuple[Any, bytes]:
+    settings, store, _keys, sessions = in_process_stack()
     tokens = TokenSet(access_token="a" * 800, expires_at=int(time.time()) + 3600)
     ref, _ = await sessions.create(tokens=tokens, claims={"sub": "bench"}, user_agent="b")
     options: dict[str, Any] = {"store": store, "upstreams": _Pool(), "discover_on_startup": False}

@@ -32,37 +32,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from bench.observability import KEY, _Pool, _round  # noqa: E402
+from bench.observability import _Pool, _round, in_process_stack  # noqa: E402
 from bench.sessions import user_session  # noqa: E402
-from bff.config.load import load_settings  # noqa: E402
 from bff.session import records  # noqa: E402
-from bff.session.cookies import CookieSigner  # noqa: E402
-from bff.session.crypto import KeyRing  # noqa: E402
 from bff.session.service import SessionRef, SessionService  # noqa: E402
-from bff.store.memory import MemoryStore  # noqa: E402
 from bff.tokens.records import TokenSet  # noqa: E402
 from bff.web.app import create_app  # noqa: E402
 
 
 async def _setup(count: int, shape: str, record_format: int) -> tuple[Any, list[bytes], Any]:
-    env = {
-        "BFF_ISSUER": "https://idp.example.com",
-        "BFF_CLIENT_ID": "c",
-        "BFF_CLIENT_SECRET": "s",
-        "BFF_SECRET_KEY": KEY,
-        "BFF_ACCESS_LOG": "false",
-    }
-    settings = load_settings(env, {"routes": [{"prefix": "/api", "upstream": "http://up:1"}]})
-    store = MemoryStore()
-    keys = KeyRing([KEY])
-    sessions = SessionService(
-        store=store,
-        keys=keys,
-        signer=CookieSigner(keys.signing_keys),
-        idle_timeout=1800,
-        max_lifetime=86400,
-        clock=time.time,
-    )
+    settings, store, keys, sessions = in_process_stack()
     now = int(time.time())
     dev = _dev_template(now)
     _ref, template = await sessions.create(
