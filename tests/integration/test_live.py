@@ -462,16 +462,19 @@ async def test_absolute_expiry_closes_socket_and_events(
     ws_up: WsUpstream, http_up: UpstreamServer, redis_url: str, prefix: str
 ) -> None:
     async with bff(ws_up, http_up, redis_url, prefix) as (url, store):
-        cookie = await short_session(store, lifetime=2)
+        # Sessions begin on a whole second, so this one lasts 3 to 4 s: enough on a busy
+        # machine to open the socket and the stream before it ends.
+        cookie = await short_session(store, lifetime=4)
         jar = {"Cookie": f"bff-session={cookie}", "X-CSRF": "1"}
         async with (
             open_ws(url, "/ws/echo", cookie) as ws,
             httpx.AsyncClient(base_url=url, timeout=10) as client,
             client.stream("GET", "/bff/events", headers=jar) as events,
         ):
-            async with asyncio.timeout(5):
+            assert events.status_code == 200
+            async with asyncio.timeout(8):
                 lines = [line async for line in events.aiter_lines()]
-            code, _ = await closed_code(ws, 2)
+            code, _ = await closed_code(ws, 3)
         await store.aclose()
     assert (code, ws.close_reason) == (4401, "expired")
     assert lines[-3:-1] == ["event: session_ended", "data: expired"]
