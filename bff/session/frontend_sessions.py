@@ -45,4 +45,5 @@ def frontend_sessions(
         events=events,
         namespace=frontend.session_namespace,
         record_format=frontend.session_record_format,
+        keep_id_token=frontend.logout_id_token_hint,
     )

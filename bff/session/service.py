@@ -4,13 +4,11 @@ The store sees only hashed keys and sealed blobs. The cookie carries the session
 and its absolute expiry (signed), so one `GETEX` can both read the session and slide
 its idle expiry to min(idle timeout, remaining lifetime) without a second command.
 
-The service owns the store: the login flow, the token manager, back-channel logout,
-readiness and the admin CLI use its operations (`bff.session.service_ops`: login-state
-put/take, pending logins, the refresh lock, find by `sub`/`sid`, replay memory, ping), and
-every way a session ends (logout, back-channel logout, admin revoke, `invalid_grant`) goes
-through `end`: delete (which unindexes), announce it (`events`: its WebSockets and streams
-close on every instance), revoke the refresh token when asked (bounded, best effort),
-one audit line (which also counts `bff_events_total`).
+The service owns the store: the rest of bff uses its operations (`service_ops`: login
+state, pending logins, the refresh lock, find by `sub`/`sid`, replay memory, ping). Every
+way a session ends goes through `end`: delete (which unindexes), announce it (`events`:
+its WebSockets and streams close everywhere), revoke the refresh token when asked
+(bounded, best effort), one audit line (which also counts `bff_events_total`).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -60,8 +58,7 @@ _EVENTS: Mapping[EndReason, tuple[AuditEvent, str]] = MappingProxyType(
     }
 )
 
-# Bounded memo tables (dicts evicting in insertion order), so repeat requests of a
-# session skip deterministic work. Only verified results go in: garbage cannot fill them.
+# Bounded memo tables (evicting in insertion order): only verified results go in.
 _REF_CACHE = 8192  # cookie value -> SessionRef: the HMAC check and the store-key hash
 _OPEN_CACHE = 1024  # (store key hash, sealed blob) -> Session: the decrypt and the decode
 
@@ -97,6 +94,7 @@ class SessionService(StoreOps):
         events: EndPublisher | None = None,
         namespace: str = "",
         record_format: RecordFormat = 3,
+        keep_id_token: bool = True,
     ) -> None:
         # `namespace`: the frontend's (`Frontend.session_namespace`): in the store key, the
         # sealed record's associated data and the index, so that one frontend never finds,
@@ -107,6 +105,7 @@ class SessionService(StoreOps):
         self.handle_key = keys.handle_key  # of the handles users see (bff.session.inventory)
         self._idle, self._lifetime = idle_timeout, max_lifetime
         self._record_format: RecordFormat = record_format  # written; both are read
+        self._keep_id_token = keep_id_token  # False: no id_token_hint, nothing reads it
         self._refs: dict[str, SessionRef] = {}
         self._opened: dict[tuple[str, bytes], Session] = {}
 
@@ -136,6 +135,8 @@ class SessionService(StoreOps):
         return self._signer.sign_session(ref.session_id, ref.expires_at)
 
     def _seal(self, ref_hash: str, session: Session) -> bytes:
+        if not self._keep_id_token and session.tokens.id_token is not None:
+            session = replace(session, tokens=replace(session.tokens, id_token=None))
         record = encode_session(session, self._record_format)
         return self._keys.seal(record, aad=self._aad(ref_hash))
 
@@ -147,6 +148,7 @@ class SessionService(StoreOps):
             sub=self.indexed(session.sub),
             idp_sid=self.indexed(session.idp_sid) if session.idp_sid else None,
             expires_at=session.expires_at,
+            earlier_layout=self._record_format == 2,  # a rolling upgrade's setting
         )
 
     def _ttl(self, expires_at: int) -> int:

@@ -42,10 +42,12 @@ def queue_index(
     pipe: Any, keys: KeyLayout, session_hash: str, index: IndexEntry, now: float
 ) -> list[str]:
     """Per entry: ZADD to its bucket, ZREMRANGEBYSCORE of the bucket's members past their
-    expiry, and the bucket's expiry pushed out to its last member's. The buckets written."""
+    expiry, and the bucket's expiry pushed out to its last member's. The buckets written.
+    An entry in the earlier layout goes to the 2,048-bucket set earlier releases read
+    (this release reads both)."""
     written = []
     for slot in index_slots(index):
-        bucket = keys.bucket(slot)
+        bucket = keys.legacy_bucket(slot) if index.earlier_layout else keys.bucket(slot)
         pipe.zadd(bucket, {slot.member(session_hash): index.expires_at})
         pipe.zremrangebyscore(bucket, "-inf", f"({now}")
         # NX covers a fresh key (GT treats "no expiry" as infinite); GT extends.

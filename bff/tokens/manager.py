@@ -32,9 +32,10 @@ from bff.tokens.records import needs_refresh
 from bff.tokens.refresh import Refresher
 from bff.tokens.results import Bearer, NoToken, TokenResult
 
-__all__ = ["RECENT_SECONDS", "TokenManager"]
+__all__ = ["RECENT_MAX", "RECENT_SECONDS", "TokenManager"]
 
 RECENT_SECONDS = 5.0  # how long a finished refresh's outcome is shared in-process
+RECENT_MAX = 10_000  # outcomes kept at most (a dropped one costs a refresh re-check)
 # The shared-outcome window is a duration: it reads the monotonic clock, not the wall
 # clock. Token expiry reads the injected clock.
 
@@ -159,6 +160,13 @@ class TokenManager:
         result = task.result()
         if isinstance(result, (Bearer, NoToken)):
             now = self._monotonic()
-            if len(self._recent) > 10_000:  # bounded: drop what has expired
-                self._recent = {k: v for k, v in self._recent.items() if v.until > now}
+            # Re-inserted at the end, so the table stays in expiry order: what has expired
+            # (and, past the bound, the oldest) leaves from the front, O(1) per refresh.
+            self._recent.pop(key, None)
             self._recent[key] = _Recent(old, result, now + RECENT_SECONDS)
+            recent = self._recent
+            while True:  # ends at the latest on the entry just added
+                first = next(iter(recent))
+                if len(recent) <= RECENT_MAX and recent[first].until > now:
+                    break
+                del recent[first]

@@ -21,6 +21,8 @@ from bff.store import IndexEntry
 from bff.store.redis import RedisStore
 from bff.store.redis_keys import IndexSlot
 from bff.store.redis_lane import LaneKind
+from bff.tokens.records import TokenSet
+from tests.fake_idp import SECRET_KEY
 
 from .conftest import H1, H2, Harness, listed
 
@@ -271,6 +273,51 @@ async def test_entries_of_the_2048_bucket_layout_are_still_found_and_removed(
         assert await store.delete_session(H1, index=old)
         assert await store.sessions_by_sub("carol") == [H2]
         assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:{{???}}")] == []
+    finally:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await raw.delete(*keys)
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_during_a_rolling_upgrade_earlier_releases_find_the_new_sessions(
+    redis_harness: Harness, redis_url: str
+) -> None:
+    """BFF_SESSION_RECORD_FORMAT=2 (an earlier release still runs): index entries go to
+    the 2,048 buckets that release reads, so its back-channel logout and admin revoke find
+    sessions this one creates; this one finds and removes them there too."""
+    from bff.session.crypto import KeyRing
+    from tests.integration.proxy_env import session_service
+
+    raw = redis_harness.raw
+    assert raw is not None
+    prefix = "t" + uuid.uuid4().hex[:8]
+    store = RedisStore.from_url(redis_url, prefix=prefix)
+    upgrading = session_service(store, record_format=2)
+    tokens = TokenSet(access_token="at", expires_at=int(time.time()) + 300)
+    claims = {"sub": "dave", "sid": "sid-dave"}
+    try:
+        ref, session = await upgrading.create(tokens=tokens, claims=claims, user_agent="ua")
+        for kind, value in (("sub", "dave"), ("sid", "sid-dave")):
+            slot = IndexSlot(kind, value)
+            # what the earlier release reads: its bucket name, its member form
+            legacy = f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}"
+            assert await raw.zrange(legacy, 0, -1) == [slot.member(ref.hash)]
+            assert not await raw.exists(f"{prefix}:ix:{{{slot.bucket:04x}}}")
+        blob = await raw.get(f"{prefix}:{{{ref.hash}}}:s")
+        assert KeyRing([SECRET_KEY]).open(blob, aad=ref.hash.encode())[:1] == b"\x02"
+        assert await store.sessions_by_sub("dave") == [ref.hash]
+        assert await store.sessions_by_idp_sid("sid-dave") == [ref.hash]
+        assert await upgrading.delete(ref.hash, session)
+        assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:*")] == []
+        # without the setting: the 32,768 buckets, which the earlier release never reads
+        ref, _ = await session_service(store).create(tokens=tokens, claims=claims, user_agent="u")
+        slot = IndexSlot("sub", "dave")
+        assert await raw.zrange(f"{prefix}:ix:{{{slot.bucket:04x}}}", 0, -1) == [
+            slot.member(ref.hash)
+        ]
+        assert not await raw.exists(f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}")
     finally:
         keys = [k async for k in raw.scan_iter(match=f"{prefix}:*")]
         if keys:

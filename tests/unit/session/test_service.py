@@ -328,3 +328,35 @@ async def test_records_are_written_in_the_configured_format_and_both_read() -> N
         assert record[:1] == version
         for reader in (old_style, new_style):
             assert await reader.load(ref) == session
+
+
+async def test_without_id_token_hint_no_record_ever_holds_the_id_token() -> None:
+    """keep_id_token=False (BFF_LOGOUT_ID_TOKEN_HINT=false): neither the record written at
+    login nor one saved later (a refresh whose answer carries a new ID token) holds it."""
+    store = MemoryStore(clock=lambda: NOW)
+    kept = session_service(store, clock=lambda: NOW)
+    dropped = session_service(store, clock=lambda: NOW, keep_id_token=False)
+    tokens = TokenSet(
+        access_token="at-1", expires_at=int(NOW) + 300, refresh_token="rt-1", id_token="h.p.s"
+    )
+    ref, _ = await kept.create(tokens=tokens, claims={"sub": "u"}, user_agent="ua")
+    kept_blob = await store.load_session(ref.hash, ttl=100)
+    session = await kept.load(ref)
+    assert session is not None and session.tokens.id_token == "h.p.s"
+
+    ref, _ = await dropped.create(tokens=tokens, claims={"sub": "u"}, user_agent="ua")
+    dropped_blob = await store.load_session(ref.hash, ttl=100)
+    assert kept_blob is not None and dropped_blob is not None
+    assert len(dropped_blob) < len(kept_blob)
+    session = await dropped.load(ref)
+    assert session is not None
+    assert session.tokens.id_token is None
+    assert (session.tokens.access_token, session.tokens.refresh_token) == ("at-1", "rt-1")
+    refreshed = dataclasses.replace(
+        tokens, access_token="at-2", refresh_token="rt-2", id_token="h.p2.s2"
+    )
+    assert await dropped.save(ref.hash, dataclasses.replace(session, tokens=refreshed))
+    dropped._opened.clear()  # read the store, not the memo
+    session = await dropped.load(ref)
+    assert session is not None
+    assert (session.tokens.access_token, session.tokens.id_token) == ("at-2", None)

@@ -22,7 +22,7 @@ from bff.session.service import SessionRef, SessionService
 from bff.store import SessionStore
 from bff.store.memory import MemoryStore
 from bff.store.redis import RedisStore
-from bff.tokens.manager import RECENT_SECONDS, TokenManager
+from bff.tokens.manager import RECENT_MAX, RECENT_SECONDS, TokenManager
 from bff.tokens.records import TokenSet
 from bff.tokens.results import Bearer, NoToken, TokenFailure
 from tests.fake_idp import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, Clock, FakeIdp
@@ -389,4 +389,36 @@ async def test_work_under_the_lock_ends_before_its_lease(clock: Clock, monkeypat
     assert isinstance(result, TokenFailure)
     assert result.status == 503
     assert await inst.sessions.load(ref) is not None  # never a logout
+    await inst.aclose()
+
+
+async def test_shared_outcomes_leave_when_they_expire_and_stay_bounded(clock: Clock) -> None:
+    """Each finished refresh leaves its outcome for RECENT_SECONDS. A refresh storm across
+    many sessions keeps at most RECENT_MAX (oldest out first), and an outcome leaves once
+    expired: what the table holds is exactly what is still shared."""
+    idp = FakeIdp(clock=clock)
+    inst = Instance(idp, MemoryStore(clock=clock), clock)
+    ticks = [1000.0]
+    manager = TokenManager(
+        sessions=inst.sessions,
+        oidc=inst.oidc,
+        clock=clock,
+        refresh_skew=30,
+        monotonic=lambda: ticks[0],
+    )
+
+    async def finish(key: str) -> None:
+        task = asyncio.create_task(asyncio.sleep(0, result=Bearer(f"new-{key}")))
+        await task
+        manager._finished(key, task, old=f"old-{key}")
+
+    for i in range(RECENT_MAX + 500):  # one storm: all within the window
+        await finish(f"s{i}")
+    assert len(manager._recent) == RECENT_MAX
+    assert next(iter(manager._recent)) == "s500"  # the oldest went first
+    await finish("s600")  # again: moved to the end, not kept twice
+    assert list(manager._recent)[-1] == "s600" and len(manager._recent) == RECENT_MAX
+    ticks[0] += RECENT_SECONDS + 0.1  # all expired: the next outcome sweeps them out
+    await finish("late")
+    assert list(manager._recent) == ["late"]
     await inst.aclose()

@@ -253,3 +253,36 @@ async def test_logout_without_id_token_hint_sends_client_id_and_logout_hint() ->
         assert "eyJ" not in r.headers["location"]
     finally:
         await e.aclose()
+
+
+async def _stored_id_tokens(store: MemoryStore) -> list[str | None]:
+    """The ID token in every session record the store holds, opened as bff opens them."""
+    from bff.session.crypto import KeyRing
+    from bff.session.records import decode_session
+
+    keys = KeyRing([SECRET_KEY])
+    found = []
+    async for session_hash in store.all_sessions():
+        blob = await store.load_session(session_hash, ttl=60)
+        assert blob is not None
+        found.append(decode_session(keys.open(blob, aad=session_hash.encode())).tokens.id_token)
+    return found
+
+
+@pytest.mark.parametrize(("hint", "kept"), [("true", True), ("false", False)])
+async def test_the_id_token_is_stored_only_when_logout_sends_it(hint: str, kept: bool) -> None:
+    """Nothing but logout's `id_token_hint` reads the stored ID token: with
+    BFF_LOGOUT_ID_TOKEN_HINT=false it is not kept (less to lose, a third of a Keycloak
+    session's record); the session itself works as before."""
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    e = Env(FakeIdp(clock=clock), clock, store, BFF_LOGOUT_ID_TOKEN_HINT=hint)
+    try:
+        await e.login()
+        (stored,) = await _stored_id_tokens(store)
+        assert (stored is not None and stored.count(".") == 2) is kept
+        assert kept or stored is None
+        r = await e.browser.get("/bff/user", csrf=True)
+        assert r.status_code == 200 and r.json()["sub"] == "alice"
+    finally:
+        await e.aclose()
