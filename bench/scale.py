@@ -5,7 +5,8 @@ scale" sections; `BENCH_ONLY=scale` runs just these, on a stack of their own):
   requests, of one session and, after the session scale, of many distinct sessions (the
   per-session memo tables must stop growing at their bounds);
 - session scale: Redis memory per session with the development provider's tokens and
-  with Keycloak-size tokens (a private redis-server only the writer uses), the sealed
+  with Keycloak-size tokens, with and without the ID token (BFF_LOGOUT_ID_TOKEN_HINT=false
+  stores none; a private redis-server only the writer uses), the sealed
   record sizes, the time to write them; then requests/s cycling `distinct` sessions spread
   over all of them in bff's own Redis (more than the in-process memo tables hold) and a
   thousand (which they do hold), against one of those sessions, interleaved rounds.
@@ -182,6 +183,18 @@ def session_scale(
             before=before,
         )
     )
+    # Keycloak's shape as stored with BFF_LOGOUT_ID_TOKEN_HINT=false (no ID token kept)
+    no_id_token, _ = asyncio.run(
+        _memory(
+            scratch_url,
+            run,
+            sessions,
+            "keycloak-no-id-token",
+            into_bff=False,
+            cookies_wanted=0,
+            before=before,
+        )
+    )
     access, id_token, refresh = keycloak_template(int(time.time()))
     keycloak["token_bytes"] = {"access": len(access), "id": len(id_token), "refresh": len(refresh)}
     files = {
@@ -220,9 +233,10 @@ def session_scale(
         "target": "bff-1w",
         "sessions": sessions,
         "layout": "before" if before else "after",
-        "memory": {"dev": dev, "keycloak": keycloak},
+        "memory": {"dev": dev, "keycloak": keycloak, "keycloak-no-id-token": no_id_token},
         "bytes_per_session": keycloak["bytes_per_session"],
         "bytes_per_session_dev": dev["bytes_per_session"],
+        "bytes_per_session_no_id_token": no_id_token["bytes_per_session"],
         "create_s": keycloak["create_s"],
         "distinct": len(cookies),
         "cached_distinct": len(files["cached"]),

@@ -27,6 +27,15 @@ def scale_checks(results: Mapping[str, Any]) -> list[tuple[str, bool | None, str
                 f"{scale.get('bytes_per_session_dev')} B) at {scale['sessions']:,} sessions",
             )
         )
+        no_id_token = scale.get("bytes_per_session_no_id_token")
+        if no_id_token is not None:
+            checks.append(
+                (
+                    "... the same, BFF_LOGOUT_ID_TOKEN_HINT=false (the ID token not stored)",
+                    no_id_token <= 900 if at_scale else None,
+                    f"{no_id_token} B at {scale['sessions']:,} sessions",
+                )
+            )
         ratio = scale["many_vs_one"]
         checks.append(
             (

@@ -76,8 +76,15 @@ def _as_user(token: str, sub: str, sid: str, access_token: str | None = None) ->
 
 
 def user_session(template: Session, user: int, shape: str = "dev") -> Session:
-    """What a login of user number `user` stores: its own tokens of `shape`, claims taken
-    from its ID token; times, user agent and client address those of `template`."""
+    """What a login of user number `user` stores: its own tokens of `shape` (`dev`,
+    `keycloak`, or `keycloak-no-id-token`: as stored with BFF_LOGOUT_ID_TOKEN_HINT=false),
+    claims taken from its ID token; times, user agent and client address those of
+    `template`."""
+    if shape == "keycloak-no-id-token":  # what BFF_LOGOUT_ID_TOKEN_HINT=false stores
+        session = user_session(template, user, "keycloak")
+        return dataclasses.replace(
+            session, tokens=dataclasses.replace(session.tokens, id_token=None)
+        )
     tokens = template.tokens
     if shape == "keycloak":
         access, id_token, refresh = _REALM.for_user(user, now=template.created_at)
