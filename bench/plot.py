@@ -25,7 +25,10 @@ _OFF_SCALE = ("direct", "nginx-proxy")
 def labels(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(target, x label, kind) in the table's order, skipped peers included."""
     base = results.get("baseline") or {}
-    shown = f"{base.get('ref', '')} {base.get('commit', '')[:7]}".strip()
+    ref, commit = base.get("ref", ""), base.get("commit", "")[:7]
+    # its commit beside a ref that names one (`main`), not beside the commit itself
+    same = bool(ref) and (commit.startswith(ref) or ref.startswith(commit))
+    shown = ref if same else f"{ref} {commit}".strip()
     out = []
     for name, row in results.get("summary", {}).items():
         kind = row.get("kind") or "reference"

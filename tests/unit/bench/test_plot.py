@@ -21,6 +21,10 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 def test_peers_baseline_and_skipped_are_labelled() -> None:
     shown = {name: (label, kind) for name, label, kind in labels(sample_results())}
     assert shown["base-1w"] == ("base-1w\n(main 835b4e1)", "baseline")
+    by_commit = sample_results()
+    by_commit["baseline"] = {**by_commit["baseline"], "ref": "835b4e1"}
+    shown_once = {name: label for name, label, _ in labels(by_commit)}
+    assert shown_once["base-1w"] == "base-1w\n(835b4e1)"  # not "(835b4e1 835b4e1)"
     assert shown["mod_auth_openidc"][1] == "peer"
     assert shown["oauth2-proxy"] == ("oauth2-proxy\n(skipped)", "skipped")
     assert list(shown)[-1] == "oauth2-proxy"
