@@ -53,9 +53,10 @@ class IndexEntry:
     sub: str
     idp_sid: str | None
     expires_at: int  # absolute end of the session, epoch seconds
-    # Written where releases before record format 3 look too (Redis: their 2,048 index
-    # buckets), so that during a rolling upgrade their back-channel logout and admin
-    # revoke find sessions the new release creates (BFF_SESSION_RECORD_FORMAT=2).
+    # Written where releases before record format 3 look (Redis: their 2,048 index
+    # buckets; this release reads those too), so that during a rolling upgrade their
+    # back-channel logout and admin revoke find sessions this release creates
+    # (BFF_SESSION_RECORD_FORMAT=2).
     earlier_layout: bool = False
 
 
