@@ -161,17 +161,17 @@ def session_scale(
     """The figures described in the module doc, and the leak check of many sessions.
     `before`: the bulk sessions as releases before record format 3 wrote them, in their
     2,048 index buckets (the before figures; bff reads both)."""
-    dev, _ = asyncio.run(
-        _memory(
-            scratch_url,
-            run,
-            sessions,
-            "dev",
-            into_bff=False,
-            cookies_wanted=0,
-            before=before,
+
+    def memory_only(shape: str) -> dict[str, Any]:
+        """Memory per session of `shape`, written into the scratch Redis alone."""
+        made, _ = asyncio.run(
+            _memory(
+                scratch_url, run, sessions, shape, into_bff=False, cookies_wanted=0, before=before
+            )
         )
-    )
+        return made
+
+    dev = memory_only("dev")
     keycloak, cookies = asyncio.run(
         _memory(
             scratch_url,
@@ -184,17 +184,7 @@ def session_scale(
         )
     )
     # Keycloak's shape as stored with BFF_LOGOUT_ID_TOKEN_HINT=false (no ID token kept)
-    no_id_token, _ = asyncio.run(
-        _memory(
-            scratch_url,
-            run,
-            sessions,
-            "keycloak-no-id-token",
-            into_bff=False,
-            cookies_wanted=0,
-            before=before,
-        )
-    )
+    no_id_token = memory_only("keycloak-no-id-token")
     access, id_token, refresh = keycloak_template(int(time.time()))
     keycloak["token_bytes"] = {"access": len(access), "id": len(id_token), "refresh": len(refresh)}
     files = {

@@ -249,40 +249,32 @@ async def test_index_entries_are_small_and_sessions_fit_their_size_class(
 
 @pytest.mark.redis
 async def test_entries_of_the_2048_bucket_layout_are_still_found_and_removed(
-    redis_harness: Harness, redis_url: str
+    redis_harness: Harness,
 ) -> None:
     """Releases before 32,768 buckets wrote index entries into 2,048: a deploy rolls over
     with those sessions live, so lookups (back-channel logout, admin revoke) still find
     them and ending one removes its entries."""
-    raw = redis_harness.raw
+    raw, prefix, store = redis_harness.raw, redis_harness.prefix, redis_harness.store
     assert raw is not None
-    prefix = "t" + uuid.uuid4().hex[:8]
-    store = RedisStore.from_url(redis_url, prefix=prefix)
     expires_at = int(time.time()) + 3600
     old = IndexEntry(sub="carol", idp_sid="sid-old", expires_at=expires_at)
-    try:
-        await raw.set(f"{prefix}:{{{H1}}}:s", b"sealed", ex=100)  # as the old release did:
-        for kind, value in (("sub", "carol"), ("sid", "sid-old")):
-            slot = IndexSlot(kind, value)
-            legacy = f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}"
-            await raw.zadd(legacy, {slot.member(H1): expires_at})
-        new = IndexEntry(sub="carol", idp_sid="sid-new", expires_at=expires_at)
-        await store.create_session(H2, b"sealed", ttl=100, index=new)
-        assert sorted(await store.sessions_by_sub("carol")) == sorted([H1, H2])
-        assert await store.sessions_by_idp_sid("sid-old") == [H1]
-        assert await store.delete_session(H1, index=old)
-        assert await store.sessions_by_sub("carol") == [H2]
-        assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:{{???}}")] == []
-    finally:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await raw.delete(*keys)
-        await store.aclose()
+    await raw.set(f"{prefix}:{{{H1}}}:s", b"sealed", ex=100)  # as the old release did:
+    for kind, value in (("sub", "carol"), ("sid", "sid-old")):
+        slot = IndexSlot(kind, value)
+        legacy = f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}"
+        await raw.zadd(legacy, {slot.member(H1): expires_at})
+    new = IndexEntry(sub="carol", idp_sid="sid-new", expires_at=expires_at)
+    await store.create_session(H2, b"sealed", ttl=100, index=new)
+    assert sorted(await store.sessions_by_sub("carol")) == sorted([H1, H2])
+    assert await store.sessions_by_idp_sid("sid-old") == [H1]
+    assert await store.delete_session(H1, index=old)
+    assert await store.sessions_by_sub("carol") == [H2]
+    assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:{{???}}")] == []
 
 
 @pytest.mark.redis
 async def test_during_a_rolling_upgrade_earlier_releases_find_the_new_sessions(
-    redis_harness: Harness, redis_url: str
+    redis_harness: Harness,
 ) -> None:
     """BFF_SESSION_RECORD_FORMAT=2 (an earlier release still runs): index entries go to
     the 2,048 buckets that release reads, so its back-channel logout and admin revoke find
@@ -290,36 +282,26 @@ async def test_during_a_rolling_upgrade_earlier_releases_find_the_new_sessions(
     from bff.session.crypto import KeyRing
     from tests.integration.proxy_env import session_service
 
-    raw = redis_harness.raw
+    raw, prefix, store = redis_harness.raw, redis_harness.prefix, redis_harness.store
     assert raw is not None
-    prefix = "t" + uuid.uuid4().hex[:8]
-    store = RedisStore.from_url(redis_url, prefix=prefix)
     upgrading = session_service(store, record_format=2)
     tokens = TokenSet(access_token="at", expires_at=int(time.time()) + 300)
     claims = {"sub": "dave", "sid": "sid-dave"}
-    try:
-        ref, session = await upgrading.create(tokens=tokens, claims=claims, user_agent="ua")
-        for kind, value in (("sub", "dave"), ("sid", "sid-dave")):
-            slot = IndexSlot(kind, value)
-            # what the earlier release reads: its bucket name, its member form
-            legacy = f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}"
-            assert await raw.zrange(legacy, 0, -1) == [slot.member(ref.hash)]
-            assert not await raw.exists(f"{prefix}:ix:{{{slot.bucket:04x}}}")
-        blob = await raw.get(f"{prefix}:{{{ref.hash}}}:s")
-        assert KeyRing([SECRET_KEY]).open(blob, aad=ref.hash.encode())[:1] == b"\x02"
-        assert await store.sessions_by_sub("dave") == [ref.hash]
-        assert await store.sessions_by_idp_sid("sid-dave") == [ref.hash]
-        assert await upgrading.delete(ref.hash, session)
-        assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:*")] == []
-        # without the setting: the 32,768 buckets, which the earlier release never reads
-        ref, _ = await session_service(store).create(tokens=tokens, claims=claims, user_agent="u")
-        slot = IndexSlot("sub", "dave")
-        assert await raw.zrange(f"{prefix}:ix:{{{slot.bucket:04x}}}", 0, -1) == [
-            slot.member(ref.hash)
-        ]
-        assert not await raw.exists(f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}")
-    finally:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await raw.delete(*keys)
-        await store.aclose()
+    ref, session = await upgrading.create(tokens=tokens, claims=claims, user_agent="ua")
+    for kind, value in (("sub", "dave"), ("sid", "sid-dave")):
+        slot = IndexSlot(kind, value)
+        # what the earlier release reads: its bucket name, its member form
+        legacy = f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}"
+        assert await raw.zrange(legacy, 0, -1) == [slot.member(ref.hash)]
+        assert not await raw.exists(f"{prefix}:ix:{{{slot.bucket:04x}}}")
+    blob = await raw.get(f"{prefix}:{{{ref.hash}}}:s")
+    assert KeyRing([SECRET_KEY]).open(blob, aad=ref.hash.encode())[:1] == b"\x02"
+    assert await store.sessions_by_sub("dave") == [ref.hash]
+    assert await store.sessions_by_idp_sid("sid-dave") == [ref.hash]
+    assert await upgrading.delete(ref.hash, session)
+    assert [k async for k in raw.scan_iter(match=f"{prefix}:ix:*")] == []
+    # without the setting: the 32,768 buckets, which the earlier release never reads
+    ref, _ = await session_service(store).create(tokens=tokens, claims=claims, user_agent="u")
+    slot = IndexSlot("sub", "dave")
+    assert await raw.zrange(f"{prefix}:ix:{{{slot.bucket:04x}}}", 0, -1) == [slot.member(ref.hash)]
+    assert not await raw.exists(f"{prefix}:ix:{{{slot.bucket % 2048:03x}}}")
